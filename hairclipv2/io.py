@@ -1,0 +1,39 @@
+"""Image input/output: [-1, 1] tensors to PNG grids, written atomically."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(..., 3, H, W) in [-1, 1] -> (..., H, W, 3) uint8."""
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.movedim(-3, -1).numpy()
+
+
+def save_image_atomic(image: Image.Image, path: str | Path) -> Path:
+    """Save a PIL image through a temporary file and a rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG") or "PNG")
+    os.replace(tmp, path)
+    return path
+
+
+def save_image_grid(rows: torch.Tensor, path: str | Path, pad: int = 2) -> Path:
+    """Save (R, C, 3, H, W) images in [-1, 1] as an R x C grid PNG."""
+    if rows.ndim != 5 or rows.shape[2] != 3:
+        raise ValueError(f"rows must have shape (R, C, 3, H, W), got {tuple(rows.shape)}")
+    r, c, _, h, w = rows.shape
+    canvas = np.full((r * (h + pad) + pad, c * (w + pad) + pad, 3), 255, dtype=np.uint8)
+    tiles = to_uint8(rows)
+    for i in range(r):
+        for j in range(c):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            canvas[y : y + h, x : x + w] = tiles[i, j]
+    return save_image_atomic(Image.fromarray(canvas), path)

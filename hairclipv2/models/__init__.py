@@ -1,0 +1,1 @@
+"""Networks: the StyleGAN2 split generator, encoders, the face parser."""

@@ -1,0 +1,161 @@
+"""Official checkpoints: where each comes from, the conf key that points at it, and strict loading.
+
+Every pretrained file the project reads is listed in `OFFICIAL`. Loading goes through
+`load_checkpoint_file` (torch.load with weights_only=True, a clear error for a missing or unreadable
+file) and `load_state_dict_strict` (lists missing, unexpected and mis-shaped keys before loading).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class OfficialFile:
+    """A pretrained file: its expected name, the conf key that points at it, and where to get it."""
+
+    filename: str
+    conf_key: str
+    source: str
+
+
+OFFICIAL: dict[str, OfficialFile] = {
+    "stylegan2": OfficialFile(
+        "stylegan2-ffhq-config-f.pt",
+        "paths.weights.stylegan2",
+        "rosinality/stylegan2-pytorch README (FFHQ config-f, converted from NVlabs' official .pkl by convert_weight.py); "
+        "HairCLIPv2 and e4e link the same file",
+    ),
+    "e4e": OfficialFile(
+        "e4e_ffhq_encode.pt",
+        "paths.weights.e4e",
+        "omertov/encoder4editing README, 'Pretrained Models' -> FFHQ Inversion",
+    ),
+    "ir_se50": OfficialFile(
+        "model_ir_se50.pth",
+        "paths.weights.ir_se50",
+        "omertov/encoder4editing README, 'Auxiliary Models' -> IR-SE50 (TreB1eN/InsightFace_Pytorch ArcFace)",
+    ),
+    "bisenet": OfficialFile(
+        "seg.pth",
+        "paths.weights.bisenet",
+        "wty-ustc/HairCLIPv2 README, pretrained_models (Barbershop's 16-class BiSeNet face parser)",
+    ),
+    "bisenet19": OfficialFile(
+        "79999_iter.pth",
+        "paths.weights.bisenet19",
+        "zllrunning/face-parsing.PyTorch README (19-class CelebAMask-HQ BiSeNet)",
+    ),
+    "bald_proxy": OfficialFile(
+        "bald_proxy.pt",
+        "paths.weights.bald_proxy",
+        "wty-ustc/HairCLIPv2 README, pretrained_models",
+    ),
+    "ffhq_pca": OfficialFile(
+        "ffhq_PCA.npz",
+        "paths.weights.ffhq_pca",
+        "wty-ustc/HairCLIPv2 README, pretrained_models (Barbershop's P-norm statistics); "
+        "or write your own with `python -m hairclipv2.pca`",
+    ),
+}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: missing, unreadable, or of another architecture."""
+
+
+class MissingCheckpointError(CheckpointError, FileNotFoundError):
+    """A pretrained file is not where the config says it is."""
+
+
+def require_file(path: str | Path | None, kind: str) -> Path:
+    """`path` as a Path if the file exists; else an error naming the file, its conf key and source."""
+    info = OFFICIAL[kind]
+    if path is None or str(path) == "":
+        raise MissingCheckpointError(
+            f"no path set for the {kind} weights ({info.filename}): set {info.conf_key}=/path/to/{info.filename}. "
+            f"Get the file from: {info.source}."
+        )
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise MissingCheckpointError(
+            f"{kind} weights not found: {p} (conf key {info.conf_key}, expected file {info.filename}). "
+            f"Get the file from: {info.source}; then put it there or set {info.conf_key}=/path/to/{info.filename}."
+        )
+    return p
+
+
+def load_checkpoint_file(path: str | Path | None, kind: str) -> Any:
+    """torch.load(weights_only=True, map_location='cpu') of an official file, with clear errors."""
+    p = require_file(path, kind)
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or pickled-object files
+        raise CheckpointError(f"cannot read {p} as {kind} weights ({OFFICIAL[kind].filename}): {type(exc).__name__}: {exc}") from exc
+
+
+def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries whose key starts with `prefix`, with the prefix removed."""
+    return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
+    """module.load_state_dict(state_dict, strict=True), failing with a list of every mismatch."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        def listing(name: str, items: list[str]) -> str:
+            head = ", ".join(items[:12]) + (f", ... ({len(items)} in all)" if len(items) > 12 else "")
+            return f"\n  {name} ({len(items)}): {head}" if items else ""
+
+        raise CheckpointError(
+            f"{what} does not match {type(module).__name__}:"
+            + listing("missing keys", missing)
+            + listing("unexpected keys", unexpected)
+            + listing("shape mismatches", shapes)
+        )
+    module.load_state_dict(dict(state_dict), strict=True)
+
+
+@dataclass
+class GeneratorCheckpoint:
+    """What an official StyleGAN2 file holds: the g_ema state dict and, if stored, latent_avg (style_dim,)."""
+
+    state_dict: dict[str, torch.Tensor]
+    latent_avg: torch.Tensor | None
+
+
+def read_stylegan2_checkpoint(path: str | Path | None) -> GeneratorCheckpoint:
+    """Read rosinality's container ({"g_ema", "latent_avg"}, or a training checkpoint with "g_ema")
+    or a plain generator state dict."""
+    ckpt = load_checkpoint_file(path, "stylegan2")
+    if not isinstance(ckpt, Mapping):
+        raise CheckpointError(f"{path}: expected a dict (state dict or {{'g_ema', 'latent_avg'}}), got {type(ckpt).__name__}")
+    if "g_ema" in ckpt:
+        latent_avg = ckpt.get("latent_avg")
+        if latent_avg is not None:
+            latent_avg = latent_avg.reshape(-1, latent_avg.shape[-1])[0]
+        return GeneratorCheckpoint(dict(ckpt["g_ema"]), latent_avg)
+    if "style.1.weight" in ckpt:
+        return GeneratorCheckpoint(dict(ckpt), None)
+    raise CheckpointError(f"{path}: not a StyleGAN2 generator checkpoint (no 'g_ema' and no 'style.1.weight'); keys: {sorted(ckpt)[:10]}")
+
+
+def load_generator(generator: nn.Module, path: str | Path | None) -> torch.Tensor:
+    """Load an official StyleGAN2 file into `generator` (strict) and return latent_avg (style_dim,).
+
+    When the file stores no latent_avg it is estimated as the mean w of 4096 random z.
+    """
+    ckpt = read_stylegan2_checkpoint(path)
+    load_state_dict_strict(generator, ckpt.state_dict, f"StyleGAN2 checkpoint {path}")
+    if ckpt.latent_avg is not None:
+        return ckpt.latent_avg
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return generator.mean_latent(4096)[0]

@@ -1,0 +1,42 @@
+"""Shared fixtures: the golden sets copied from ../shared/golden, small generators."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+GOLDEN = Path(__file__).parent / "data" / "golden"
+sys.path.insert(0, str(GOLDEN))  # synth_weights.py
+
+
+def golden_tolerance(want: torch.Tensor) -> float:
+    """The golden README's bound: 1e-4 * max(1, max|want|)."""
+    return 1e-4 * max(1.0, want.abs().max().item())
+
+
+def load_golden(name: str) -> tuple[dict, dict, dict]:
+    """(inputs, expected, meta) of one golden set."""
+    d = GOLDEN / name
+    inputs = torch.load(d / "inputs.pt", weights_only=True)
+    expected = torch.load(d / "expected.pt", weights_only=True)
+    return inputs, expected, json.loads((d / "meta.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_golden() -> tuple[dict, dict, dict]:
+    return load_golden("stylegan2_tiny")
+
+
+@pytest.fixture()
+def tiny_generator(tiny_golden):
+    """The golden 64 px generator with its official weights, loaded strictly."""
+    from hairclipv2.models.stylegan2 import Generator
+    from hairclipv2.weights import load_generator
+
+    meta = tiny_golden[2]
+    g = Generator(meta["size"], meta["style_dim"], meta["n_mlp"], meta["channel_multiplier"], channels=meta["channels"]).eval()
+    load_generator(g, GOLDEN / "stylegan2_tiny" / "checkpoint.pt")
+    return g

@@ -1,0 +1,69 @@
+"""Project-level checks: the environment files agree, the conf generators build, the demo works."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from PIL import Image
+
+from hairclipv2.io import save_image_grid
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_and_pyproject_name_the_same_packages():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"]
+    extras = project["optional-dependencies"]
+    env_text = (ROOT / "environment.yml").read_text()
+    env = yaml.safe_load(env_text)
+    pip_list = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert {_name(r) for r in pip_list} == {_name(r) for r in deps + extras["dev"]}
+    pins = {_name(r): r for r in deps}
+    for r in pip_list:  # pinned versions agree too
+        if "==" in r:
+            assert pins.get(_name(r), r) == r
+    # facenet-pytorch cannot be a plain pip dependency (it would downgrade torch): both files and the
+    # setup script install it with --no-deps at the same version.
+    (facenet,) = extras["facenet"]
+    assert f"--no-deps {facenet}" in env_text
+    assert f"--no-deps {facenet}" in (ROOT / "scripts" / "setup.sh").read_text()
+
+
+@pytest.mark.parametrize("name, size, n_latent", [("stylegan2_tiny", 64, 10), ("stylegan2_ffhq", 1024, 18)])
+def test_generator_configs_instantiate(name, size, n_latent):
+    G = instantiate(OmegaConf.load(ROOT / "conf" / "generator" / f"{name}.yaml"))
+    assert (G.size, G.n_latent) == (size, n_latent)
+
+
+def test_image_grid_layout_and_values(tmp_path):
+    rows = torch.full((2, 3, 3, 4, 5), -1.0)
+    rows[1, 2] = 1.0
+    path = save_image_grid(rows, tmp_path / "sub" / "grid.png", pad=1)
+    img = np.asarray(Image.open(path))
+    assert img.shape == (2 * 5 + 1, 3 * 6 + 1, 3)
+    assert (img[1:5, 1:6] == 0).all() and (img[6:10, 13:18] == 255).all()
+    assert not list(tmp_path.glob("sub/.*.tmp"))
+    with pytest.raises(ValueError, match=r"\(R, C, 3, H, W\)"):
+        save_image_grid(torch.zeros(3, 4, 4), tmp_path / "x.png")
+
+
+def test_demo_shows_split_consistency(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "hairclipv2.demo", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    with_skip = float(re.search(r"with skip\|\s+= (\S+)", out).group(1))
+    without = float(re.search(r"without skip\|\s+= (\S+)", out).group(1))
+    assert with_skip == 0.0 and without > 0.1
+    assert Image.open(tmp_path / "split_generator.png").size == (4 * 66 + 2, 4 * 66 + 2)
