@@ -18,3 +18,4 @@ test-all: setup
 
 bench: setup
 	$(PYTHON) benchmarks/generator.py
+	$(PYTHON) benchmarks/encoder.py

@@ -6,6 +6,7 @@ file) and `load_state_dict_strict` (lists missing, unexpected and mis-shaped key
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -39,6 +40,12 @@ OFFICIAL: dict[str, OfficialFile] = {
         "model_ir_se50.pth",
         "paths.weights.ir_se50",
         "omertov/encoder4editing README, 'Auxiliary Models' -> IR-SE50 (TreB1eN/InsightFace_Pytorch ArcFace)",
+    ),
+    "facenet": OfficialFile(
+        "20180402-114759-vggface2.pt",
+        "paths.weights.facenet",
+        "timesler/facenet-pytorch GitHub release v2.2.9 (InceptionResnetV1 trained on VGGFace2; "
+        "facenet-pytorch downloads it to torch.hub.get_dir()/checkpoints when online)",
     ),
     "bisenet": OfficialFile(
         "seg.pth",
@@ -159,3 +166,36 @@ def load_generator(generator: nn.Module, path: str | Path | None) -> torch.Tenso
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return generator.mean_latent(4096)[0]
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """torch.save through a temporary file and a rename: the target is never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass
+class EncoderCheckpoint:
+    """The official pSp / e4e container: {"state_dict": {"encoder.*", "decoder.*"}, "latent_avg", "opts"}."""
+
+    encoder: dict[str, torch.Tensor]
+    decoder: dict[str, torch.Tensor]
+    latent_avg: torch.Tensor | None
+    opts: dict[str, Any]
+
+
+def read_encoder_checkpoint(path: str | Path | None) -> EncoderCheckpoint:
+    """Read an official e4e / pSp checkpoint (e.g. e4e_ffhq_encode.pt)."""
+    ckpt = load_checkpoint_file(path, "e4e")
+    sd = ckpt.get("state_dict") if isinstance(ckpt, Mapping) else None
+    if not isinstance(sd, Mapping) or not any(k.startswith("encoder.") for k in sd):
+        found = sorted(ckpt)[:10] if isinstance(ckpt, Mapping) else type(ckpt).__name__
+        raise CheckpointError(f"{path}: not an e4e/pSp checkpoint: expected {{'state_dict': {{'encoder.*', 'decoder.*'}}, 'latent_avg', 'opts'}}, found {found}")
+    opts = ckpt.get("opts") or {}
+    if not isinstance(opts, Mapping):
+        opts = vars(opts)
+    return EncoderCheckpoint(strip_prefix(sd, "encoder."), strip_prefix(sd, "decoder."), ckpt.get("latent_avg"), dict(opts))

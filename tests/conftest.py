@@ -40,3 +40,18 @@ def tiny_generator(tiny_golden):
     g = Generator(meta["size"], meta["style_dim"], meta["n_mlp"], meta["channel_multiplier"], channels=meta["channels"]).eval()
     load_generator(g, GOLDEN / "stylegan2_tiny" / "checkpoint.pt")
     return g
+
+
+def synth_state(name: str, prefix_strip: str | None = None) -> dict:
+    """The golden set's synthetic official state dict, rebuilt from its manifest."""
+    from synth_weights import load_manifest, synth_state_dict
+
+    return synth_state_dict(load_manifest(str(GOLDEN / name / "manifest.json")), prefix_strip=prefix_strip or "")
+
+
+def small_decoder(size: int = 64):
+    """A generator with e4e's 512-d codes but small widths (the decoder of the inversion tests)."""
+    from hairclipv2.models.stylegan2 import Generator
+
+    torch.manual_seed(0)
+    return Generator(size, 512, 2, channels={4: 16, 8: 16, 16: 8, 32: 8, 64: 4}).eval()

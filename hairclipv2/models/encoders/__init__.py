@@ -1,0 +1,5 @@
+"""Encoders: the IR-SE ArcFace backbone, pSp's GradualStyleEncoder and e4e's Encoder4Editing."""
+from .irse import Backbone
+from .psp import INFERENCE_STAGE, Encoder4Editing, GradualStyleEncoder
+
+__all__ = ["Backbone", "Encoder4Editing", "GradualStyleEncoder", "INFERENCE_STAGE"]
