@@ -2,12 +2,15 @@
 PYTHON ?= python3
 export PIP_ROOT_USER_ACTION := ignore
 
-.PHONY: setup demo test test-all bench
+.PHONY: setup demo split-demo test test-all bench
 
 setup:
 	PYTHON=$(PYTHON) bash scripts/setup.sh
 
 demo: setup
+	$(PYTHON) train.py experiment=e4e_demo
+
+split-demo: setup
 	$(PYTHON) -m hairclipv2.demo
 
 test: setup
@@ -19,3 +22,4 @@ test-all: setup
 bench: setup
 	$(PYTHON) benchmarks/generator.py
 	$(PYTHON) benchmarks/encoder.py
+	$(PYTHON) benchmarks/train_step.py

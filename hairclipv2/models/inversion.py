@@ -22,11 +22,20 @@ ENCODER_TYPES: dict[str, type[nn.Module]] = {"Encoder4Editing": Encoder4Editing,
 OFFICIAL_GENERATOR = dict(style_dim=512, n_mlp=8, channel_multiplier=2)
 
 
-def build_encoder(encoder_type: str = "Encoder4Editing", stylegan_size: int = 1024, num_layers: int = 50, mode: str = "ir_se") -> nn.Module:
+def build_encoder(encoder_type: str = "Encoder4Editing", stylegan_size: int = 1024, num_layers: int = 50, mode: str = "ir_se", input_size: int = INPUT_SIZE) -> nn.Module:
     """An encoder by its official `opts.encoder_type` name."""
     if encoder_type not in ENCODER_TYPES:
         raise ValueError(f"encoder_type must be one of {sorted(ENCODER_TYPES)}, got {encoder_type!r}")
-    return ENCODER_TYPES[encoder_type](num_layers, mode, stylegan_size)
+    return ENCODER_TYPES[encoder_type](num_layers, mode, stylegan_size, input_size)
+
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Square images to `size`: average pooling down (pSp's face_pool), bilinear up (small demo models)."""
+    if images.shape[-1] == size:
+        return images
+    if images.shape[-1] > size:
+        return F.adaptive_avg_pool2d(images, size)
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
 
 
 class InversionModel(nn.Module):
@@ -37,28 +46,29 @@ class InversionModel(nn.Module):
         decoder: the (frozen) StyleGAN2 generator.
         latent_avg: (style_dim,) or (n_latent, style_dim); added to the encoder's output when
             `start_from_latent_avg` (e4e's and pSp's default for FFHQ).
-        output_size: decoded images are average-pooled to this size (pSp's `face_pool`, 256).
+        output_size: decoded images are resized to this size (pSp's `face_pool`: 256, the encoder's input).
     """
 
-    def __init__(self, encoder: nn.Module, decoder: Generator, latent_avg: torch.Tensor | None = None, start_from_latent_avg: bool = True, output_size: int = 256):
+    def __init__(self, encoder: nn.Module, decoder: Generator, latent_avg: torch.Tensor | None = None, start_from_latent_avg: bool = True, output_size: int | None = None):
         super().__init__()
         if encoder.style_count != decoder.n_latent:
             raise ValueError(f"encoder predicts {encoder.style_count} W+ rows but the generator takes {decoder.n_latent} (stylegan_size mismatch)")
         self.encoder, self.decoder = encoder, decoder
-        self.start_from_latent_avg, self.output_size = start_from_latent_avg, output_size
+        self.start_from_latent_avg = start_from_latent_avg
+        self.output_size = output_size or encoder.input_size
         if latent_avg is None:
             latent_avg = torch.zeros(decoder.style_dim)
         self.register_buffer("latent_avg", latent_avg.reshape(-1, decoder.style_dim).expand(decoder.n_latent, -1).clone())
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """W+ codes (N, n_latent, style_dim) of images (N, 3, 256, 256)."""
+        """W+ codes (N, n_latent, style_dim) of images (N, 3, input_size, input_size) (256 officially)."""
         codes = self.encoder(x)
         return codes + self.latent_avg if self.start_from_latent_avg else codes
 
     def decode(self, codes: torch.Tensor, randomize_noise: bool = False, resize: bool = True) -> torch.Tensor:
-        """Images from W+ codes, average-pooled to output_size when `resize`."""
+        """Images from W+ codes, resized to output_size when `resize`."""
         images = self.decoder.synthesis(codes, randomize_noise=randomize_noise)
-        return F.adaptive_avg_pool2d(images, self.output_size) if resize and images.shape[-1] != self.output_size else images
+        return resize_images(images, self.output_size) if resize else images
 
     def forward(self, x: torch.Tensor, randomize_noise: bool = False, resize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(reconstructions, codes)."""
@@ -76,6 +86,8 @@ class InversionModel(nn.Module):
             "device": "cuda:0",  # the official code moves latent_avg there (its scripts need a GPU)
             "checkpoint_path": None,
         }
+        if self.encoder.input_size != INPUT_SIZE:
+            opts["input_size"] = self.encoder.input_size  # read by ours only
         official_widths = {r: c for r, c in default_channels(OFFICIAL_GENERATOR["channel_multiplier"]).items() if r <= g.size}
         own_widths = {r: c for r, c in g.channels.items() if r <= g.size}
         if (g.style_dim, len(g.style) - 1) != (OFFICIAL_GENERATOR["style_dim"], OFFICIAL_GENERATOR["n_mlp"]) or own_widths != official_widths:
@@ -98,7 +110,7 @@ class InversionModel(nn.Module):
         ckpt = read_encoder_checkpoint(path)
         opts = ckpt.opts
         size = int(opts.get("stylegan_size", 1024))
-        encoder = build_encoder(opts.get("encoder_type", "Encoder4Editing"), size)
+        encoder = build_encoder(opts.get("encoder_type", "Encoder4Editing"), size, input_size=int(opts.get("input_size", INPUT_SIZE)))
         if decoder is None:
             g_opts = {**OFFICIAL_GENERATOR, **{k: v for k, v in opts.get("generator", {}).items() if k in ("style_dim", "n_mlp", "channels")}}
             decoder = Generator(size, **g_opts)

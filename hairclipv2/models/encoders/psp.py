@@ -1,7 +1,8 @@
 """pSp's GradualStyleEncoder and e4e's Encoder4Editing: IR-SE body + feature pyramid -> W+ codes.
 
 Both read the body outputs after units 6 (c1, 128 ch, 64x64), 20 (c2, 256 ch, 32x32) and 23
-(c3, 512 ch, 16x16) of a 256 px input, build the pyramid p2 = up(c3) + lat1(c2), p1 = up(p2) +
+(c3, 512 ch, 16x16) of a 256 px input (the official size; `input_size` scales every head for small
+demo models, e.g. 64 px), build the pyramid p2 = up(c3) + lat1(c2), p1 = up(p2) +
 lat2(c1) (bilinear, align_corners=True), and map coarse codes (rows < 3) from c3, middle codes
 (rows < 7) from p2 and fine codes from p1. Keys match the `encoder.*` entries of official checkpoints.
 """
@@ -46,21 +47,25 @@ def upsample_add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class PyramidEncoderBase(nn.Module):
     """The shared IR-SE body, per-row style heads and lateral convs of pSp and e4e."""
 
-    def __init__(self, num_layers: int = 50, mode: str = "ir_se", stylegan_size: int = 1024):
+    def __init__(self, num_layers: int = 50, mode: str = "ir_se", stylegan_size: int = 1024, input_size: int = INPUT_SIZE):
         super().__init__()
+        if input_size < 32 or input_size & (input_size - 1):
+            raise ValueError(f"input_size must be a power of two >= 32, got {input_size}")
+        self.input_size = input_size
         if num_layers != 50:
             raise ValueError(f"the pyramid taps {PYRAMID_TAPS} are defined for the 50-layer body, got num_layers={num_layers}")
         self.input_layer = make_input_layer()
         self.body = make_body(num_layers, mode)
         self.style_count = 2 * int(math.log2(stylegan_size)) - 2
-        spatial = lambda i: 16 if i < COARSE_IND else 32 if i < MIDDLE_IND else 64  # noqa: E731
+        c3 = input_size // 16  # spatial size of c3; p2 and p1 are 2x and 4x
+        spatial = lambda i: c3 if i < COARSE_IND else 2 * c3 if i < MIDDLE_IND else 4 * c3  # noqa: E731
         self.styles = nn.ModuleList([GradualStyleBlock(512, 512, spatial(i)) for i in range(self.style_count)])
         self.latlayer1 = nn.Conv2d(256, 512, 1)
         self.latlayer2 = nn.Conv2d(128, 512, 1)
 
     def pyramid_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(c1, c2, c3) body features of a (N, 3, 256, 256) image in [-1, 1]."""
-        check_images(x, INPUT_SIZE, type(self).__name__)
+        """(c1, c2, c3) body features of a (N, 3, input_size, input_size) image in [-1, 1]."""
+        check_images(x, self.input_size, type(self).__name__)
         x = self.input_layer(x)
         taps = []
         for i, unit in enumerate(self.body):
@@ -89,8 +94,8 @@ class Encoder4Editing(PyramidEncoderBase):
     number of delta rows switched on; row 0 never gets a delta. (N, 3, 256, 256) -> (N, style_count, 512).
     """
 
-    def __init__(self, num_layers: int = 50, mode: str = "ir_se", stylegan_size: int = 1024):
-        super().__init__(num_layers, mode, stylegan_size)
+    def __init__(self, num_layers: int = 50, mode: str = "ir_se", stylegan_size: int = 1024, input_size: int = INPUT_SIZE):
+        super().__init__(num_layers, mode, stylegan_size, input_size)
         self.progressive_stage = INFERENCE_STAGE
 
     def set_progressive_stage(self, stage: int) -> None:

@@ -1,0 +1,1 @@
+"""Training: e4e's LightningModule, its optimiser (Ranger) and progressive schedule."""

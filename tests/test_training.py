@@ -1,0 +1,260 @@
+"""e4e training: the loss terms and gradients of a step, the optimiser, the schedule, the datamodules,
+and the train.py command (resume, multirun, DDP with 2 processes, wandb offline, missing inputs)."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+from PIL import Image
+
+from hairclipv2.losses import delta_regularisation
+from hairclipv2.training.progressive import progressive_steps, stage_at
+from hairclipv2.training.ranger import Ranger
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import train as train_script  # noqa: E402
+
+# A few seconds per run: 32 px encoder input, 8 training images, batch 2.
+FAST = [
+    "experiment=e4e_demo",
+    "model.input_size=32",
+    "data.n_train=8",
+    "data.n_val=4",
+    "data.batch_size=2",
+    "data.val_batch_size=2",
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "model.progressive.start=1",
+    "model.progressive.step_every=1",
+    "callbacks.progress_bar.refresh_rate=0",
+]
+
+
+def compose_cfg(out: Path, overrides: list[str]):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[*FAST, *overrides])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+    return cfg
+
+
+def run_train(args: list[str], env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})})
+
+
+def build_module(**overrides):
+    from hydra.utils import instantiate
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[*FAST, "model.loss.id_lambda=0.1", *[f"{k}={v}" for k, v in overrides.items()]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return instantiate(cfg.model)
+
+
+# ---------------------------------------------------------------------------------- the step
+def test_encoder_loss_terms_and_gradients():
+    torch.manual_seed(0)
+    module = build_module()  # progressive start 1, one more delta row every step
+    module.apply_stage(3)  # stage 3: deltas of rows 1..3 on, rows 0..3 discriminated
+    assert module.stage == 3 and module.discriminated_rows() == [0, 1, 2, 3]
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    codes, y_hat = module.reconstruct(x, randomize_noise=False)
+    module.discriminator.requires_grad_(False)
+    terms = module.encoder_losses(x, codes, y_hat)
+    lc, dc = module.loss_cfg, module.disc_cfg
+    assert set(terms) == {"loss_l2", "loss_lpips", "loss_id", "loss_delta", "loss_adv", "loss"}
+    assert terms["loss_l2"].item() == pytest.approx(F.mse_loss(y_hat, x).item())
+    assert terms["loss_delta"].item() == pytest.approx(delta_regularisation(codes, 2).item())  # official: rows 1..stage-1
+    adv = torch.stack([F.softplus(-module.discriminator(codes[:, i])).mean() for i in range(4)]).mean()
+    assert terms["loss_adv"].item() == pytest.approx(adv.item())
+    expected = lc.l2_lambda * terms["loss_l2"] + lc.lpips_lambda * terms["loss_lpips"] + lc.id_lambda * terms["loss_id"] + lc.delta_norm_lambda * terms["loss_delta"] + dc.w_discriminator_lambda * terms["loss_adv"]
+    assert terms["loss"].item() == pytest.approx(expected.item())
+    terms["loss"].backward()
+    enc = module.model.encoder
+    used = [*enc.input_layer.parameters(), *enc.body.parameters(), *enc.latlayer1.parameters(), *[p for i in range(4) for p in enc.styles[i].parameters()]]
+    unused = [*enc.latlayer2.parameters(), *[p for i in range(4, 10) for p in enc.styles[i].parameters()]]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in used)
+    assert all(p.grad is None for p in unused)  # heads of rows past the stage and the fine pyramid level
+    assert all(not p.requires_grad and p.grad is None for p in module.model.decoder.parameters())
+    assert all(p.grad is None for p in module.discriminator.parameters())
+    assert all(p.grad is None for p in module.id_loss.parameters()) and all(p.grad is None for p in module.lpips.parameters())
+    # Rows past the stage carry no delta: their gradient reaches only through w0.
+    assert torch.equal(codes[:, 4:], codes[:, :1].expand(-1, 6, -1))
+
+
+def test_delta_regulariser_variant_includes_current_row():
+    module = build_module(**{"model.loss.delta_reg_current_row": True})
+    module.apply_stage(2)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    codes, y_hat = module.reconstruct(x, False)
+    assert module.encoder_losses(x, codes, y_hat)["loss_delta"].item() == pytest.approx(delta_regularisation(codes, 2).item())
+
+
+def test_a_trained_step_updates_encoder_and_discriminator_only(tmp_path):
+    cfg = compose_cfg(tmp_path, ["model.discriminator.d_reg_every=1", "model.export_official=false"])
+    from hydra.utils import instantiate
+
+    import pytorch_lightning as pl
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module, dm = instantiate(cfg.model), instantiate(cfg.data)
+        before = {k: v.clone() for k, v in module.state_dict().items()}
+        trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0, default_root_dir=tmp_path)
+        trainer.fit(module, datamodule=dm)
+    after = module.state_dict()
+    changed = lambda prefix: any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix))  # noqa: E731
+    assert changed("model.encoder.") and changed("discriminator.")
+    assert not changed("model.decoder.") and not changed("id_loss.") and not changed("lpips.")
+    assert trainer.global_step == 2  # encoder steps; the discriminator's steps are not counted
+    assert "train/d_r1" in trainer.callback_metrics and trainer.callback_metrics["train/progressive_stage"] == 1.0
+
+
+# ------------------------------------------------------------------------ optimiser, schedule
+def test_ranger_without_gc_and_lookahead_is_radam():
+    torch.manual_seed(0)
+    a, b = torch.nn.Parameter(torch.randn(5, 3)), None
+    b = torch.nn.Parameter(a.detach().clone())
+    opt_a = Ranger([a], lr=1e-2, use_gc=False, k=10**9)
+    opt_b = torch.optim.RAdam([b], lr=1e-2, betas=(0.95, 0.999), eps=1e-5)
+    for step in range(12):
+        for p, opt in ((a, opt_a), (b, opt_b)):
+            opt.zero_grad()
+            ((p - 1) ** 2 * torch.arange(3.0)).sum().backward()
+            opt.step()
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_ranger_lookahead_and_gradient_centralisation():
+    p = torch.nn.Parameter(torch.zeros(2, 2))
+    opt = Ranger([p], lr=0.1, k=1, alpha=0.5)
+    p.grad = torch.tensor([[1.0, 3.0], [0.0, 0.0]])  # centralised per row: [[-1, 1], [0, 0]]
+    opt.step()
+    # One un-rectified step moves by -lr * g_c; lookahead with k=1, alpha=0.5 keeps half of it.
+    torch.testing.assert_close(p.detach(), torch.tensor([[0.05, -0.05], [0.0, 0.0]]))
+
+
+def test_progressive_schedule():
+    steps = progressive_steps(18, 20000, 2000)
+    assert steps[:3] == [0, 20000, 22000] and len(steps) == 18 and steps[-1] == 20000 + 16 * 2000
+    assert [stage_at(s, steps) for s in (0, 19999, 20000, 21999, 22000, 10**6)] == [0, 0, 1, 1, 2, 17]
+    assert stage_at(5, None) == 18
+
+
+# ------------------------------------------------------------------------------ datamodules
+def write_images(folder: Path, n: int, mode: str = "RGB") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (40, 30, len(mode)), dtype=np.uint8).squeeze(), mode).save(folder / f"{i:03d}.png")
+
+
+def test_image_folder_datamodule(tmp_path):
+    from datamodules.image_folder import ImageFolderDataModule
+
+    write_images(tmp_path / "train", 3)
+    write_images(tmp_path / "train" / "gray", 1, "L")
+    write_images(tmp_path / "train" / "rgba", 1, "RGBA")
+    (tmp_path / "train" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    write_images(tmp_path / "test", 2)
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        dm = ImageFolderDataModule(str(tmp_path / "train"), str(tmp_path / "test"), batch_size=2, num_workers=0, test_workers=0, image_size=64)
+    report = dm.report()
+    assert report["train"]["images"] == 5 and report["test"]["images"] == 2
+    assert report["train"]["skipped"][0]["path"].endswith("broken.jpg")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (2, 3, 64, 64) and batch["image"].min() >= -1 and batch["image"].max() <= 1
+    with pytest.raises(FileNotFoundError, match=r"image folder not found: .*nowhere \(set data.test_dir"):
+        ImageFolderDataModule(str(tmp_path / "train"), str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no readable image in .*empty"):
+        ImageFolderDataModule(str(tmp_path / "empty"), str(tmp_path / "test"))
+
+
+# ------------------------------------------------------------------------- train.py, in-process
+def test_resume_restores_step_stage_and_optimiser(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_script.train(compose_cfg(tmp_path / "a", ["trainer.max_steps=3", "trainer.val_check_interval=3"]))
+        first = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=False)
+        assert first["global_step"] == 3 and first["progressive_stage"] == 2
+        train_script.train(compose_cfg(tmp_path / "b", ["trainer.max_steps=5", "trainer.val_check_interval=1", f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}"]))
+    second = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert second["global_step"] == 5 and second["progressive_stage"] == 4
+    enc_state = lambda ckpt: next(iter(ckpt["optimizer_states"][0]["state"].values()))  # noqa: E731
+    assert enc_state(first)["step"] == 3 and enc_state(second)["step"] == 5  # continued, not restarted
+    rows = list(csv.DictReader(open(tmp_path / "b" / "csv" / "metrics.csv")))
+    train_steps = sorted({int(r["step"]) for r in rows if r.get("train/loss")})
+    assert train_steps and min(train_steps) >= 3  # the resumed run did not start again from step 0
+
+
+def test_demo_training_reduces_the_loss(tmp_path):
+    """A short version of `make demo`: the reconstruction and latent errors fall."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = compose_cfg(tmp_path, ["trainer.max_steps=30", "trainer.val_check_interval=30", "model.discriminator.w_discriminator_lambda=0", "model.progressive.start=null"])
+        module_metrics = train_script.train(cfg)
+    rows = [r for r in csv.DictReader(open(tmp_path / "csv" / "metrics.csv")) if r.get("train/loss_l2")]
+    l2 = [float(r["train/loss_l2"]) for r in rows]
+    assert np.mean(l2[-3:]) < 0.7 * np.mean(l2[:3]), l2
+    assert "val/latent_mse" in module_metrics and (tmp_path / "e4e_official.pt").is_file()
+    assert json.loads((tmp_path / "metrics.json").read_text())["val/n_images"] == 4
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["val_step000030.png"]
+
+
+# ---------------------------------------------------------------------- train.py, subprocess
+def test_e4e_ffhq_without_data_or_weights_stops_at_once(tmp_path):
+    result = run_train(["experiment=e4e_ffhq", f"paths.data_dir={tmp_path}/data", f"hydra.run.dir={tmp_path}/run"], timeout=120)
+    assert result.returncode == 1
+    assert "image folder not found" in result.stderr and f"{tmp_path}/data/ffhq" in result.stderr and "data.train_dir" in result.stderr
+    write_images(tmp_path / "data" / "ffhq", 1)
+    write_images(tmp_path / "data" / "celeba_hq" / "test", 1)
+    result = run_train(["experiment=e4e_ffhq", f"paths.data_dir={tmp_path}/data", f"paths.weights_dir={tmp_path}/w", f"hydra.run.dir={tmp_path}/run"], timeout=120)
+    assert result.returncode == 1
+    assert "stylegan2-ffhq-config-f.pt" in result.stderr and "paths.weights.stylegan2" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_multirun_sweep_of_two_jobs(tmp_path):
+    result = run_train(["-m", *FAST[:-1], "trainer.max_steps=2", "model.loss.lpips_lambda=0.4,0.8", f"hydra.sweep.dir={tmp_path}", "callbacks.progress_bar.refresh_rate=0"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job, value in (("0", 0.4), ("1", 0.8)):
+        config = (tmp_path / job / ".hydra" / "config.yaml").read_text()
+        assert f"lpips_lambda: {value}" in config
+        assert (tmp_path / job / "checkpoints" / "last.ckpt").is_file()
+        assert "val/loss" in json.loads((tmp_path / job / "metrics.json").read_text())
+
+
+def test_ddp_with_two_processes(tmp_path):
+    result = run_train([*FAST, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "data.n_val=6", "data.val_batch_size=3", f"hydra.run.dir={tmp_path}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["val/n_images"] == 6  # each rank saw 3: the metrics were reduced over both
+    ckpts = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert ckpts == ["best_step000004.ckpt", "last.ckpt"] or ckpts == ["best_step000002.ckpt", "last.ckpt"], ckpts
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+
+
+def test_wandb_offline_logs_metrics_and_images(tmp_path):
+    result = run_train([*FAST, "logger=wandb", "trainer.log_every_n_steps=1", f"hydra.run.dir={tmp_path}"], env={"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = list((tmp_path / "wandb").glob("offline-run-*"))
+    images = list((run_dir / "files" / "media" / "images").rglob("*.png"))
+    assert images, "no image logged"
+    (record,) = list(run_dir.glob("run-*.wandb"))
+    data = record.read_bytes()  # protobuf records: the metric names appear as plain bytes
+    assert b"train/loss" in data and b"val/psnr" in data and b"val/reconstructions" in data
+    assert "HandleAbandonedError" not in result.stderr
