@@ -66,15 +66,32 @@ def e4e_transforms(size: int, train: bool) -> transforms.Compose:
 class ImageFolderDataModule(pl.LightningDataModule):
     """FFHQ-style train folder and CelebA-HQ-style test folder (e4e's ffhq_encode dataset type)."""
 
-    def __init__(self, train_dir: str, test_dir: str, batch_size: int = 8, test_batch_size: int = 4, num_workers: int = 4, test_workers: int = 4, image_size: int = 256):
+    def __init__(self, train_dir: str, test_dir: str, batch_size: int = 8, test_batch_size: int = 4, num_workers: int = 4, test_workers: int = 4, image_size: int = 256, align: bool = False, aligned_dir: str | None = None):
         super().__init__()
         self.save_hyperparameters()
+        self.align_reports: dict[str, Any] = {}
+        if align:  # FFHQ-align raw photographs once into aligned_dir/{train,test}, then use those
+            train_dir, test_dir = (self._aligned(d, name, aligned_dir) for d, name in ((train_dir, "train"), (test_dir, "test")))
         self.train_set = ImageFolderDataset(train_dir, e4e_transforms(image_size, train=True), "data.train_dir")
         self.test_set = ImageFolderDataset(test_dir, e4e_transforms(image_size, train=False), "data.test_dir")
 
+    def _aligned(self, folder: str, name: str, aligned_dir: str | None) -> str:
+        from hairclipv2.align import align_folder
+
+        if aligned_dir is None:
+            raise ValueError("data.align=true needs data.aligned_dir (where the aligned faces are written)")
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"image folder not found: {folder} (set data.{name}_dir)")
+        out = Path(aligned_dir) / name
+        self.align_reports[name] = align_folder(folder, out, output_size=self.hparams.image_size)
+        return str(out)
+
     def report(self) -> dict[str, Any]:
-        """What was found and skipped in each folder."""
-        return {name: {"root": str(ds.root), "images": len(ds), "skipped": ds.skipped} for name, ds in (("train", self.train_set), ("test", self.test_set))}
+        """What was found and skipped in each folder (and, with align, what alignment skipped)."""
+        out = {name: {"root": str(ds.root), "images": len(ds), "skipped": ds.skipped} for name, ds in (("train", self.train_set), ("test", self.test_set))}
+        for name, rep in self.align_reports.items():
+            out[name]["align_skipped"] = rep["skipped"]
+        return out
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, self.hparams.batch_size, shuffle=True, num_workers=self.hparams.num_workers, drop_last=True, persistent_workers=self.hparams.num_workers > 0)
