@@ -23,3 +23,4 @@ bench: setup
 	$(PYTHON) benchmarks/generator.py
 	$(PYTHON) benchmarks/encoder.py
 	$(PYTHON) benchmarks/train_step.py
+	$(PYTHON) benchmarks/editing.py

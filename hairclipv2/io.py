@@ -37,3 +37,20 @@ def save_image_grid(rows: torch.Tensor, path: str | Path, pad: int = 2) -> Path:
             y, x = pad + i * (h + pad), pad + j * (w + pad)
             canvas[y : y + h, x : x + w] = tiles[i, j]
     return save_image_atomic(Image.fromarray(canvas), path)
+
+
+def read_image(path: str | Path, size: int | None = None) -> torch.Tensor:
+    """An image file as (3, size, size) in [-1, 1] (RGB; LANCZOS resize), with errors naming the file."""
+    from PIL import UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+        raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
+    if size is not None and img.size != (size, size):
+        img = img.resize((size, size), Image.LANCZOS)
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 127.5 - 1

@@ -66,7 +66,7 @@ OFFICIAL: dict[str, OfficialFile] = {
         "ffhq_PCA.npz",
         "paths.weights.ffhq_pca",
         "wty-ustc/HairCLIPv2 README, pretrained_models (Barbershop's P-norm statistics); "
-        "or write your own with `python -m hairclipv2.pca`",
+        "or write your own with `python -m hairclipv2.editing.prior OUT.npz`",
     ),
 }
 
@@ -161,11 +161,22 @@ def load_generator(generator: nn.Module, path: str | Path | None) -> torch.Tenso
     """
     ckpt = read_stylegan2_checkpoint(path)
     load_state_dict_strict(generator, ckpt.state_dict, f"StyleGAN2 checkpoint {path}")
-    if ckpt.latent_avg is not None:
-        return ckpt.latent_avg
+    return ckpt.latent_avg if ckpt.latent_avg is not None else estimate_latent_avg(generator)
+
+
+def estimate_latent_avg(generator: nn.Module, samples: int = 4096) -> torch.Tensor:
+    """The mean w of `samples` random z (seeded, without touching the global RNG), (style_dim,)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        return generator.mean_latent(4096)[0]
+        return generator.mean_latent(samples)[0]
+
+
+def frozen_generator(generator: nn.Module, path: str | Path | None) -> torch.Tensor:
+    """Load the official weights (or keep the generator's own, random ones, when `path` is None:
+    demos and tests), freeze it, and return latent_avg (style_dim,)."""
+    latent_avg = load_generator(generator, path) if path is not None else estimate_latent_avg(generator)
+    generator.requires_grad_(False).eval()
+    return latent_avg
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:

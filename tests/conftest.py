@@ -55,3 +55,17 @@ def small_decoder(size: int = 64):
 
     torch.manual_seed(0)
     return Generator(size, 512, 2, channels={4: 16, 8: 16, 16: 8, 32: 8, 64: 4}).eval()
+
+
+class ThresholdParser(torch.nn.Module):
+    """A small differentiable face parser for tests, with HairCLIPv2's parser interface: pixels darker
+    than the image's mean brightness are hair (10), the rest face (1); returns (logits at 1024,
+    logits at H/2) like the BiSeNet of HairCLIPv2."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lum = x.mean(dim=1, keepdim=True)
+        score = 20 * (lum.mean(dim=(2, 3), keepdim=True) - lum)
+        logits = torch.zeros(x.shape[0], 16, x.shape[2], x.shape[3], device=x.device)
+        logits = logits.index_copy(1, torch.tensor([1, 10], device=x.device), torch.cat([-score, score], dim=1))
+        half = torch.nn.functional.avg_pool2d(logits, 2)
+        return torch.nn.functional.interpolate(half, size=(1024, 1024), mode="nearest"), half

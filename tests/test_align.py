@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from hairclipv2.align import FaceAligner, NoFaceError, align_folder, ffhq_quad
+from hairclipv2.align import FaceAligner, NoFaceError, ffhq_quad
 
 ROOT = Path(__file__).resolve().parent.parent
 FACES = ROOT.parent / "shared" / "faces"

@@ -8,7 +8,7 @@ from hairclipv2 import masks
 from hairclipv2.models.parsing import BiSeNet
 from hairclipv2.weights import CheckpointError, load_state_dict_strict
 
-from conftest import GOLDEN, load_golden, synth_state
+from conftest import load_golden, synth_state
 
 LOGIT_TOL = 1e-4
 

@@ -29,7 +29,7 @@ from ..models.encoders.psp import INFERENCE_STAGE, INPUT_SIZE
 from ..models.inversion import InversionModel, build_encoder
 from ..models.latent_discriminator import LatentCodesDiscriminator, LatentCodesPool
 from ..models.stylegan2 import Generator
-from ..weights import CheckpointError, load_checkpoint_file, load_generator
+from ..weights import CheckpointError, frozen_generator, load_checkpoint_file
 from .progressive import progressive_steps, stage_at
 from .ranger import Ranger
 
@@ -134,13 +134,7 @@ class E4EModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["generator"])
         self.randomize_noise, self.export_official = randomize_noise, export_official
 
-        if stylegan_weights is not None:
-            latent_avg = load_generator(generator, stylegan_weights)
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                latent_avg = generator.mean_latent(4096)[0]
-        generator.requires_grad_(False).eval()
+        latent_avg = frozen_generator(generator, stylegan_weights)
         encoder = build_encoder(encoder_type, generator.size, input_size=input_size)
         if encoder_init is not None:
             init_encoder_from_ir_se50(encoder, encoder_init)

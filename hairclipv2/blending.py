@@ -1,0 +1,182 @@
+"""Feature blending on the split generator: the one place where every hair edit mixes features.
+
+HairCLIPv2 (Wei et al. 2023), `scripts/feature_blending.py`. With F the feature after block
+`hairstyle_block` (block 3: 32x32x512 at 1024 px) and C the feature after `colour_block` (block 6:
+256x256x128 at 1024 px):
+
+hairstyle   F = F_bald * M_bald + F * (1 - M_bald)        M_bald = bicubic(dilate_erode(hair | ear of the source))
+            F = F_glob * M_glob + F * (1 - M_glob)        M_glob = bicubic(hair of the global proxy's image)
+            F = F_loc  * M_loc  + F * (1 - M_loc)         M_loc  = bicubic(the user's local mask)
+            image = G.resume(w_src, hairstyle_block + 1, F)
+colour      C_src, C_col = blocks hairstyle_block+1..colour_block of (w_src, F) and (w_colour, F)
+            C = C_col * M_c + C_src * (1 - M_c)           M_c = bicubic(nearest(dilate_erode(hair of the edited image)))
+update_on_FS  F' = F(w_new) + (F_blend - F(w_src)); image = G.resume(w_src, hairstyle_block + 1, F')
+
+Masks are resized to the feature's resolution with HairCLIPv2's unclamped bicubic. Official
+behaviour kept by default: the proxies' features are computed with fresh noise
+(`randomize_proxy_noise=True`) and every resume leaves out the RGB skip (`resume_with_skip=False`;
+True adds the source's skip, the cleaner variant). All functions take batches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import masks as M
+from .models.stylegan2 import Generator
+
+
+def blend(inside: torch.Tensor, outside: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """inside * mask + outside * (1 - mask); mask (N, 1, h, w) is resized (bicubic) to the features."""
+    if inside.shape != outside.shape:
+        raise ValueError(f"features to blend must have the same shape, got {tuple(inside.shape)} and {tuple(outside.shape)}")
+    if mask.shape[-1] != inside.shape[-1]:
+        mask = M.resize_mask(mask, inside.shape[-1])
+    return inside * mask + outside * (1 - mask)
+
+
+@dataclass
+class HairstyleBlend:
+    feature: torch.Tensor  # blended F (N, C, h, h)
+    image: torch.Tensor  # resumed with the source's codes (N, 3, H, H)
+    bald_mask: torch.Tensor | None  # (N, 1, L, L) label-resolution masks, before resizing
+    global_mask: torch.Tensor | None
+    local_mask: torch.Tensor | None
+
+
+class FeatureBlender(nn.Module):
+    """Blends proxy features into a source's (F, S) on one generator and parser.
+
+    Args:
+        generator: the split generator (frozen).
+        parser: a face parser returning (logits_1024, logits_half) like HairCLIPv2's BiSeNet.
+        hairstyle_block: the block whose output is F (3 at 1024 px).
+        colour_block: the block whose output is blended for colour (6 at 1024 px).
+        label_map: the parser's classes.
+        dilate_kernel: HairCLIPv2's 30 at 512 px labels; None scales it to the label resolution.
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        parser: nn.Module,
+        hairstyle_block: int = 3,
+        colour_block: int = 6,
+        label_map: M.LabelMap = M.HAIRCLIPV2_16,
+        dilate_kernel: int | None = None,
+        randomize_proxy_noise: bool = True,
+        resume_with_skip: bool = False,
+    ):
+        super().__init__()
+        if not 0 <= hairstyle_block < colour_block < generator.n_blocks:
+            raise ValueError(f"need 0 <= hairstyle_block < colour_block < {generator.n_blocks}, got {hairstyle_block}, {colour_block}")
+        self.generator, self.parser = generator, parser
+        self.hairstyle_block, self.colour_block = hairstyle_block, colour_block
+        self.label_map, self.dilate_kernel = label_map, dilate_kernel
+        self.randomize_proxy_noise, self.resume_with_skip = randomize_proxy_noise, resume_with_skip
+
+    # ------------------------------------------------------------------------------ helpers
+    def labels(self, images: torch.Tensor, full: bool = False) -> torch.Tensor:
+        """Parser labels (N, 1, H/2, W/2) as HairCLIPv2's `seg(x)[1]`, or its 1024 output with `full`."""
+        with torch.no_grad():
+            logits = self.parser(images)[0 if full else 1]
+        return logits.argmax(dim=1, keepdim=True)
+
+    def kernel(self, resolution: int) -> int:
+        return self.dilate_kernel if self.dilate_kernel is not None else M.dilate_kernel(resolution)
+
+    def proxy_feature(self, codes: torch.Tensor) -> torch.Tensor:
+        """F of a proxy's W+ codes (fresh noise by default, as HairCLIPv2)."""
+        return self.generator.features(codes, self.hairstyle_block, randomize_noise=self.randomize_proxy_noise)[0]
+
+    def source_skip(self, src_codes: torch.Tensor) -> torch.Tensor | None:
+        return self.generator.features(src_codes, self.hairstyle_block)[1] if self.resume_with_skip else None
+
+    def resume(self, src_codes: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
+        """The image from F with the source's codes (fixed noise)."""
+        return self.generator.resume(src_codes, self.hairstyle_block + 1, feature, self.source_skip(src_codes))
+
+    # ---------------------------------------------------------------------------- hairstyle
+    def hairstyle(
+        self,
+        src_codes: torch.Tensor,
+        src_feature: torch.Tensor,
+        src_labels: torch.Tensor,
+        bald_codes: torch.Tensor | None = None,
+        global_codes: torch.Tensor | None = None,
+        local_codes: torch.Tensor | None = None,
+        local_mask: torch.Tensor | None = None,
+    ) -> HairstyleBlend:
+        """Blend the bald, global (text / reference) and local proxies into the source's F.
+
+        src_labels: the source's parser labels (N, 1, L, L) (HairCLIPv2's `visual_mask`);
+        local_mask: (N, 1, L', L') in {0, 1}, where the local proxy replaces the features.
+        As HairCLIPv2, the bald and global proxies are blended only when a global proxy is given.
+        """
+        feature, bald_mask, global_mask = src_feature, None, None
+        if global_codes is not None:
+            if bald_codes is None:
+                raise ValueError("a global hairstyle proxy needs the bald proxy's codes (bald_codes)")
+            bald_mask = M.dilate_erode(M.hair_and_ear_mask(src_labels, self.label_map), self.kernel(src_labels.shape[-1]))
+            feature = blend(self.proxy_feature(bald_codes), feature, bald_mask)
+            with torch.no_grad():
+                global_image = self.generator.synthesis(global_codes)
+            global_mask = M.hair_mask(self.labels(global_image), self.label_map)
+            feature = blend(self.proxy_feature(global_codes), feature, global_mask)
+        if local_codes is not None:
+            if local_mask is None:
+                raise ValueError("a local proxy needs local_mask (N, 1, H, W)")
+            feature = blend(self.proxy_feature(local_codes), feature, (local_mask == 1).float())
+        with torch.no_grad():
+            image = self.resume(src_codes, feature)
+        return HairstyleBlend(feature, image, bald_mask, global_mask, local_mask)
+
+    # ------------------------------------------------------------------------------- colour
+    def colour_hair_mask(self, edited_image: torch.Tensor) -> torch.Tensor:
+        """HairCLIPv2's `final_hair_mask`: the enlarged hair of the edited image at image size, {0, 1}."""
+        hair = M.hair_mask(self.labels(edited_image), self.label_map)
+        enlarged = M.dilate_erode(hair, self.kernel(hair.shape[-1]))
+        return M.resize_mask(enlarged, edited_image.shape[-1], mode="nearest")
+
+    def colour_feature(self, codes: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
+        """The feature after colour_block from F, with fixed noise."""
+        return self.generator.run_blocks(codes, self.hairstyle_block + 1, self.colour_block, feature)[0]
+
+    def colour(self, edited_image: torch.Tensor, src_codes: torch.Tensor, colour_codes: torch.Tensor, feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(blended colour feature, final hair mask at image size): the colour proxy's feature inside
+        the enlarged hair of the hairstyle-edited image, the source's outside."""
+        hair_mask = self.colour_hair_mask(edited_image)
+        blended = blend(self.colour_feature(colour_codes, feature), self.colour_feature(src_codes, feature), hair_mask)
+        return blended, hair_mask
+
+    def colour_resume(self, codes: torch.Tensor, colour_feature: torch.Tensor) -> torch.Tensor:
+        """The image from the colour feature (HairCLIPv2's final colour step resumes without skip)."""
+        return self.generator.resume(codes, self.colour_block + 1, colour_feature)
+
+    # ---------------------------------------------------------------------------- update_on_FS
+    def update_on_fs(self, codes: torch.Tensor, src_intermediate: torch.Tensor, blended_feature: torch.Tensor, src_codes: torch.Tensor) -> torch.Tensor:
+        """Carry a blended edit over to new codes: F(codes) + (F_blend - F_src), resumed with S_src."""
+        intermediate = self.generator.features(codes, self.hairstyle_block)[0]
+        return self.resume(src_codes, intermediate + (blended_feature - src_intermediate))
+
+
+# ----------------------------------------------------------------------- HairCLIPv2's functions
+def hairstyle_feature_blending(generator, seg, src_latent, src_feature, visual_mask, latent_bald, latent_global=None, latent_local=None, local_blending_mask=None):
+    """HairCLIPv2's `hairstyle_feature_blending` call (block 3 at 1024 px): returns (F, image).
+
+    `local_blending_mask` is HairCLIPv2's (H, W, C) numpy painting (channel 0 == 1 marks the region)
+    or a (N, 1, H, W) tensor.
+    """
+    blender = FeatureBlender(generator, seg, hairstyle_block=3, colour_block=6, dilate_kernel=30)
+    if local_blending_mask is not None and not torch.is_tensor(local_blending_mask):
+        local_blending_mask = torch.as_tensor(local_blending_mask[:, :, 0])[None, None].to(src_feature.device)
+    out = blender.hairstyle(src_latent, src_feature, visual_mask, latent_bald, latent_global, latent_local, local_blending_mask)
+    return out.feature, out.image
+
+
+def color_feature_blending(generator, seg, edited_hairstyle_img, src_latent, color_latent_in, latent_F):
+    """HairCLIPv2's `color_feature_blending` (blocks 4..6 at 1024 px): (colour feature, final hair mask)."""
+    blender = FeatureBlender(generator, seg, hairstyle_block=3, colour_block=6, dilate_kernel=30)
+    return blender.colour(edited_hairstyle_img, src_latent, color_latent_in, latent_F)

@@ -1,0 +1,161 @@
+"""The HairCLIPv2 pipeline for a batch of edits, and its LightningModule.
+
+For sources x (N, 3, S, S) and one kind of condition per batch:
+1. embed: W+ (from the e4e encoder when given, else the mean latent), then (F, S) by FSEmbedding;
+2. hairstyle (text or reference): the bald proxy of S, the text / reference proxy, hairstyle blending
+   at F and a resume with S (FeatureBlender.hairstyle);
+3. colour (optional, or the whole edit for kind "colour"): the colour proxy on the result of 2.
+Every optimisation is batched with per-sample codes and per-sample losses. `HairEditModule` runs
+`HairEditor.edit` in `predict_step` (with gradients on: `Trainer(inference_mode=False)`), so
+`trainer.predict` spreads batches of edits over devices with DDP.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from .. import masks as M
+from ..blending import FeatureBlender
+from ..models.inversion import InversionModel, resize_images
+from .bald import BaldProxy
+from .embedding import FSCode, FSEmbedding
+from .proxies import ColourCondition, ColourProxy, RefProxy, TextProxy
+
+KINDS = ("text", "reference", "colour")
+
+
+@dataclass
+class EditBatch:
+    """A batch of edits of one kind: sources (N, 3, S, S) in [-1, 1] and one condition per source."""
+
+    sources: torch.Tensor
+    kind: str
+    texts: list[str] | None = None
+    references: torch.Tensor | None = None
+    colours: list[ColourCondition] | None = None
+
+    def __post_init__(self) -> None:
+        n = self.sources.shape[0]
+        if self.kind not in KINDS:
+            raise ValueError(f"edit kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "text" and (self.texts is None or len(self.texts) != n):
+            raise ValueError(f"a text edit needs one text per source ({n}), got {None if self.texts is None else len(self.texts)}")
+        if self.kind == "text":
+            for i, t in enumerate(self.texts):
+                if not isinstance(t, str) or not t.strip():
+                    raise ValueError(f"sample {i}: the hairstyle text is empty")
+        if self.kind == "reference" and (self.references is None or self.references.shape != self.sources.shape):
+            raise ValueError(f"a reference edit needs reference images shaped like the sources {tuple(self.sources.shape)}")
+        if self.kind == "colour" and (self.colours is None or len(self.colours) != n):
+            raise ValueError(f"a colour edit needs one colour condition per source ({n})")
+
+
+@dataclass
+class EditOutput:
+    result: torch.Tensor  # the edited images (N, 3, S, S)
+    reconstruction: torch.Tensor  # the source decoded from its (F, S)
+    hairstyle: torch.Tensor  # after hairstyle blending (== reconstruction for colour-only edits)
+    source_hair: torch.Tensor  # hair masks (N, 1, S, S) of the reconstruction
+    result_hair: torch.Tensor  # and of the result
+    codes: torch.Tensor
+    feature: torch.Tensor
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage, for the whole batch
+
+
+class HairEditor(nn.Module):
+    def __init__(
+        self,
+        blender: FeatureBlender,
+        embedding: FSEmbedding,
+        bald: BaldProxy,
+        text_proxy: TextProxy | None,
+        ref_proxy: RefProxy | None,
+        colour_proxy: ColourProxy | None,
+        latent_avg: torch.Tensor,
+        encoder: InversionModel | None = None,
+    ):
+        super().__init__()
+        self.blender, self.embedding, self.bald = blender, embedding, bald
+        self.text_proxy, self.ref_proxy, self.colour_proxy, self.encoder = text_proxy, ref_proxy, colour_proxy, encoder
+        self.register_buffer("latent_avg", latent_avg.reshape(-1).clone())
+
+    @property
+    def generator(self):
+        return self.blender.generator
+
+    def initial_codes(self, images: torch.Tensor) -> torch.Tensor | None:
+        """e4e codes of the images, when an encoder is given (else the embedding starts from the mean)."""
+        if self.encoder is None:
+            return None
+        with torch.no_grad():
+            return self.encoder.encode(resize_images(images, self.encoder.encoder.input_size))
+
+    def embed(self, images: torch.Tensor) -> FSCode:
+        return self.embedding.invert_fs(images, self.initial_codes(images))
+
+    def hair(self, images: torch.Tensor) -> torch.Tensor:
+        labels = self.blender.labels(images)
+        return M.resize_mask(M.hair_mask(labels, self.blender.label_map), images.shape[-1], mode="nearest")
+
+    def edit(self, batch: EditBatch, source_code: FSCode | None = None) -> EditOutput:
+        seconds: dict[str, float] = {}
+        tic = time.perf_counter()
+        fs = source_code or self.embed(batch.sources)
+        seconds["embedding"] = time.perf_counter() - tic
+        image, feature = fs.image, fs.feature
+        if batch.kind in ("text", "reference"):
+            tic = time.perf_counter()
+            bald_codes = self.bald(fs.codes)
+            seconds["bald"] = time.perf_counter() - tic
+            tic = time.perf_counter()
+            if batch.kind == "text":
+                if self.text_proxy is None:
+                    raise ValueError("this editor has no text proxy")
+                proxy = self.text_proxy.optimise(fs.image, batch.texts, self.latent_avg)
+            else:
+                if self.ref_proxy is None:
+                    raise ValueError("this editor has no reference proxy")
+                ref_codes = self.embedding.invert_w(batch.references, self.initial_codes(batch.references))
+                proxy = self.ref_proxy.optimise(fs.image, batch.references, ref_codes)
+            seconds[f"{batch.kind}_proxy"] = time.perf_counter() - tic
+            blended = self.blender.hairstyle(fs.codes, fs.feature, self.blender.labels(fs.image), bald_codes, proxy.codes)
+            image, feature = blended.image, blended.feature
+        hairstyle_image, codes = image, fs.codes
+        if batch.colours is not None:
+            if self.colour_proxy is None:
+                raise ValueError("this editor has no colour proxy")
+            tic = time.perf_counter()
+            colour = self.colour_proxy.edit(batch.colours, hairstyle_image, fs.codes, feature)
+            seconds["colour_proxy"] = time.perf_counter() - tic
+            image, codes = colour.image, colour.codes
+        with torch.no_grad():
+            return EditOutput(image.detach(), fs.image, hairstyle_image.detach(), self.hair(fs.image), self.hair(image), codes.detach(), feature.detach(), seconds)
+
+
+class HairEditModule(pl.LightningModule):
+    """Runs batches of edits with `trainer.predict` (Trainer(inference_mode=False), any number of
+    devices). A batch is a dict with "source" (N, 3, S, S), "kind" and the matching "text",
+    "reference" or "colour" entries (see `batch_to_edits`)."""
+
+    def __init__(self, editor: HairEditor):
+        super().__init__()
+        self.editor = editor.requires_grad_(False)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        edits = batch_to_edits(batch)
+        with torch.enable_grad():
+            out = self.editor.edit(edits)
+        return {"output": out, "batch": batch}
+
+
+def batch_to_edits(batch: dict[str, Any]) -> EditBatch:
+    """A collated dict batch -> EditBatch (kind: the first item's; batches are of one kind)."""
+    kind = batch["kind"][0] if isinstance(batch["kind"], (list, tuple)) else batch["kind"]
+    colours = batch.get("colour")
+    return EditBatch(batch["source"], kind, texts=list(batch["text"]) if "text" in batch else None, references=batch.get("reference"), colours=list(colours) if colours is not None else None)
+

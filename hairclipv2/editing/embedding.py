@@ -1,0 +1,103 @@
+"""Source embedding in (F, S): HairCLIPv2's `Embedding` (after Barbershop / II2S), batched.
+
+1. W+ step: codes start from the mean latent (officially) or from the e4e encoder's codes; Adam
+   (lr 0.01) on every row for `w_steps` (1100) steps.
+2. FS step: F = features(codes, hairstyle_block); rows >= 7 of S and F are optimised for `fs_steps`
+   (250) steps, the image resumed from F without the skip.
+Loss per sample: l2 * MSE(image, target) + percept * LPIPS-VGG(down4(image), target at 256) +
+p_norm * P-norm(codes). HairCLIPv2 defines an F-regulariser (l_F 0.1 * |F - F_init|^2) but its FS step
+does not apply it; `f_regularisation=True` does. Each sample's loss is summed, not averaged, so a
+sample gets the same updates alone or in a batch. Noise: fresh each step (official) or fixed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..losses import LPIPSLoss
+from ..models.parsing.bicubic import BicubicDownSample
+from ..models.stylegan2 import Generator
+from .prior import PNormPrior
+from .optim import run_adam
+
+
+@dataclass
+class EmbeddingConfig:
+    """HairCLIPv2 `utils/options.py` defaults."""
+
+    w_steps: int = 1100
+    fs_steps: int = 250
+    lr: float = 0.01
+    l2_lambda: float = 1.0
+    percept_lambda: float = 1.0
+    p_norm_lambda: float = 0.001
+    l_f_lambda: float = 0.1
+    f_regularisation: bool = False  # official: defined, not applied
+    fs_frozen_rows: int = 7  # rows 0..6 of S stay fixed in the FS step
+    randomize_noise: bool = True  # official: the embedding's generator calls draw fresh noise
+
+
+@dataclass
+class FSCode:
+    codes: torch.Tensor  # S: W+ (N, n_latent, D)
+    feature: torch.Tensor  # F after hairstyle_block
+    image: torch.Tensor  # the reconstruction from (F, S), fixed noise, no skip
+
+
+class FSEmbedding(nn.Module):
+    def __init__(self, generator: Generator, lpips: LPIPSLoss, prior: PNormPrior, latent_avg: torch.Tensor, hairstyle_block: int = 3, config: EmbeddingConfig | None = None):
+        super().__init__()
+        self.generator, self.lpips, self.prior = generator, lpips, prior
+        self.register_buffer("latent_avg", latent_avg.reshape(-1)[-generator.style_dim :].clone())
+        self.hairstyle_block, self.cfg = hairstyle_block, config or EmbeddingConfig()
+        self.low_res = 256 if generator.size >= 256 else generator.size
+        self.downsample = BicubicDownSample(generator.size // self.low_res) if generator.size > self.low_res else nn.Identity()
+
+    def per_sample_loss(self, image: torch.Tensor, target: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """(N,) embedding loss of each sample."""
+        c = self.cfg
+        l2 = (image - target).pow(2).mean(dim=(1, 2, 3))
+        low_target = F.interpolate(target, size=self.low_res, mode="area") if target.shape[-1] != self.low_res else target
+        percept = self.lpips.distance(self.downsample(image), low_target)
+        return c.l2_lambda * l2 + c.percept_lambda * percept + c.p_norm_lambda * self.prior(codes)
+
+    def check_target(self, target: torch.Tensor) -> None:
+        s = self.generator.size
+        if target.ndim != 4 or target.shape[1:] != (3, s, s):
+            raise ValueError(f"embedding targets must be (N, 3, {s}, {s}) in [-1, 1], got {tuple(target.shape)}")
+
+    def invert_w(self, target: torch.Tensor, init_codes: torch.Tensor | None = None, steps: int | None = None) -> torch.Tensor:
+        """W+ codes (N, n_latent, D) reconstructing target (N, 3, size, size)."""
+        self.check_target(target)
+        g = self.generator
+        if init_codes is None:  # HairCLIPv2 starts every row from the mean latent
+            init_codes = self.latent_avg.expand(target.shape[0], g.n_latent, -1)
+        codes = init_codes.detach().clone().requires_grad_(True)
+        run_adam([codes], self.cfg.lr, self.cfg.w_steps if steps is None else steps, lambda: self.per_sample_loss(g.synthesis(codes, randomize_noise=self.cfg.randomize_noise), target, codes))
+        return codes.detach()
+
+    def invert_fs(self, target: torch.Tensor, init_codes: torch.Tensor | None = None, w_steps: int | None = None, fs_steps: int | None = None) -> FSCode:
+        """(S, F) of target: the W+ step, then the FS step."""
+        c, g, k = self.cfg, self.generator, self.hairstyle_block
+        codes = self.invert_w(target, init_codes, w_steps)
+        with torch.no_grad():
+            f_init = g.features(codes, k, randomize_noise=c.randomize_noise)[0]
+        frozen = codes[:, : c.fs_frozen_rows]
+        free = codes[:, c.fs_frozen_rows :].clone().requires_grad_(True)
+        feature = f_init.clone().requires_grad_(True)
+
+        def fs_loss() -> torch.Tensor:
+            s = torch.cat([frozen, free], dim=1)
+            loss = self.per_sample_loss(g.resume(s, k + 1, feature, randomize_noise=c.randomize_noise), target, s)
+            if c.f_regularisation:
+                loss = loss + c.l_f_lambda * (feature - f_init).pow(2).mean(dim=(1, 2, 3))
+            return loss
+
+        run_adam([free, feature], c.lr, c.fs_steps if fs_steps is None else fs_steps, fs_loss)
+        s = torch.cat([frozen, free], dim=1).detach()
+        with torch.no_grad():
+            image = g.resume(s, k + 1, feature.detach())
+        return FSCode(s, feature.detach(), image)

@@ -1,0 +1,92 @@
+"""Build a HairEditor from plain settings (what conf/editing/*.yaml holds).
+
+`random_weights=True` builds every network without its official file (parser, bald mapper, CLIP,
+VGG, LPIPS backbone; PCA statistics from the mapping network): an offline demo whose pictures mean
+nothing. Otherwise each missing file stops with an error naming it and its conf key.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .. import masks as M
+from ..blending import FeatureBlender
+from ..losses import LPIPSLoss
+from ..models.inversion import InversionModel
+from ..models.parsing import BiSeNet, load_parser
+from ..models.stylegan2 import Generator
+from ..weights import frozen_generator
+from .bald import BALD_ALPHA_SCALE, BaldProxy, LevelMapper, load_bald_proxy
+from .editor import HairEditor
+from .embedding import EmbeddingConfig, FSEmbedding
+from .losses import AvgLabLoss, BackgroundLoss, CLIPLoss, CLIPModel, LandmarkLoss, StyleLoss, VGG16Activations
+from .prior import PNormPrior
+from .proxies import TEXT_LANDMARKS, ColourProxy, ColourProxyConfig, RefProxy, RefProxyConfig, TextProxy, TextProxyConfig
+
+
+def _cfg(cls: type, values: Mapping[str, Any] | None) -> Any:
+    values = dict(values or {})
+    for k, v in list(values.items()):
+        if isinstance(v, list):
+            values[k] = tuple(v)
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ValueError(f"{cls.__name__}: {exc}") from None
+
+
+def build_hair_editor(
+    generator: Generator,
+    stylegan_weights: str | None = None,
+    parser_weights: str | None = None,
+    bald_weights: str | None = None,
+    ffhq_pca: str | None = None,
+    clip_pretrained: str | None = "openai",
+    e4e_weights: str | None = None,
+    random_weights: bool = False,
+    parser: nn.Module | None = None,
+    hairstyle_block: int = 3,
+    colour_block: int = 6,
+    randomize_proxy_noise: bool = True,
+    resume_with_skip: bool = False,
+    use_landmarks: bool = True,
+    random_bald_alpha: float = 1.0,
+    embedding: Mapping[str, Any] | None = None,
+    text: Mapping[str, Any] | None = None,
+    reference: Mapping[str, Any] | None = None,
+    colour: Mapping[str, Any] | None = None,
+) -> HairEditor:
+    latent_avg = frozen_generator(generator, stylegan_weights)
+    if parser is None:
+        parser = BiSeNet(16).eval() if random_weights else load_parser(parser_weights, 16)
+    parser.requires_grad_(False)
+    if random_weights:
+        warnings.warn("hair editor with random weights: the edits are meaningless pictures", stacklevel=2)
+        prior = PNormPrior.from_mapping(generator, samples=20_000)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            bald = BaldProxy(LevelMapper(generator.style_dim), random_bald_alpha * BALD_ALPHA_SCALE)
+    else:
+        prior = PNormPrior.from_npz(ffhq_pca)
+        bald = load_bald_proxy(bald_weights)
+    encoder = InversionModel.from_official(e4e_weights, decoder=generator) if e4e_weights else None
+    label_map = M.LABEL_MAPS[16]
+    blender = FeatureBlender(generator, parser, hairstyle_block, colour_block, label_map, randomize_proxy_noise=randomize_proxy_noise, resume_with_skip=resume_with_skip)
+    lpips_vgg = LPIPSLoss("vgg", random_backbone=random_weights)
+    clip = CLIPModel("ViT-B-32", pretrained=None if random_weights else clip_pretrained)
+    text_cfg, ref_cfg, colour_cfg = _cfg(TextProxyConfig, text), _cfg(RefProxyConfig, reference), _cfg(ColourProxyConfig, colour)
+    landmarks_text = LandmarkLoss(groups=TEXT_LANDMARKS, enabled=use_landmarks)
+    landmarks_ref = LandmarkLoss(enabled=use_landmarks)
+    return HairEditor(
+        blender,
+        FSEmbedding(generator, lpips_vgg, prior, latent_avg, hairstyle_block, _cfg(EmbeddingConfig, embedding)),
+        bald,
+        TextProxy(generator, CLIPLoss(clip, augment=text_cfg.augment), landmarks_text, parser, text_cfg),
+        RefProxy(generator, StyleLoss(VGG16Activations(random_weights=random_weights)), landmarks_ref, parser, label_map, ref_cfg),
+        ColourProxy(blender, CLIPLoss(clip, augment=colour_cfg.augment), AvgLabLoss(parser, label_map), BackgroundLoss(parser, label_map), lpips_vgg, colour_cfg),
+        latent_avg,
+        encoder,
+    )

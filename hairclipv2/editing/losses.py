@@ -1,0 +1,263 @@
+"""The losses of HairCLIPv2's proxies, per sample (N,) so that batched optimisation equals one-by-one.
+
+- CLIPLoss (`criteria/clip_loss.py`): 1 - cos(image, text) of CLIP ViT-B/32 on the image upsampled x7
+  and average-pooled to 224; AugCLIPLoss: the spherical distance, averaged over the image and 7
+  augmented copies (kornia RandomAffine(15, 0.1) and RandomPerspective(0.7), p = 0.7).
+- StyleLoss (`criteria/style`): Gram matrices of VGG16 relu1_2, relu2_2, relu3_3, relu4_3 of the
+  hair-masked images at 256 px, L2, averaged over the layers.
+- BackgroundLoss: MSE outside the hair of both images (parser at 1024, hair = 10).
+- AvgLabLoss: L1 between the average Lab colour of the hair regions (or of a given RGB value).
+- LandmarkLoss: FAN (face_alignment) landmarks when that package and its weights are installed.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import masks as M
+from ..losses.frozen import FrozenNetwork
+from ..weights import MissingCheckpointError
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class CLIPModel(FrozenNetwork):
+    """open_clip's ViT-B-32 with OpenAI weights (HairCLIPv2 uses OpenAI CLIP ViT-B/32); text
+    embeddings are cached per string."""
+
+    def __init__(self, name: str = "ViT-B-32", pretrained: str | None = "openai"):
+        super().__init__()
+        import open_clip
+
+        if pretrained is None:
+            warnings.warn(f"CLIP {name} with random weights: CLIP losses and scores are meaningless", stacklevel=2)
+        try:
+            self.model = open_clip.create_model(name, pretrained=pretrained)
+        except Exception as exc:  # offline without the cached file, or a bad path
+            raise MissingCheckpointError(
+                f"CLIP {name} weights {pretrained!r} could not be loaded ({type(exc).__name__}: {exc}). Put the OpenAI ViT-B-32 "
+                "checkpoint in open_clip's cache (HF hub timm/vit_base_patch32_clip_224.openai) or set editing.clip_pretrained to a "
+                "local file; tests and demos can use pretrained=None"
+            ) from exc
+        self.tokenizer = open_clip.get_tokenizer(name)
+        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
+        self._text_cache: dict[str, torch.Tensor] = {}
+        self.freeze()
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Unnormalised text embeddings (N, D), cached per string."""
+        for t in texts:
+            if not isinstance(t, str) or not t.strip():
+                raise ValueError(f"text conditions must be non-empty strings, got {t!r}")
+        missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
+        if missing:
+            with torch.no_grad():
+                emb = self.model.encode_text(self.tokenizer(missing).to(self.mean.device)).float()
+            self._text_cache.update(zip(missing, emb))
+        return torch.stack([self._text_cache[t].to(self.mean.device) for t in texts])
+
+    def encode_image(self, images01: torch.Tensor) -> torch.Tensor:
+        """Unnormalised image embeddings of (N, 3, 224, 224) images in [0, 1]."""
+        return self.model.encode_image((images01 - self.mean) / self.std).float()
+
+
+def clip_input(images: torch.Tensor) -> torch.Tensor:
+    """HairCLIPv2's resize to 224: nearest x7 upsampling, then average pooling (32 at 1024 px)."""
+    size = images.shape[-1]
+    if (size * 7) % 224:
+        return F.interpolate(images, size=224, mode="bilinear", align_corners=False, antialias=True)
+    return F.avg_pool2d(F.interpolate(images, scale_factor=7, mode="nearest"), size * 7 // 224)
+
+
+class CLIPLoss(nn.Module):
+    """1 - cos(CLIP(image), CLIP(text)) per sample; `augment` switches to AugCLIPLoss."""
+
+    def __init__(self, clip: CLIPModel, augment: bool = False, n_augmentations: int = 8, p: float = 0.7):
+        super().__init__()
+        self.clip, self.augment, self.n = clip, augment, n_augmentations
+        if augment:
+            import kornia.augmentation as K
+
+            self.augmentations = nn.Sequential(K.RandomAffine(degrees=15, translate=0.1, p=p, padding_mode="border"), K.RandomPerspective(0.7, p=p))
+
+    def forward(self, images: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
+        """images (N, 3, H, W) in [-1, 1], one text per image -> (N,)."""
+        if len(texts) != images.shape[0]:
+            raise ValueError(f"one text per image: got {len(texts)} texts for {images.shape[0]} images")
+        text = F.normalize(self.clip.encode_text(list(texts)), dim=-1)
+        if not self.augment:
+            image = F.normalize(self.clip.encode_image(clip_input((images + 1) / 2)), dim=-1)
+            return 1 - (image * text).sum(-1)
+        small = F.adaptive_avg_pool2d(images, 224)
+        copies = torch.cat([small, self.augmentations(small.repeat(self.n - 1, 1, 1, 1))])  # the first copy is not augmented
+        emb = F.normalize(self.clip.encode_image((copies + 1) / 2), dim=-1).view(self.n, images.shape[0], -1)
+        dist = (emb - text.unsqueeze(0)).norm(dim=-1).div(2).arcsin().pow(2).mul(2)
+        return dist.mean(0)
+
+
+class VGG16Activations(FrozenNetwork):
+    """torchvision VGG16 features at the given layer indices (3, 8, 15, 22: relu1_2..relu4_3)."""
+
+    def __init__(self, layers: Sequence[int] = (3, 8, 15, 22), random_weights: bool = False):
+        super().__init__()
+        import torchvision
+
+        from ..losses.lpips_loss import backbone_file
+
+        if random_weights:
+            warnings.warn("VGG16 with random weights: style losses are meaningless", stacklevel=2)
+            vgg = torchvision.models.vgg16(weights=None)
+        else:
+            path = backbone_file("vgg")
+            if not path.is_file():
+                raise MissingCheckpointError(f"the style loss needs torchvision's VGG16 ImageNet weights {path.name} in {path.parent} (set TORCH_HOME)")
+            vgg = torchvision.models.vgg16(weights=torchvision.models.VGG16_Weights.IMAGENET1K_V1)
+        self.features = vgg.features[: max(layers) + 1]
+        self.layers = tuple(layers)
+        self.freeze()
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self.layers:
+                out.append(x)
+        return out
+
+
+def gram(x: torch.Tensor) -> torch.Tensor:
+    """Per-sample Gram matrices (N, C, C) / (C H W)."""
+    n, c, h, w = x.shape
+    f = x.reshape(n, c, h * w)
+    return f @ f.transpose(1, 2) / (c * h * w)
+
+
+class StyleLoss(nn.Module):
+    """Masked Gram-matrix style loss at 256 px (HairCLIPv2's reference-hairstyle loss)."""
+
+    def __init__(self, vgg: VGG16Activations):
+        super().__init__()
+        self.vgg = vgg
+
+    def forward(self, target: torch.Tensor, image: torch.Tensor, target_mask: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
+        """target/image (N, 3, 256, 256), masks (N, 1, 256, 256) -> (N,)."""
+        with torch.no_grad():
+            feats_t = self.vgg(target * target_mask)
+        loss = 0.0
+        for ft, fi in zip(feats_t, self.vgg(image * image_mask)):
+            mt = F.interpolate(target_mask, size=ft.shape[-2:], mode="bilinear", align_corners=False)
+            mi = F.interpolate(image_mask, size=fi.shape[-2:], mode="bilinear", align_corners=False)
+            loss = loss + (gram(ft * mt) - gram(fi * mi)).pow(2).mean(dim=(1, 2))
+        return loss / len(feats_t)
+
+
+def parser_hair(parser: nn.Module, images: torch.Tensor, label_map: M.LabelMap) -> torch.Tensor:
+    """Hair mask (N, 1, H, W) of images from the parser's full-resolution output, resized to H."""
+    with torch.no_grad():
+        labels = parser(images)[0].argmax(1, keepdim=True)
+    return M.resize_mask(M.hair_mask(labels, label_map), images.shape[-1], mode="nearest")
+
+
+class BackgroundLoss(nn.Module):
+    """MSE between x and x_hat where neither is hair, per sample."""
+
+    def __init__(self, parser: nn.Module, label_map: M.LabelMap = M.HAIRCLIPV2_16):
+        super().__init__()
+        self.parser, self.label_map = parser, label_map
+
+    def forward(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        keep = (1 - parser_hair(self.parser, x, self.label_map)) * (1 - parser_hair(self.parser, x_hat, self.label_map))
+        return (x * keep - x_hat * keep).pow(2).mean(dim=(1, 2, 3))
+
+
+RGB_TO_XYZ = torch.tensor([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
+
+
+def rgb_to_lab(rgb01: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB in [0, 1] -> CIE Lab (D65 white normalised as in HairCLIPv2's AvgLabLoss)."""
+    m = RGB_TO_XYZ.to(rgb01)
+    xyz = torch.einsum("nc,bchw->bnhw", m, rgb01) / m.sum(1).view(1, 3, 1, 1)
+    f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-12).pow(1 / 3), 7.787 * xyz + 0.137931)
+    l = torch.where(xyz[:, 1] > 0.008856, 116 * f[:, 1] - 16, 903.3 * xyz[:, 1])
+    return torch.stack([l, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], dim=1)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x (N, C, H, W) over mask (N, 1, H, W) -> (N, C); an empty mask gives the plain sum (0)."""
+    return (x * mask).sum(dim=(2, 3)) / mask.sum(dim=(2, 3)).clamp_min(1)
+
+
+class AvgLabLoss(nn.Module):
+    """L1 between average Lab colours: of the target's hair (a reference image) or of a colour
+    (N, 3, 1, 1) in [-1, 1], and of the result's hair."""
+
+    def __init__(self, parser: nn.Module, label_map: M.LabelMap = M.HAIRCLIPV2_16):
+        super().__init__()
+        self.parser, self.label_map = parser, label_map
+
+    def forward(self, target: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        if target.shape[-1] == 1:
+            target_lab = rgb_to_lab((target + 1) / 2).flatten(1)
+        else:
+            target_lab = masked_mean(rgb_to_lab((target + 1) / 2), parser_hair(self.parser, target, self.label_map))
+        result_lab = masked_mean(rgb_to_lab((result + 1) / 2), parser_hair(self.parser, result, self.label_map))
+        return (target_lab - result_lab).abs().mean(dim=1)
+
+
+class LandmarkLoss(nn.Module):
+    """MSE between FAN landmarks (face_alignment, 3-D, on 256 px images) of the source and a proxy.
+
+    The package and its weights are optional: without them the loss is 0 (the proxies then keep the
+    pose only through the other terms) and a warning says so once.
+    """
+
+    def __init__(self, device: str = "cpu", groups: Sequence[Sequence[int]] | None = None, enabled: bool = True):
+        super().__init__()
+        self.groups = [list(g) for g in groups] if groups is not None else None  # one MSE per group, summed
+        self.fan: nn.Module | None = None
+        if enabled:
+            try:
+                import face_alignment
+
+                fa = face_alignment.FaceAlignment(face_alignment.LandmarksType.THREE_D, flip_input=False, device=device)
+                self.fan = fa.face_alignment_net.requires_grad_(False).eval()
+            except Exception as exc:  # not installed, or weights not downloadable offline
+                warnings.warn(f"landmark loss disabled: face_alignment's FAN is not available ({type(exc).__name__}: {exc})", stacklevel=2)
+
+    @property
+    def available(self) -> bool:
+        return self.fan is not None
+
+    def heatmaps(self, images: torch.Tensor) -> torch.Tensor | None:
+        """FAN heatmaps (N, 68, 64, 64) of images in [-1, 1] (None without FAN)."""
+        if self.fan is None:
+            return None
+        return self.fan(((F.interpolate(images, size=(256, 256)) + 1) / 2).clamp(0, 1))
+
+    def forward(self, source_heatmaps: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor:
+        if self.fan is None or source_heatmaps is None:
+            return images.new_zeros(images.shape[0])
+        gen = self.heatmaps(images)
+        groups = self.groups or [list(range(gen.shape[1]))]
+        return sum((gen[:, g] - source_heatmaps[:, g]).pow(2).mean(dim=(1, 2, 3)) for g in groups)
+
+
+def hair_mask_loss(parser: nn.Module, images: torch.Tensor, painted_labels: torch.Tensor, label_map: M.LabelMap = M.HAIRCLIPV2_16) -> torch.Tensor:
+    """HairCLIPv2's painted-mask loss: cross-entropy of the parser's H/2 logits against painted labels,
+    weighted 1 on background, face, ear and hair and 0 elsewhere; per sample (N,)."""
+    logits = parser(images)[1]
+    weight = torch.zeros(label_map.n_classes, device=images.device)
+    for name in ("background", "face", "ear", "hair"):
+        if name in label_map.classes:
+            weight[label_map.classes[name]] = 1
+    if painted_labels.shape[-1] != logits.shape[-1]:
+        painted_labels = F.interpolate(painted_labels[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
+    ce = F.cross_entropy(logits, painted_labels, weight=weight, reduction="none")
+    w = weight[painted_labels]
+    return (ce * w).sum(dim=(1, 2)) / w.sum(dim=(1, 2)).clamp_min(1)

@@ -1,0 +1,253 @@
+"""HairCLIPv2's optimised proxies, batched: each sample has its own codes and its own loss, and the
+summed loss gives every sample the updates it would get alone.
+
+Defaults are HairCLIPv2's `utils/options.py`. Rows count from 0; the defaults fit the 1024 px
+generator (18 rows) and are configurable for smaller ones.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import masks as M
+from ..blending import FeatureBlender
+from ..losses import LPIPSLoss
+from .optim import run_adam
+from .losses import AvgLabLoss, BackgroundLoss, CLIPLoss, LandmarkLoss, StyleLoss, hair_mask_loss
+
+TEXT_LANDMARKS = (tuple(range(0, 17)), tuple(range(27, 36)))  # jaw line and nose (text proxy)
+
+
+@dataclass
+class ProxyResult:
+    codes: torch.Tensor  # the proxy's W+ codes (N, n_latent, D)
+    losses: list[torch.Tensor] = field(default_factory=list)  # per step, per sample (steps, N)
+
+    @property
+    def history(self) -> torch.Tensor:
+        return torch.stack(self.losses) if self.losses else torch.empty(0)
+
+
+def _split_codes(codes: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, nn.Parameter, torch.Tensor]:
+    return codes[:, :start].detach(), nn.Parameter(codes[:, start:stop].detach().clone()), codes[:, stop:].detach()
+
+
+# --------------------------------------------------------------------------------------- text
+@dataclass
+class TextProxyConfig:
+    steps: int = 200
+    lr: float = 0.01
+    clip_lambda: float = 1.0
+    landmark_lambda: float = 200.0
+    hair_mask_lambda: float = 1.0
+    rows: int = 7  # rows 0..6 are optimised, from the mean latent
+    augment: bool = True  # AugCLIPLoss (HairCLIPv2's default for the text proxy)
+
+
+class TextProxy(nn.Module):
+    """Hairstyle from text: the first rows of the mean code, optimised under CLIP and landmarks."""
+
+    def __init__(self, generator: nn.Module, clip_loss: CLIPLoss, landmarks: LandmarkLoss, parser: nn.Module, config: TextProxyConfig | None = None):
+        super().__init__()
+        self.generator, self.clip_loss, self.landmarks, self.parser = generator, clip_loss, landmarks, parser
+        self.cfg = config or TextProxyConfig()
+
+    def optimise(self, source_images: torch.Tensor, texts: Sequence[str], latent_avg: torch.Tensor, painted_labels: torch.Tensor | None = None) -> ProxyResult:
+        c, g = self.cfg, self.generator
+        n = source_images.shape[0]
+        if len(texts) != n:
+            raise ValueError(f"one text per source image: {len(texts)} texts, {n} images")
+        self.clip_loss.clip.encode_text(list(texts))  # validates and caches the text embeddings
+        start = latent_avg.reshape(-1)[-g.style_dim :].expand(n, g.n_latent, -1)
+        _, free, fixed = _split_codes(start, 0, c.rows)
+        with torch.no_grad():
+            src_kp = self.landmarks.heatmaps(source_images)
+
+        def loss_fn() -> torch.Tensor:
+            image = g.synthesis(torch.cat([free, fixed], dim=1))
+            loss = c.clip_lambda * self.clip_loss(image, texts) + c.landmark_lambda * self.landmarks(src_kp, image)
+            if painted_labels is not None:
+                loss = loss + c.hair_mask_lambda * hair_mask_loss(self.parser, image, painted_labels)
+            return loss
+
+        losses = run_adam([free], c.lr, c.steps, loss_fn)
+        return ProxyResult(torch.cat([free.detach(), fixed], dim=1), losses)
+
+
+# ---------------------------------------------------------------------------------- reference
+@dataclass
+class RefProxyConfig:
+    steps: int = 200
+    lr: float = 0.01
+    style_lambda: float = 40000.0
+    delta_w_lambda: float = 1000.0
+    landmark_lambda: float = 1000.0
+    hair_mask_lambda: float = 1.0
+    rows: int = 6  # rows 0..5 of the reference's codes are optimised
+    style_size: int = 256
+
+
+class RefProxy(nn.Module):
+    """Hairstyle from a reference: its first rows optimised under the masked Gram style loss, a
+    step-to-step delta-w loss and landmarks."""
+
+    def __init__(self, generator: nn.Module, style_loss: StyleLoss, landmarks: LandmarkLoss, parser: nn.Module, label_map: M.LabelMap = M.HAIRCLIPV2_16, config: RefProxyConfig | None = None):
+        super().__init__()
+        self.generator, self.style_loss, self.landmarks, self.parser, self.label_map = generator, style_loss, landmarks, parser, label_map
+        self.cfg = config or RefProxyConfig()
+
+    def image_and_hair(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """HairCLIPv2's `gen_256_img_hairmask`: nearest 256 px image and hair mask of the parser's 1024 output."""
+        s = self.cfg.style_size
+        with torch.no_grad():
+            labels = self.parser(images)[0].argmax(1, keepdim=True)
+        return F.interpolate(images, size=(s, s)), M.resize_mask(M.hair_mask(labels, self.label_map), s, mode="nearest")
+
+    def optimise(self, source_images: torch.Tensor, ref_images: torch.Tensor, ref_codes: torch.Tensor, painted_labels: torch.Tensor | None = None) -> ProxyResult:
+        c, g = self.cfg, self.generator
+        if ref_images.shape[0] != source_images.shape[0] or ref_codes.shape[0] != source_images.shape[0]:
+            raise ValueError("one reference image and code per source image")
+        ref_small, ref_hair = self.image_and_hair(ref_images)
+        _, free, fixed = _split_codes(ref_codes, 0, c.rows)
+        prev = free.detach().clone()
+        with torch.no_grad():
+            src_kp = self.landmarks.heatmaps(source_images)
+
+        def loss_fn() -> torch.Tensor:
+            nonlocal prev
+            image = g.synthesis(torch.cat([free, fixed], dim=1))
+            small, hair = self.image_and_hair(image)
+            loss = c.style_lambda * self.style_loss(ref_small, small, ref_hair, hair)
+            loss = loss + c.delta_w_lambda * (free - prev).pow(2).mean(dim=(1, 2)) + c.landmark_lambda * self.landmarks(src_kp, image)
+            if painted_labels is not None:
+                loss = loss + c.hair_mask_lambda * hair_mask_loss(self.parser, image, painted_labels, self.label_map)
+            prev = free.detach().clone()  # the delta-w loss compares with the previous step's codes
+            return loss
+
+        losses = run_adam([free], c.lr, c.steps, loss_fn)
+        return ProxyResult(torch.cat([free.detach(), fixed], dim=1), losses)
+
+
+# ------------------------------------------------------------------------------------- colour
+@dataclass
+class ColourProxyConfig:
+    edit_steps: int = 100
+    final_steps: int = 100
+    lr: float = 0.01
+    clip_lambda: float = 1.0
+    bg_lambda: float = 10.0
+    avg_color_lambda_ref: float = 0.01  # HairCLIPv2 sets 0.01 for a reference image
+    avg_color_lambda_rgb: float = 0.003  # and 0.003 for an RGB value
+    hair_mse_lambda: float = 500.0
+    not_hair_mse_lambda: float = 10.0
+    hair_lpips_lambda: float = 1.0
+    edit_rows: tuple[int, int] = (9, 13)  # rows optimised in the colour edit
+    final_rows: tuple[int, int] = (11, 18)  # rows optimised (with the colour feature) in the final step
+    augment: bool = False  # HairCLIPv2's colour proxy uses the plain CLIP loss
+
+
+@dataclass
+class ColourCondition:
+    """One sample's colour target: a text, a reference image (3, H, W) in [-1, 1], or an RGB triple."""
+
+    text: str | None = None
+    image: torch.Tensor | None = None
+    rgb: tuple[int, int, int] | None = None
+
+    def __post_init__(self) -> None:
+        given = [x is not None for x in (self.text, self.image, self.rgb)]
+        if sum(given) != 1:
+            raise ValueError("a colour condition is exactly one of: text, reference image, RGB value")
+        if self.text is not None and not self.text.strip():
+            raise ValueError("the colour text is empty")
+        if self.rgb is not None:
+            if len(self.rgb) != 3 or any(not isinstance(v, (int, float)) or not 0 <= v <= 255 for v in self.rgb):
+                raise ValueError(f"an RGB colour must be three values in [0, 255], got {self.rgb!r}")
+
+    @property
+    def kind(self) -> str:
+        return "text" if self.text is not None else "ref" if self.image is not None else "rgb"
+
+    def target(self, size: int, device: torch.device) -> torch.Tensor:
+        """The average-colour target: the reference image, or the RGB value as a 1x1 image, in [-1, 1]."""
+        if self.image is not None:
+            return F.interpolate(self.image[None].to(device), size=(size, size), mode="bilinear", align_corners=False)
+        return (torch.tensor(self.rgb, dtype=torch.float32, device=device).view(1, 3, 1, 1) / 127.5) - 1
+
+
+@dataclass
+class ColourResult:
+    image: torch.Tensor  # the final edited image
+    codes: torch.Tensor  # final W+ codes
+    feature: torch.Tensor  # final colour feature
+    hair_mask: torch.Tensor  # the enlarged hair mask of the edit (N, 1, H, W)
+    colour_codes: torch.Tensor | None = None  # after the colour edit, before blending
+    colour_image: torch.Tensor | None = None
+    edit_losses: list[torch.Tensor] = field(default_factory=list)
+    final_losses: list[torch.Tensor] = field(default_factory=list)
+
+
+class ColourProxy(nn.Module):
+    """Hair colour: rows of the source's codes optimised (CLIP text, or average Lab colour) with a
+    background loss, the colour feature blended inside the edited hair, then the later rows and the
+    feature optimised to keep hair (MSE + LPIPS) and the rest (MSE)."""
+
+    def __init__(self, blender: FeatureBlender, clip_loss: CLIPLoss | None, avg_lab: AvgLabLoss, background: BackgroundLoss, lpips: LPIPSLoss, config: ColourProxyConfig | None = None):
+        super().__init__()
+        self.blender, self.clip_loss, self.avg_lab, self.background, self.lpips = blender, clip_loss, avg_lab, background, lpips
+        self.cfg = config or ColourProxyConfig()
+
+    def condition_loss(self, conditions: Sequence[ColourCondition], images: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        loss = images.new_zeros(images.shape[0])
+        kinds = [cond.kind for cond in conditions]
+        text_idx = [i for i, k in enumerate(kinds) if k == "text"]
+        if text_idx:
+            if self.clip_loss is None:
+                raise ValueError("a text colour condition needs a CLIP loss")
+            loss = loss.index_add(0, torch.tensor(text_idx, device=images.device), c.clip_lambda * self.clip_loss(images[text_idx], [conditions[i].text for i in text_idx]))
+        for i, cond in enumerate(conditions):
+            if cond.kind != "text":
+                lam = c.avg_color_lambda_ref if cond.kind == "ref" else c.avg_color_lambda_rgb
+                target = cond.target(images.shape[-1], images.device)
+                loss = loss.index_add(0, torch.tensor([i], device=images.device), lam * self.avg_lab(target, images[i : i + 1]))
+        return loss
+
+    def edit(self, conditions: Sequence[ColourCondition], edited_image: torch.Tensor, src_codes: torch.Tensor, feature: torch.Tensor) -> ColourResult:
+        c, b = self.cfg, self.blender
+        if len(conditions) != edited_image.shape[0]:
+            raise ValueError(f"one colour condition per image: {len(conditions)} for {edited_image.shape[0]}")
+        g = b.generator
+        lo, hi = c.edit_rows
+        head, free, tail = _split_codes(src_codes, lo, min(hi, g.n_latent))
+        feature = feature.detach()
+
+        def edit_loss() -> torch.Tensor:
+            image = b.resume(torch.cat([head, free, tail], dim=1), feature)
+            return c.bg_lambda * self.background(edited_image.detach(), image) + self.condition_loss(conditions, image)
+
+        edit_losses = run_adam([free], c.lr, c.edit_steps, edit_loss)
+        colour_codes = torch.cat([head, free.detach(), tail], dim=1)
+        with torch.no_grad():
+            colour_image = b.resume(colour_codes, feature)
+            colour_feature, hair_mask = b.colour(edited_image, src_codes, colour_codes, feature)
+        lo, hi = c.final_rows
+        head, free, tail = _split_codes(src_codes, min(lo, g.n_latent), min(hi, g.n_latent))
+        final_feature = colour_feature.clone().requires_grad_(True)
+
+        def final_loss() -> torch.Tensor:
+            image = b.colour_resume(torch.cat([head, free, tail], dim=1), final_feature)
+            hair_mse = (image * hair_mask - colour_image * hair_mask).pow(2).mean(dim=(1, 2, 3))
+            rest_mse = (image * (1 - hair_mask) - edited_image.detach() * (1 - hair_mask)).pow(2).mean(dim=(1, 2, 3))
+            hair_lpips = self.lpips.distance(image * hair_mask, colour_image * hair_mask)
+            return c.hair_mse_lambda * hair_mse + c.not_hair_mse_lambda * rest_mse + c.hair_lpips_lambda * hair_lpips
+
+        final_losses = run_adam([free, final_feature], c.lr, c.final_steps, final_loss)
+        codes = torch.cat([head, free.detach(), tail], dim=1)
+        with torch.no_grad():
+            image = b.colour_resume(codes, final_feature.detach())
+        return ColourResult(image, codes, final_feature.detach(), hair_mask, colour_codes, colour_image, edit_losses, final_losses)
