@@ -26,7 +26,7 @@ from .bald import BaldProxy
 from .embedding import FSCode, FSEmbedding
 from .proxies import ColourCondition, ColourProxy, RefProxy, TextProxy
 
-KINDS = ("text", "reference", "colour")
+KINDS = ("text", "reference", "colour", "reconstruction")
 
 
 @dataclass
@@ -125,7 +125,7 @@ class HairEditor(nn.Module):
             seconds[f"{batch.kind}_proxy"] = time.perf_counter() - tic
             blended = self.blender.hairstyle(fs.codes, fs.feature, self.blender.labels(fs.image), bald_codes, proxy.codes)
             image, feature = blended.image, blended.feature
-        hairstyle_image, codes = image, fs.codes
+        hairstyle_image, codes = image, fs.codes  # "reconstruction": the embedding is the result
         if batch.colours is not None:
             if self.colour_proxy is None:
                 raise ValueError("this editor has no colour proxy")
@@ -140,17 +140,72 @@ class HairEditor(nn.Module):
 class HairEditModule(pl.LightningModule):
     """Runs batches of edits with `trainer.predict` (Trainer(inference_mode=False), any number of
     devices). A batch is a dict with "source" (N, 3, S, S), "kind" and the matching "text",
-    "reference" or "colour" entries (see `batch_to_edits`)."""
+    "reference" or "colour" entries (see `batch_to_edits`), plus optional per-item "id", "row",
+    "condition" that are passed through.
 
-    def __init__(self, editor: HairEditor):
+    With `isolate_failures`, a batch that fails is retried pair by pair: the pairs that fail are
+    returned in "failures" (id, row, condition, error) and the others are kept.
+    """
+
+    def __init__(self, editor: HairEditor, isolate_failures: bool = True):
         super().__init__()
         self.editor = editor.requires_grad_(False)
+        self.isolate_failures = isolate_failures
+
+    def run(self, batch: dict[str, Any]) -> EditOutput:
+        with torch.enable_grad():
+            return self.editor.edit(batch_to_edits(batch))
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        edits = batch_to_edits(batch)
-        with torch.enable_grad():
-            out = self.editor.edit(edits)
-        return {"output": out, "batch": batch}
+        try:
+            return {"output": self.run(batch), "batch": batch, "failures": []}
+        except Exception as exc:
+            if not self.isolate_failures:
+                raise
+            errors = {0: exc}
+        n = batch["source"].shape[0]
+        outputs, kept = [], []
+        for i in range(n if n > 1 else 0):  # a single pair has already failed
+            try:
+                outputs.append(self.run(slice_batch(batch, [i])))
+                kept.append(i)
+            except Exception as exc:  # reported per pair; the other pairs go on
+                errors[i] = exc
+        failures = [
+            {"id": _item(batch, "id", i, str(i)), "row": _item(batch, "row", i, i), "condition": _item(batch, "condition", i, ""), "error": f"{type(e).__name__}: {e}"}
+            for i, e in sorted(errors.items()) if i not in kept
+        ]
+        return {"output": concat_outputs(outputs) if outputs else None, "batch": slice_batch(batch, kept), "failures": failures}
+
+
+def _item(batch: dict[str, Any], key: str, i: int, default: Any) -> Any:
+    values = batch.get(key)
+    return default if values is None else values[i] if not torch.is_tensor(values) else values[i].item()
+
+
+def slice_batch(batch: dict[str, Any], idx: list[int]) -> dict[str, Any]:
+    """The items `idx` of a collated batch (tensors and lists alike; "kind" kept whole)."""
+    out = {}
+    for key, value in batch.items():
+        if key == "kind" and isinstance(value, str):
+            out[key] = value
+        elif torch.is_tensor(value):
+            out[key] = value[idx]
+        elif isinstance(value, (list, tuple)):
+            out[key] = [value[i] for i in idx]
+        else:
+            out[key] = value
+    return out
+
+
+def concat_outputs(outputs: list[EditOutput]) -> EditOutput:
+    fields = ("result", "reconstruction", "hairstyle", "source_hair", "result_hair", "codes", "feature")
+    merged = {f: torch.cat([getattr(o, f) for o in outputs]) for f in fields}
+    seconds: dict[str, float] = {}
+    for o in outputs:
+        for k, v in o.seconds.items():
+            seconds[k] = seconds.get(k, 0.0) + v
+    return EditOutput(**merged, seconds=seconds)
 
 
 def batch_to_edits(batch: dict[str, Any]) -> EditBatch:

@@ -1,0 +1,144 @@
+"""Writes what an evaluation produced, next to each other in one folder, every file atomically:
+
+    edits/<id>.png     the result
+    grids/<id>.png     source | condition | result | source hair | result hair
+    edits.csv          one row per edit: id, row, condition, metrics (or the error of a failed pair)
+    summary.json       means of the metrics, counts of edits and failures, the settings
+    summary_plot.png   the distribution of each metric
+    report.html        the summary table, the per-edit table and the grids
+"""
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+
+from hairclipv2.io import save_image_atomic, save_image_grid
+
+
+def write_text_atomic(text: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def condition_tile(batch: dict[str, Any], i: int, like: torch.Tensor) -> torch.Tensor:
+    """An image for the condition column: the reference, an RGB swatch, or grey (text)."""
+    if batch.get("reference") is not None:
+        return batch["reference"][i]
+    colour = batch.get("colour")
+    if colour is not None:
+        c = colour[i]
+        if c.image is not None:
+            return torch.nn.functional.interpolate(c.image[None], size=like.shape[-2:], mode="bilinear", align_corners=False)[0]
+        if c.rgb is not None:
+            return (torch.tensor(c.rgb, dtype=like.dtype).view(3, 1, 1) / 127.5 - 1).expand_as(like)
+    return torch.zeros_like(like)
+
+
+class EditReportWriter(pl.Callback):
+    def __init__(self, out_dir: str | Path, task: str, settings: dict[str, Any] | None = None, warning: str | None = None):
+        self.out = Path(out_dir)
+        self.task, self.settings, self.warning = task, settings or {}, warning
+        self.rows: list[dict[str, Any]] = []
+        self.summary_of: Any = None  # a HairMetricsCallback, for the means
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        for failure in outputs.get("failures", []):
+            self.rows.append({"id": failure["id"], "row": failure["row"], "condition": failure["condition"], "status": "failed", "error": failure["error"]})
+        out = outputs.get("output")
+        if out is None:
+            return
+        batch = outputs["batch"]
+        metrics = outputs.get("metrics", {})
+        for i, pid in enumerate(batch["id"]):
+            save_image_atomic(Image.fromarray(_uint8(out.result[i])), self.out / "edits" / f"{pid}.png")
+            tiles = [batch["source"][i], condition_tile(batch, i, batch["source"][i]), out.result[i], out.source_hair[i].expand(3, -1, -1) * 2 - 1, out.result_hair[i].expand(3, -1, -1) * 2 - 1]
+            save_image_grid(torch.stack([t.detach().float().cpu() for t in tiles])[None], self.out / "grids" / f"{pid}.png")
+            row = {"id": pid, "row": int(batch["row"][i]), "condition": batch["condition"][i], "status": "ok", "error": ""}
+            row.update({k: round(float(v[i]), 6) for k, v in metrics.items()})
+            self.rows.append(row)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        rows = self.rows
+        if trainer.world_size > 1:
+            gathered: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, rows)
+            rows = [r for part in gathered for r in part]
+        if not trainer.is_global_zero:
+            return
+        rows.sort(key=lambda r: r["row"])
+        summary_means = getattr(self.summary_of, "summary", {})
+        ok = [r for r in rows if r["status"] == "ok"]
+        summary = {"task": self.task, "edits": len(ok), "failures": len(rows) - len(ok), "metrics": summary_means, "settings": self.settings}
+        if self.warning:
+            summary["warning"] = self.warning
+        self.write(rows, summary)
+
+    def write(self, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+        columns = ["id", "row", "condition", "status", "error"] + sorted({k for r in rows for k in r} - {"id", "row", "condition", "status", "error"})
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(buf.getvalue(), self.out / "edits.csv")
+        write_text_atomic(json.dumps(summary, indent=2), self.out / "summary.json")
+        plot = self.plot(rows, columns[5:])
+        write_text_atomic(render_html(rows, columns, summary, plot), self.out / "report.html")
+
+    def plot(self, rows: list[dict[str, Any]], metrics: list[str]) -> str | None:
+        values = {m: [r[m] for r in rows if r["status"] == "ok" and r.get(m) not in (None, "")] for m in metrics}
+        values = {m: v for m, v in values.items() if v}
+        if not values:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(values), figsize=(3 * len(values), 2.6), squeeze=False)
+        for ax, (name, v) in zip(axes[0], values.items()):
+            ax.hist(v, bins=min(20, max(3, len(v))), color="#4a7ab5")
+            ax.set_title(name, fontsize=9)
+        fig.tight_layout()
+        tmp = self.out / ".summary_plot.tmp.png"
+        fig.savefig(tmp, dpi=90)
+        plt.close(fig)
+        os.replace(tmp, self.out / "summary_plot.png")
+        return "summary_plot.png"
+
+
+def _uint8(image: torch.Tensor) -> np.ndarray:
+    return ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+
+
+def render_html(rows: list[dict[str, Any]], columns: list[str], summary: dict[str, Any], plot: str | None) -> str:
+    esc = lambda v: html.escape(str(v))  # noqa: E731
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else esc(v)  # noqa: E731
+    summary_rows = "".join(f"<tr><th>{esc(k)}</th><td>{fmt(v)}</td></tr>" for k, v in summary["metrics"].items())
+    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
+    grids = "".join(f'<figure><img src="grids/{esc(r["id"])}.png" alt="{esc(r["id"])}"><figcaption>{esc(r["id"])}: {esc(r["condition"])}</figcaption></figure>' for r in rows if r["status"] == "ok")
+    warning = f'<p class="warning">{esc(summary["warning"])}</p>' if summary.get("warning") else ""
+    plot_html = f'<img src="{plot}" alt="metric distributions">' if plot else ""
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{esc(summary['task'])} report</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;margin:1em 0}} td,th{{border:1px solid #bbb;padding:3px 8px;font-size:13px}}
+.warning{{background:#fdd;border:2px solid #c00;padding:.6em;font-weight:bold}} figure{{display:inline-block;margin:.5em}} figure img{{width:660px;image-rendering:pixelated}} img{{max-width:100%}}</style></head>
+<body><h1>{esc(summary['task'])}: {summary['edits']} edits, {summary['failures']} failed</h1>{warning}
+<h2>Summary</h2><table id="summary"><tr><th>metric</th><th>mean</th></tr>{summary_rows}</table>{plot_html}
+<p>Non-hair metrics compare source and result outside the dilated union of both hair masks.</p>
+<h2>Edits</h2><table id="edits"><tr>{head}</tr>{body}</table>
+<h2>Grids</h2><p>source | condition | result | source hair | result hair</p>{grids}
+</body></html>
+"""

@@ -1,0 +1,81 @@
+"""Evaluate hair edits: run a task over a pairs file and write images, metrics and a report.
+
+    python evaluate.py task=hair_transfer                       # embedded default, random weights
+    python evaluate.py task=hair_text pairs=my_pairs.csv editing=hairclipv2 generator=stylegan2_ffhq
+    python evaluate.py task=hair_color pairs=DIR align=true trainer.devices=2 trainer.strategy=ddp
+
+Everything lands in the Hydra run folder: edits/, grids/, edits.csv, summary.json,
+summary_plot.png and report.html (see callbacks/edit_report.py; metrics: callbacks/hair_metrics.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+sys.path.insert(0, str(ROOT))
+
+import hydra  # noqa: E402
+import pytorch_lightning as pl  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from callbacks.edit_report import EditReportWriter  # noqa: E402
+from callbacks.hair_metrics import HairEditMetrics, HairMetricsCallback  # noqa: E402
+from hairclipv2.editing.editor import HairEditModule  # noqa: E402
+from hairclipv2.evaluation.data import PairsDataset, collate_edits, embedded_default  # noqa: E402
+from hairclipv2.evaluation.pairs import PairsError, read_pairs  # noqa: E402
+from hairclipv2.losses import IDLoss, LPIPSLoss  # noqa: E402
+from hairclipv2.weights import CheckpointError  # noqa: E402
+
+RANDOM_WARNING = "RANDOM WEIGHTS: no pretrained networks are used (editing.random_weights=true); the pictures and metric values are meaningless and only show that the pipeline runs."
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Run the task; returns summary.json's content."""
+    pl.seed_everything(cfg.seed, workers=True)
+    out = Path(cfg.paths.output_dir)
+    task = cfg.task.name
+    pairs = read_pairs(cfg.pairs, task) if cfg.pairs else None  # checked before anything is written
+    random_weights = bool(cfg.editing.random_weights)
+    if random_weights:
+        print(f"\n{'!' * 100}\n{RANDOM_WARNING}\n{'!' * 100}\n", file=sys.stderr)
+    with warnings.catch_warnings():
+        if random_weights:
+            warnings.simplefilter("ignore")
+        editor = instantiate(cfg.editing)
+        m = cfg.metrics
+        identity = IDLoss(m.identity_backbone, weights=m.identity_weights, random_weights=bool(m.random_weights))
+        lpips = LPIPSLoss(m.lpips_net, random_backbone=bool(m.random_weights))
+    if pairs is None:
+        pairs = embedded_default(out, task, editor.generator, editor.latent_avg)
+    dataset = PairsDataset(pairs, task, editor.generator.size, align=bool(cfg.align))
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_edits)
+    clip = editor.text_proxy.clip_loss.clip if editor.text_proxy is not None else None
+    metrics_cb = HairMetricsCallback(HairEditMetrics(lpips, identity, clip), hair_of=editor.hair)
+    writer = EditReportWriter(out, task, settings={"pairs": str(cfg.pairs), "editing": OmegaConf.to_container(cfg.editing, resolve=True), "align": bool(cfg.align)}, warning=RANDOM_WARNING if random_weights else None)
+    writer.summary_of = metrics_cb
+    trainer = pl.Trainer(**cfg.trainer, inference_mode=False, logger=False, enable_model_summary=False, callbacks=[metrics_cb, writer, pl.callbacks.TQDMProgressBar(refresh_rate=1)])
+    trainer.predict(HairEditModule(editor), dataloaders=loader, return_predictions=False)
+    return json.loads((out / "summary.json").read_text()) if trainer.is_global_zero else {}
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    try:
+        summary = evaluate(cfg)
+    except (PairsError, FileNotFoundError, CheckpointError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if summary:
+        print(f"{summary['task']}: {summary['edits']} edits, {summary['failures']} failed; report: {Path(cfg.paths.output_dir) / 'report.html'}")
+        for name, value in summary["metrics"].items():
+            print(f"  {name:18s} {value:.4g}")
+
+
+if __name__ == "__main__":
+    main()

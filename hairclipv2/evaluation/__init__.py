@@ -1,0 +1,1 @@
+"""Evaluation of hair edits: pairs files, the embedded default, the report."""

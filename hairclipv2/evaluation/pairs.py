@@ -1,0 +1,144 @@
+"""Pairs files for `evaluate.py`: which source gets which condition.
+
+A CSV with a header row and one edit per row; paths are relative to the CSV's folder:
+
+    task            columns (required | optional)
+    hair_transfer   source, reference            | id
+    hair_text       source, text                 | id
+    hair_color      source, and one of color_text, color_reference, rgb ("r,g,b", 0..255) | id
+    reconstruction  source                       | id
+
+Or a folder: DIR/pairs.csv if present; else DIR/sources/* (reconstruction) with, for hair_transfer,
+DIR/references/<same stem>.*. Every row is checked before anything runs or is written: an unknown
+column, an empty file, a missing image or a bad value is an error naming the file and the row.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+TASKS: dict[str, tuple[set[str], set[str]]] = {
+    "hair_transfer": ({"source", "reference"}, {"id"}),
+    "hair_text": ({"source", "text"}, {"id"}),
+    "hair_color": ({"source"}, {"id", "color_text", "color_reference", "rgb"}),
+    "reconstruction": ({"source"}, {"id"}),
+}
+COLOUR_COLUMNS = ("color_text", "color_reference", "rgb")
+
+
+@dataclass
+class Pair:
+    row: int  # 1-based data row of the pairs file
+    id: str
+    source: Path
+    reference: Path | None = None
+    text: str | None = None
+    color_text: str | None = None
+    color_reference: Path | None = None
+    rgb: tuple[int, int, int] | None = None
+
+    @property
+    def condition(self) -> str:
+        for value in (self.text, self.color_text, self.reference, self.color_reference, self.rgb):
+            if value is not None:
+                return value.name if isinstance(value, Path) else str(value)
+        return ""
+
+
+class PairsError(ValueError):
+    """A pairs file or folder that cannot be used (names the file and the row)."""
+
+
+def _image(base: Path, value: str, where: str) -> Path:
+    if not value.strip():
+        raise PairsError(f"{where}: empty image path")
+    path = (base / value.strip()).resolve()
+    if not path.is_file():
+        raise PairsError(f"{where}: image not found: {path}")
+    return path
+
+
+def _rgb(value: str, where: str) -> tuple[int, int, int]:
+    try:
+        parts = tuple(int(v) for v in value.replace(" ", "").split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or not all(0 <= v <= 255 for v in parts):
+        raise PairsError(f"{where}: rgb must be 'r,g,b' with values in 0..255, got {value!r}")
+    return parts  # type: ignore[return-value]
+
+
+def read_pairs_csv(path: str | Path, task: str) -> list[Pair]:
+    path = Path(path)
+    if task not in TASKS:
+        raise PairsError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
+    if not path.is_file():
+        raise PairsError(f"pairs file not found: {path}")
+    required, optional = TASKS[task]
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames:
+            raise PairsError(f"{path}: empty file (expected a header row with {sorted(required)})")
+        columns = {c.strip() for c in reader.fieldnames}
+        unknown = sorted(columns - required - optional)
+        if unknown:
+            raise PairsError(f"{path}: unknown column(s) {unknown} for task {task}; expected {sorted(required)} and optionally {sorted(optional)}")
+        missing = sorted(required - columns)
+        if missing:
+            raise PairsError(f"{path}: missing column(s) {missing} for task {task}")
+        rows = [{k.strip(): (v or "") for k, v in r.items()} for r in reader]
+    if not rows:
+        raise PairsError(f"{path}: no rows after the header")
+    pairs, ids = [], set()
+    for i, r in enumerate(rows, start=1):
+        where = f"{path}, row {i}"
+        pid = r.get("id", "").strip() or f"{i:04d}"
+        if pid in ids:
+            raise PairsError(f"{where}: duplicate id {pid!r}")
+        ids.add(pid)
+        pair = Pair(i, pid, _image(path.parent, r["source"], where))
+        if task == "hair_transfer":
+            pair.reference = _image(path.parent, r["reference"], where)
+        elif task == "hair_text":
+            if not r["text"].strip():
+                raise PairsError(f"{where}: empty text")
+            pair.text = r["text"].strip()
+        elif task == "hair_color":
+            given = [c for c in COLOUR_COLUMNS if r.get(c, "").strip()]
+            if len(given) != 1:
+                raise PairsError(f"{where}: give exactly one of {list(COLOUR_COLUMNS)}, got {given or 'none'}")
+            col = given[0]
+            if col == "color_text":
+                pair.color_text = r[col].strip()
+            elif col == "color_reference":
+                pair.color_reference = _image(path.parent, r[col], where)
+            else:
+                pair.rgb = _rgb(r[col], where)
+        pairs.append(pair)
+    return pairs
+
+
+def read_pairs(path: str | Path, task: str) -> list[Pair]:
+    """Pairs from a CSV file or a folder (see the module docstring)."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "pairs.csv").is_file():
+            return read_pairs_csv(path / "pairs.csv", task)
+        if task not in ("hair_transfer", "reconstruction"):
+            raise PairsError(f"{path}: a folder without pairs.csv only works for hair_transfer and reconstruction")
+        sources = sorted(p for p in (path / "sources").glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not sources:
+            raise PairsError(f"{path}/sources: no images")
+        pairs = []
+        for i, src in enumerate(sources, start=1):
+            pair = Pair(i, src.stem, src.resolve())
+            if task == "hair_transfer":
+                refs = sorted(p for p in (path / "references").glob(f"{src.stem}.*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+                if not refs:
+                    raise PairsError(f"{path}/references: no reference for source {src.name} (expected {src.stem}.<ext>)")
+                pair.reference = refs[0].resolve()
+            pairs.append(pair)
+        return pairs
+    return read_pairs_csv(path, task)
