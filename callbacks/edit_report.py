@@ -17,12 +17,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from PIL import Image
 
-from hairclipv2.io import save_image_atomic, save_image_grid
+from hairclipv2.io import save_image_atomic, save_image_grid, to_uint8
 
 
 def write_text_atomic(text: str, path: Path) -> None:
@@ -62,7 +61,7 @@ class EditReportWriter(pl.Callback):
         batch = outputs["batch"]
         metrics = outputs.get("metrics", {})
         for i, pid in enumerate(batch["id"]):
-            save_image_atomic(Image.fromarray(_uint8(out.result[i])), self.out / "edits" / f"{pid}.png")
+            save_image_atomic(Image.fromarray(to_uint8(out.result[i])), self.out / "edits" / f"{pid}.png")
             tiles = [batch["source"][i], condition_tile(batch, i, batch["source"][i]), out.result[i], out.source_hair[i].expand(3, -1, -1) * 2 - 1, out.result_hair[i].expand(3, -1, -1) * 2 - 1]
             save_image_grid(torch.stack([t.detach().float().cpu() for t in tiles])[None], self.out / "grids" / f"{pid}.png")
             row = {"id": pid, "row": int(batch["row"][i]), "condition": batch["condition"][i], "status": "ok", "error": ""}
@@ -116,10 +115,6 @@ class EditReportWriter(pl.Callback):
         plt.close(fig)
         os.replace(tmp, self.out / "summary_plot.png")
         return "summary_plot.png"
-
-
-def _uint8(image: torch.Tensor) -> np.ndarray:
-    return ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
 
 
 def render_html(rows: list[dict[str, Any]], columns: list[str], summary: dict[str, Any], plot: str | None) -> str:

@@ -92,7 +92,12 @@ class FeatureBlender(nn.Module):
         return self.generator.features(codes, self.hairstyle_block, randomize_noise=self.randomize_proxy_noise)[0]
 
     def source_skip(self, src_codes: torch.Tensor) -> torch.Tensor | None:
-        return self.generator.features(src_codes, self.hairstyle_block)[1] if self.resume_with_skip else None
+        """The source's RGB skip after hairstyle_block (resume_with_skip only). No gradient: the
+        rows it depends on (<= 2 * hairstyle_block + 1) are never optimised through a resume."""
+        if not self.resume_with_skip:
+            return None
+        with torch.no_grad():
+            return self.generator.features(src_codes, self.hairstyle_block)[1]
 
     def resume(self, src_codes: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
         """The image from F with the source's codes (fixed noise)."""

@@ -53,4 +53,9 @@ def read_image(path: str | Path, size: int | None = None) -> torch.Tensor:
         raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
     if size is not None and img.size != (size, size):
         img = img.resize((size, size), Image.LANCZOS)
-    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 127.5 - 1
+    return pil_to_tensor(img)
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """An RGB PIL image as (3, H, W) float in [-1, 1]."""
+    return torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1).float() / 127.5 - 1

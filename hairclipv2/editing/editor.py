@@ -98,8 +98,9 @@ class HairEditor(nn.Module):
     def embed(self, images: torch.Tensor) -> FSCode:
         return self.embedding.invert_fs(images, self.initial_codes(images))
 
-    def hair(self, images: torch.Tensor) -> torch.Tensor:
-        labels = self.blender.labels(images)
+    def hair(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Hair masks (N, 1, S, S) of images (from their parser labels, when already computed)."""
+        labels = self.blender.labels(images) if labels is None else labels
         return M.resize_mask(M.hair_mask(labels, self.blender.label_map), images.shape[-1], mode="nearest")
 
     def edit(self, batch: EditBatch, source_code: FSCode | None = None) -> EditOutput:
@@ -108,6 +109,7 @@ class HairEditor(nn.Module):
         fs = source_code or self.embed(batch.sources)
         seconds["embedding"] = time.perf_counter() - tic
         image, feature = fs.image, fs.feature
+        src_labels = self.blender.labels(fs.image)
         if batch.kind in ("text", "reference"):
             tic = time.perf_counter()
             bald_codes = self.bald(fs.codes)
@@ -123,7 +125,7 @@ class HairEditor(nn.Module):
                 ref_codes = self.embedding.invert_w(batch.references, self.initial_codes(batch.references))
                 proxy = self.ref_proxy.optimise(fs.image, batch.references, ref_codes)
             seconds[f"{batch.kind}_proxy"] = time.perf_counter() - tic
-            blended = self.blender.hairstyle(fs.codes, fs.feature, self.blender.labels(fs.image), bald_codes, proxy.codes)
+            blended = self.blender.hairstyle(fs.codes, fs.feature, src_labels, bald_codes, proxy.codes)
             image, feature = blended.image, blended.feature
         hairstyle_image, codes = image, fs.codes  # "reconstruction": the embedding is the result
         if batch.colours is not None:
@@ -134,7 +136,7 @@ class HairEditor(nn.Module):
             seconds["colour_proxy"] = time.perf_counter() - tic
             image, codes = colour.image, colour.codes
         with torch.no_grad():
-            return EditOutput(image.detach(), fs.image, hairstyle_image.detach(), self.hair(fs.image), self.hair(image), codes.detach(), feature.detach(), seconds)
+            return EditOutput(image.detach(), fs.image, hairstyle_image.detach(), self.hair(fs.image, src_labels), self.hair(image), codes.detach(), feature.detach(), seconds)
 
 
 class HairEditModule(pl.LightningModule):

@@ -56,12 +56,15 @@ class FSEmbedding(nn.Module):
         self.low_res = 256 if generator.size >= 256 else generator.size
         self.downsample = BicubicDownSample(generator.size // self.low_res) if generator.size > self.low_res else nn.Identity()
 
-    def per_sample_loss(self, image: torch.Tensor, target: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        """(N,) embedding loss of each sample."""
+    def low(self, target: torch.Tensor) -> torch.Tensor:
+        """The target at the perceptual loss's resolution (256 px, as HairCLIPv2's ref_im_L)."""
+        return F.interpolate(target, size=self.low_res, mode="area") if target.shape[-1] != self.low_res else target
+
+    def per_sample_loss(self, image: torch.Tensor, target: torch.Tensor, codes: torch.Tensor, low_target: torch.Tensor | None = None) -> torch.Tensor:
+        """(N,) embedding loss of each sample (`low_target`: `low(target)`, computed once by callers)."""
         c = self.cfg
         l2 = (image - target).pow(2).mean(dim=(1, 2, 3))
-        low_target = F.interpolate(target, size=self.low_res, mode="area") if target.shape[-1] != self.low_res else target
-        percept = self.lpips.distance(self.downsample(image), low_target)
+        percept = self.lpips.distance(self.downsample(image), self.low(target) if low_target is None else low_target)
         return c.l2_lambda * l2 + c.percept_lambda * percept + c.p_norm_lambda * self.prior(codes)
 
     def check_target(self, target: torch.Tensor) -> None:
@@ -76,7 +79,8 @@ class FSEmbedding(nn.Module):
         if init_codes is None:  # HairCLIPv2 starts every row from the mean latent
             init_codes = self.latent_avg.expand(target.shape[0], g.n_latent, -1)
         codes = init_codes.detach().clone().requires_grad_(True)
-        run_adam([codes], self.cfg.lr, self.cfg.w_steps if steps is None else steps, lambda: self.per_sample_loss(g.synthesis(codes, randomize_noise=self.cfg.randomize_noise), target, codes))
+        low = self.low(target)
+        run_adam([codes], self.cfg.lr, self.cfg.w_steps if steps is None else steps, lambda: self.per_sample_loss(g.synthesis(codes, randomize_noise=self.cfg.randomize_noise), target, codes, low))
         return codes.detach()
 
     def invert_fs(self, target: torch.Tensor, init_codes: torch.Tensor | None = None, w_steps: int | None = None, fs_steps: int | None = None) -> FSCode:
@@ -88,10 +92,11 @@ class FSEmbedding(nn.Module):
         frozen = codes[:, : c.fs_frozen_rows]
         free = codes[:, c.fs_frozen_rows :].clone().requires_grad_(True)
         feature = f_init.clone().requires_grad_(True)
+        low = self.low(target)
 
         def fs_loss() -> torch.Tensor:
             s = torch.cat([frozen, free], dim=1)
-            loss = self.per_sample_loss(g.resume(s, k + 1, feature, randomize_noise=c.randomize_noise), target, s)
+            loss = self.per_sample_loss(g.resume(s, k + 1, feature, randomize_noise=c.randomize_noise), target, s, low)
             if c.f_regularisation:
                 loss = loss + c.l_f_lambda * (feature - f_init).pow(2).mean(dim=(1, 2, 3))
             return loss

@@ -171,8 +171,10 @@ class BackgroundLoss(nn.Module):
         super().__init__()
         self.parser, self.label_map = parser, label_map
 
-    def forward(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-        keep = (1 - parser_hair(self.parser, x, self.label_map)) * (1 - parser_hair(self.parser, x_hat, self.label_map))
+    def forward(self, x: torch.Tensor, x_hat: torch.Tensor, x_hair: torch.Tensor | None = None) -> torch.Tensor:
+        """`x_hair`: x's hair mask when already known (x is fixed during an optimisation)."""
+        x_hair = parser_hair(self.parser, x, self.label_map) if x_hair is None else x_hair
+        keep = (1 - x_hair) * (1 - parser_hair(self.parser, x_hat, self.label_map))
         return (x * keep - x_hat * keep).pow(2).mean(dim=(1, 2, 3))
 
 
@@ -201,13 +203,20 @@ class AvgLabLoss(nn.Module):
         super().__init__()
         self.parser, self.label_map = parser, label_map
 
-    def forward(self, target: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        if target.shape[-1] == 1:
-            target_lab = rgb_to_lab((target + 1) / 2).flatten(1)
-        else:
-            target_lab = masked_mean(rgb_to_lab((target + 1) / 2), parser_hair(self.parser, target, self.label_map))
-        result_lab = masked_mean(rgb_to_lab((result + 1) / 2), parser_hair(self.parser, result, self.label_map))
-        return (target_lab - result_lab).abs().mean(dim=1)
+    def hair_lab(self, images: torch.Tensor) -> torch.Tensor:
+        """Average Lab colour (N, 3) of the hair of images (N, 3, H, W), or of 1x1 colour images."""
+        lab = rgb_to_lab((images + 1) / 2)
+        if images.shape[-1] == 1:
+            return lab.flatten(1)
+        return masked_mean(lab, parser_hair(self.parser, images, self.label_map))
+
+    def forward(self, target: torch.Tensor | None, result: torch.Tensor, target_lab: torch.Tensor | None = None) -> torch.Tensor:
+        """HairCLIPv2's (target, result) call; `target_lab` replaces the target when already known."""
+        if target_lab is None:
+            if target is None:
+                raise ValueError("AvgLabLoss needs a target image or its target_lab")
+            target_lab = self.hair_lab(target)
+        return (target_lab - self.hair_lab(result)).abs().mean(dim=1)
 
 
 class LandmarkLoss(nn.Module):

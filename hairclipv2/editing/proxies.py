@@ -17,7 +17,7 @@ from .. import masks as M
 from ..blending import FeatureBlender
 from ..losses import LPIPSLoss
 from .optim import run_adam
-from .losses import AvgLabLoss, BackgroundLoss, CLIPLoss, LandmarkLoss, StyleLoss, hair_mask_loss
+from .losses import AvgLabLoss, BackgroundLoss, CLIPLoss, LandmarkLoss, StyleLoss, hair_mask_loss, parser_hair
 
 TEXT_LANDMARKS = (tuple(range(0, 17)), tuple(range(27, 36)))  # jaw line and nose (text proxy)
 
@@ -201,7 +201,13 @@ class ColourProxy(nn.Module):
         self.blender, self.clip_loss, self.avg_lab, self.background, self.lpips = blender, clip_loss, avg_lab, background, lpips
         self.cfg = config or ColourProxyConfig()
 
-    def condition_loss(self, conditions: Sequence[ColourCondition], images: torch.Tensor) -> torch.Tensor:
+    def target_labs(self, conditions: Sequence[ColourCondition], size: int, device: torch.device) -> torch.Tensor | None:
+        """Average Lab colours (K, 3) of the reference / RGB conditions, in order; None if all are text."""
+        targets = [self.avg_lab.hair_lab(cond.target(size, device)) for cond in conditions if cond.kind != "text"]
+        return torch.cat(targets) if targets else None
+
+    def condition_loss(self, conditions: Sequence[ColourCondition], images: torch.Tensor, target_labs: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-sample colour term: CLIP for text conditions, average Lab for the others."""
         c = self.cfg
         loss = images.new_zeros(images.shape[0])
         kinds = [cond.kind for cond in conditions]
@@ -210,11 +216,13 @@ class ColourProxy(nn.Module):
             if self.clip_loss is None:
                 raise ValueError("a text colour condition needs a CLIP loss")
             loss = loss.index_add(0, torch.tensor(text_idx, device=images.device), c.clip_lambda * self.clip_loss(images[text_idx], [conditions[i].text for i in text_idx]))
-        for i, cond in enumerate(conditions):
-            if cond.kind != "text":
-                lam = c.avg_color_lambda_ref if cond.kind == "ref" else c.avg_color_lambda_rgb
-                target = cond.target(images.shape[-1], images.device)
-                loss = loss.index_add(0, torch.tensor([i], device=images.device), lam * self.avg_lab(target, images[i : i + 1]))
+        lab_idx = [i for i, k in enumerate(kinds) if k != "text"]
+        if lab_idx:
+            if target_labs is None:
+                target_labs = self.target_labs(conditions, images.shape[-1], images.device)
+            lam = torch.tensor([c.avg_color_lambda_ref if kinds[i] == "ref" else c.avg_color_lambda_rgb for i in lab_idx], device=images.device)
+            idx = torch.tensor(lab_idx, device=images.device)
+            loss = loss.index_add(0, idx, lam * self.avg_lab(None, images[lab_idx], target_lab=target_labs))
         return loss
 
     def edit(self, conditions: Sequence[ColourCondition], edited_image: torch.Tensor, src_codes: torch.Tensor, feature: torch.Tensor) -> ColourResult:
@@ -226,9 +234,13 @@ class ColourProxy(nn.Module):
         head, free, tail = _split_codes(src_codes, lo, min(hi, g.n_latent))
         feature = feature.detach()
 
+        # What stays fixed during the edit is computed once: the edited image's hair, the targets' colours.
+        edited_hair = parser_hair(self.background.parser, edited_image, self.background.label_map)
+        target_labs = self.target_labs(conditions, edited_image.shape[-1], edited_image.device)
+
         def edit_loss() -> torch.Tensor:
             image = b.resume(torch.cat([head, free, tail], dim=1), feature)
-            return c.bg_lambda * self.background(edited_image.detach(), image) + self.condition_loss(conditions, image)
+            return c.bg_lambda * self.background(edited_image.detach(), image, edited_hair) + self.condition_loss(conditions, image, target_labs)
 
         edit_losses = run_adam([free], c.lr, c.edit_steps, edit_loss)
         colour_codes = torch.cat([head, free.detach(), tail], dim=1)

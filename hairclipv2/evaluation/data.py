@@ -4,13 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
 from ..editing.proxies import ColourCondition
-from ..io import read_image, save_image_atomic, to_uint8
+from ..io import pil_to_tensor, read_image, save_image_atomic, to_uint8
 from .pairs import Pair
 
 TASK_KIND = {"hair_transfer": "reference", "hair_text": "text", "hair_color": "colour", "reconstruction": "reconstruction"}
@@ -38,8 +37,7 @@ class PairsDataset(Dataset):
             return read_image(path, self.size)
         from ..align import open_image
 
-        face = self.aligner.align(open_image(path), self.size, name=str(path))
-        return torch.from_numpy(np.asarray(face.image).copy()).permute(2, 0, 1).float() / 127.5 - 1
+        return pil_to_tensor(self.aligner.align(open_image(path), self.size, name=str(path)).image)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         p = self.pairs[i]

@@ -173,17 +173,21 @@ class E4EModule(pl.LightningModule):
         return list(range(min(self.stage + 1, n))) if self.schedule is not None else list(range(n))
 
     # -------------------------------------------------------------------------------- losses
-    def encoder_losses(self, x: torch.Tensor, codes: torch.Tensor, y_hat: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every term of the encoder objective, unweighted, plus their weighted sum as "loss"."""
+    def encoder_losses(self, x: torch.Tensor, codes: torch.Tensor, y_hat: torch.Tensor, lpips: torch.Tensor | None = None, id_sim: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Every term of the encoder objective, unweighted, plus their weighted sum as "loss".
+
+        `lpips` / `id_sim`: per-sample LPIPS distances and identity similarities already computed
+        (validation reuses its metric values instead of running those networks twice).
+        """
         c = self.loss_cfg
         y = x  # e4e's ffhq_encode: target = source
         terms: dict[str, torch.Tensor] = {"loss_l2": F.mse_loss(y_hat, y)}
         weighted = c.l2_lambda * terms["loss_l2"]
         if c.lpips_lambda > 0:
-            terms["loss_lpips"] = self.lpips(y_hat, y)
+            terms["loss_lpips"] = lpips.mean() if lpips is not None else self.lpips(y_hat, y)
             weighted = weighted + c.lpips_lambda * terms["loss_lpips"]
         if c.id_lambda > 0:
-            terms["loss_id"] = self.id_loss(y_hat, y)
+            terms["loss_id"] = (1 - id_sim).mean() if id_sim is not None else self.id_loss(y_hat, y)
             weighted = weighted + c.id_lambda * terms["loss_id"]
         if self.schedule is not None and self.stage != INFERENCE_STAGE:
             rows = self.stage if c.delta_reg_current_row else self.stage - 1
@@ -257,13 +261,14 @@ class E4EModule(pl.LightningModule):
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         x = batch["image"]
         codes, y_hat = self.reconstruct(x, randomize_noise=False)
-        terms = self.encoder_losses(x, codes, y_hat)
+        lpips, id_sim = self.lpips.distance(y_hat, x), self.id_loss.similarity(y_hat, x)
+        terms = self.encoder_losses(x, codes, y_hat, lpips=lpips, id_sim=id_sim)
         x01, y01 = (x + 1) / 2, ((y_hat + 1) / 2).clamp(0, 1)
         self.val_mse(y01, x01)
         self.val_psnr(y01, x01)
         self.val_ssim(y01, x01)
-        self.val_lpips.update(self.lpips.distance(y_hat, x))
-        self.val_id_sim.update(self.id_loss.similarity(y_hat, x))
+        self.val_lpips.update(lpips)
+        self.val_id_sim.update(id_sim)
         self.val_loss.update(terms["loss"], weight=x.shape[0])
         self.val_count.update(torch.tensor(float(x.shape[0]), device=x.device))
         metrics = {"val/mse": self.val_mse, "val/psnr": self.val_psnr, "val/ssim": self.val_ssim, "val/lpips": self.val_lpips, "val/id_similarity": self.val_id_sim, "val/loss": self.val_loss, "val/n_images": self.val_count}
