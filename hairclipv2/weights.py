@@ -62,6 +62,11 @@ OFFICIAL: dict[str, OfficialFile] = {
         "paths.weights.bald_proxy",
         "wty-ustc/HairCLIPv2 README, pretrained_models",
     ),
+    "sketch_proxy": OfficialFile(
+        "sketch_proxy.pt",
+        "paths.weights.sketch_proxy",
+        "wty-ustc/HairCLIPv2 README, pretrained_models (sketch-to-hair encoder)",
+    ),
     "ffhq_pca": OfficialFile(
         "ffhq_PCA.npz",
         "paths.weights.ffhq_pca",

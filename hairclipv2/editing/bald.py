@@ -1,12 +1,13 @@
-"""HairCLIPv2's bald proxy: a mapper that moves the coarse and middle W+ rows towards baldness.
+"""HairCLIPv2's bald proxy: a mapper that moves the first eight W+ rows towards baldness.
 
-    codes[:, :8] += 1.2 * alpha * mapper(codes)        (alpha from `bald_proxy.pt`)
+    codes[:, :8] += 1.2 * alpha * mapper(codes[:, :8])        (alpha from `bald_proxy.pt`)
 
-The mapper is HairCLIPv2's `LevelMapper(input_dim=512)`: two StyleGAN3-style mapping networks (four
-lr-equalised FC layers, lr multiplier 0.01, leaky ReLU with gain sqrt 2), one for rows 0..3 and one
-for rows 4..7. Its source file (`models/bald_proxy/networks/level_mapper.py`) was not available to
-this project: the key names `course_mapping.*` / `medium_mapping.*` follow HairCLIP's LevelsMapper and
-the FC layers HairCLIPv2's `single_mapper.py`; `load_bald_proxy` lists any key that differs.
+The mapper is HairCLIPv2's `LevelMapper(input_dim=512)` (`models/bald_proxy/networks/level_mapper.py`):
+ONE StyleGAN3-style mapping network `structure_mapping` of eight lr-equalised FC layers
+(`single_mapper.py`: lr multiplier 0.01 on weights and biases, leaky ReLU 0.2 with gain sqrt 2),
+applied to each of the first eight rows with shared weights. Its `w_avg` buffer is stored in the
+checkpoint but never read. The official forward squeezes the batch dimension away and so only runs
+batch 1; here every sample of a batch gets exactly the rows it would get alone.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ BALD_ROWS = 8
 class SingleMappingNetwork(nn.Module):
     """fc0..fc{n-1}: lr-equalised linear + leaky ReLU (gain sqrt 2); `w_avg` as in the checkpoint."""
 
-    def __init__(self, dim: int = 512, num_layers: int = 4, lr_multiplier: float = 0.01):
+    def __init__(self, dim: int = 512, num_layers: int = 8, lr_multiplier: float = 0.01):
         super().__init__()
         self.num_layers = num_layers
         for i in range(num_layers):
@@ -37,15 +38,17 @@ class SingleMappingNetwork(nn.Module):
 
 
 class LevelMapper(nn.Module):
-    """W+ (N, >= 8, D) -> deltas for rows 0..7 (N, 8, D)."""
+    """W+ (N, >= 8, D) -> deltas for rows 0..7 (N, 8, D), each row mapped on its own."""
 
-    def __init__(self, input_dim: int = 512):
+    def __init__(self, input_dim: int = 512, num_layers: int = 4):
         super().__init__()
-        self.course_mapping = SingleMappingNetwork(input_dim)
-        self.medium_mapping = SingleMappingNetwork(input_dim)
+        # Official: `num_layers * 2` layers in one network (the default 4 gives 8).
+        self.structure_mapping = SingleMappingNetwork(input_dim, num_layers * 2)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.course_mapping(codes[:, :4]), self.medium_mapping(codes[:, 4:8])], dim=1)
+        if codes.ndim != 3 or codes.shape[1] < BALD_ROWS:
+            raise ValueError(f"LevelMapper needs W+ codes (N, >= {BALD_ROWS}, D), got {tuple(codes.shape)}")
+        return self.structure_mapping(codes[:, :BALD_ROWS])
 
 
 class BaldProxy(nn.Module):
@@ -61,6 +64,9 @@ class BaldProxy(nn.Module):
         out = src_codes.clone()
         out[:, :BALD_ROWS] += self.alpha * self.mapper(src_codes)
         return out
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha:g}"
 
 
 def load_bald_proxy(path: str | None) -> BaldProxy:

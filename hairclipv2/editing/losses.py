@@ -102,7 +102,12 @@ class CLIPLoss(nn.Module):
 
 
 class VGG16Activations(FrozenNetwork):
-    """torchvision VGG16 features at the given layer indices (3, 8, 15, 22: relu1_2..relu4_3)."""
+    """torchvision VGG16 `features` at the given layer indices (3, 8, 15, 22: relu1_2..relu4_3).
+
+    The whole `features` stack is kept so that torchvision's (and HairCLIPv2's) `features.*` state
+    dict loads strictly; the forward stops after the deepest requested layer. Inputs go in as
+    given: HairCLIPv2 feeds [-1, 1] images without ImageNet normalisation.
+    """
 
     def __init__(self, layers: Sequence[int] = (3, 8, 15, 22), random_weights: bool = False):
         super().__init__()
@@ -118,13 +123,15 @@ class VGG16Activations(FrozenNetwork):
             if not path.is_file():
                 raise MissingCheckpointError(f"the style loss needs torchvision's VGG16 ImageNet weights {path.name} in {path.parent} (set TORCH_HOME)")
             vgg = torchvision.models.vgg16(weights=torchvision.models.VGG16_Weights.IMAGENET1K_V1)
-        self.features = vgg.features[: max(layers) + 1]
-        self.layers = tuple(layers)
+        self.features = vgg.features
+        if max(layers) >= len(self.features):
+            raise ValueError(f"VGG16 features has {len(self.features)} layers, asked for layer {max(layers)}")
+        self.layers = tuple(sorted(layers))
         self.freeze()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = []
-        for i, layer in enumerate(self.features):
+        for i, layer in enumerate(self.features[: self.layers[-1] + 1]):
             x = layer(x)
             if i in self.layers:
                 out.append(x)
@@ -132,28 +139,49 @@ class VGG16Activations(FrozenNetwork):
 
 
 def gram(x: torch.Tensor) -> torch.Tensor:
-    """Per-sample Gram matrices (N, C, C) / (C H W)."""
+    """Per-sample Gram matrices (N, C, C) / (C H W) (HairCLIPv2's `gram_matrix` for each sample alone)."""
     n, c, h, w = x.shape
     f = x.reshape(n, c, h * w)
     return f @ f.transpose(1, 2) / (c * h * w)
 
 
+def mask_like(feature: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """HairCLIPv2's `prepare_mask`: the mask (N, 1, H, H) resized to the feature by NEAREST
+    interpolation with scale factor h / H (the feature's size over the mask's)."""
+    return F.interpolate(mask, scale_factor=feature.shape[-2] / mask.shape[-2], mode="nearest")
+
+
 class StyleLoss(nn.Module):
-    """Masked Gram-matrix style loss at 256 px (HairCLIPv2's reference-hairstyle loss)."""
+    """HairCLIPv2's masked Gram-matrix style loss (`criteria/transfer_loss.py`, `criteria/style`).
+
+    `forward(target, image, target_mask, image_mask)` multiplies each image by its mask, resizes
+    both to 256 px (bilinear, align_corners=True: identity at 256), takes VGG16 activations (the
+    target's without gradient), multiplies each activation by its mask resized with `mask_like`,
+    and averages over the layers the MSE between the Gram matrices. Per sample (N,); for N = 1 it is
+    the official value exactly (the official Gram matrix mixes the samples of a batch; this one does not).
+    """
+
+    size = 256
 
     def __init__(self, vgg: VGG16Activations):
         super().__init__()
         self.vgg = vgg
 
+    def to_size(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-1] == self.size:
+            return images
+        return F.interpolate(images, scale_factor=self.size / images.shape[-2], mode="bilinear", align_corners=True)
+
     def forward(self, target: torch.Tensor, image: torch.Tensor, target_mask: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
-        """target/image (N, 3, 256, 256), masks (N, 1, 256, 256) -> (N,)."""
+        """target/image (N, 3, H, H) in [-1, 1], masks (N, 1, H, H) in {0, 1} -> (N,)."""
+        if target.shape != image.shape or target_mask.shape != image_mask.shape or target_mask.shape[-2:] != target.shape[-2:]:
+            raise ValueError(f"StyleLoss: images {tuple(target.shape)}, {tuple(image.shape)} and masks {tuple(target_mask.shape)}, {tuple(image_mask.shape)} must match")
         with torch.no_grad():
-            feats_t = self.vgg(target * target_mask)
+            feats_t = self.vgg(self.to_size(target * target_mask))
+        feats_i = self.vgg(self.to_size(image * image_mask))
         loss = 0.0
-        for ft, fi in zip(feats_t, self.vgg(image * image_mask)):
-            mt = F.interpolate(target_mask, size=ft.shape[-2:], mode="bilinear", align_corners=False)
-            mi = F.interpolate(image_mask, size=fi.shape[-2:], mode="bilinear", align_corners=False)
-            loss = loss + (gram(ft * mt) - gram(fi * mi)).pow(2).mean(dim=(1, 2))
+        for ft, fi in zip(feats_t, feats_i):
+            loss = loss + (gram(ft * mask_like(ft, target_mask)) - gram(fi * mask_like(fi, image_mask))).pow(2).mean(dim=(1, 2))
         return loss / len(feats_t)
 
 

@@ -71,8 +71,9 @@ class BottleneckIR(nn.Module):
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
-def make_input_layer() -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64))
+def make_input_layer(in_channels: int = 3) -> nn.Sequential:
+    """conv 3x3 (no bias) -> BN -> PReLU, `in_channels` -> 64 (`input_layer.{0,1,2}`)."""
+    return nn.Sequential(nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64))
 
 
 def make_body(num_layers: int, mode: str) -> nn.Sequential:
