@@ -19,6 +19,7 @@ from omegaconf import open_dict
 from PIL import Image
 
 from hairclipv2.losses import delta_regularisation
+from hairclipv2.training.objective import discriminated_rows
 from hairclipv2.training.progressive import progressive_steps, stage_at
 from hairclipv2.training.ranger import Ranger
 
@@ -68,20 +69,30 @@ def build_module(**overrides):
 def test_encoder_loss_terms_and_gradients():
     torch.manual_seed(0)
     module = build_module()  # progressive start 1, one more delta row every step
-    module.apply_stage(3)  # stage 3: deltas of rows 1..3 on, rows 0..3 discriminated
-    assert module.stage == 3 and module.discriminated_rows() == [0, 1, 2, 3]
+    module.apply_stage(3)  # stage 3: deltas of rows 1..3 on and regularised, rows 0..3 discriminated
+    assert module.stage == 3 and discriminated_rows(module.stage, 10) == [0, 1, 2, 3]
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     codes, y_hat = module.reconstruct(x, randomize_noise=False)
-    module.discriminator.requires_grad_(False)
+    d = module.adversary.discriminator
+    d.requires_grad_(False)
     terms = module.encoder_losses(x, codes, y_hat)
     lc, dc = module.loss_cfg, module.disc_cfg
-    assert set(terms) == {"loss_l2", "loss_lpips", "loss_id", "loss_delta", "loss_adv", "loss"}
+    deltas = {f"delta{i}_loss" for i in (1, 2, 3)}
+    assert set(terms) == {"loss_l2", "loss_lpips", "loss_id", "id_improve", "total_delta_loss", "encoder_discriminator_loss", "loss", *deltas}
     assert terms["loss_l2"].item() == pytest.approx(F.mse_loss(y_hat, x).item())
-    assert terms["loss_delta"].item() == pytest.approx(delta_regularisation(codes, 2).item())  # official: rows 1..stage-1
-    adv = torch.stack([F.softplus(-module.discriminator(codes[:, i])).mean() for i in range(4)]).mean()
-    assert terms["loss_adv"].item() == pytest.approx(adv.item())
-    expected = lc.l2_lambda * terms["loss_l2"] + lc.lpips_lambda * terms["loss_lpips"] + lc.id_lambda * terms["loss_id"] + lc.delta_norm_lambda * terms["loss_delta"] + dc.w_discriminator_lambda * terms["loss_adv"]
+    assert terms["total_delta_loss"].item() == pytest.approx(delta_regularisation(codes, 3).item())  # official: rows 1..stage
+    assert sum(terms[k] for k in deltas).item() == pytest.approx(terms["total_delta_loss"].item())
+    adv = torch.stack([F.softplus(-d(codes[:, i])).mean() for i in range(4)]).mean()
+    assert terms["encoder_discriminator_loss"].item() == pytest.approx(adv.item())
+    expected = (
+        lc.l2_lambda * terms["loss_l2"]
+        + lc.lpips_lambda * terms["loss_lpips"]
+        + lc.id_lambda * terms["loss_id"]
+        + lc.delta_norm_lambda * terms["total_delta_loss"]
+        + dc.w_discriminator_lambda * terms["encoder_discriminator_loss"]
+    )
     assert terms["loss"].item() == pytest.approx(expected.item())
+    assert terms["id_improve"].item() == pytest.approx(-terms["loss_id"].item())  # x == y: sim(y, x) = 1
     terms["loss"].backward()
     enc = module.model.encoder
     used = [*enc.input_layer.parameters(), *enc.body.parameters(), *enc.latlayer1.parameters(), *[p for i in range(4) for p in enc.styles[i].parameters()]]
@@ -89,18 +100,20 @@ def test_encoder_loss_terms_and_gradients():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in used)
     assert all(p.grad is None for p in unused)  # heads of rows past the stage and the fine pyramid level
     assert all(not p.requires_grad and p.grad is None for p in module.model.decoder.parameters())
-    assert all(p.grad is None for p in module.discriminator.parameters())
+    assert all(p.grad is None for p in d.parameters())
     assert all(p.grad is None for p in module.id_loss.parameters()) and all(p.grad is None for p in module.lpips.parameters())
     # Rows past the stage carry no delta: their gradient reaches only through w0.
     assert torch.equal(codes[:, 4:], codes[:, :1].expand(-1, 6, -1))
 
 
-def test_delta_regulariser_variant_includes_current_row():
-    module = build_module(**{"model.loss.delta_reg_current_row": True})
+def test_delta_regulariser_variant_leaves_out_current_row():
+    module = build_module(**{"model.loss.delta_reg_current_row": False})
     module.apply_stage(2)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     codes, y_hat = module.reconstruct(x, False)
-    assert module.encoder_losses(x, codes, y_hat)["loss_delta"].item() == pytest.approx(delta_regularisation(codes, 2).item())
+    terms = module.encoder_losses(x, codes, y_hat)
+    assert terms["total_delta_loss"].item() == pytest.approx(delta_regularisation(codes, 1).item())
+    assert "delta2_loss" not in terms and "delta1_loss" in terms
 
 
 def test_a_trained_step_updates_encoder_and_discriminator_only(tmp_path):
@@ -117,10 +130,10 @@ def test_a_trained_step_updates_encoder_and_discriminator_only(tmp_path):
         trainer.fit(module, datamodule=dm)
     after = module.state_dict()
     changed = lambda prefix: any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix))  # noqa: E731
-    assert changed("model.encoder.") and changed("discriminator.")
+    assert changed("model.encoder.") and changed("adversary.discriminator.")
     assert not changed("model.decoder.") and not changed("id_loss.") and not changed("lpips.")
     assert trainer.global_step == 2  # encoder steps; the discriminator's steps are not counted
-    assert "train/d_r1" in trainer.callback_metrics and trainer.callback_metrics["train/progressive_stage"] == 1.0
+    assert "train/discriminator_r1_loss" in trainer.callback_metrics and trainer.callback_metrics["train/progressive_stage"] == 1.0
 
 
 # ------------------------------------------------------------------------ optimiser, schedule

@@ -1,11 +1,13 @@
 """e4e training as a LightningModule (Tov et al. 2021; omertov/encoder4editing `training/coach.py`).
 
 Each step, as the official coach:
-1. (w_discriminator_lambda > 0) discriminator step: real codes w = mapping(z), fake codes from the
-   encoder (row 0, or a random switched-on row through the code pool), non-saturating loss; every
-   `d_reg_every` steps an R1 step on the real codes (weight r1 / 2 * d_reg_every).
+1. (w_discriminator_lambda > 0) discriminator step: real codes w = mapping(z), fake codes
+   encoder(x) + latent_avg (row 0, or a random switched-on row through the code pool),
+   non-saturating loss; every `d_reg_every` steps an R1 step on the real codes (weight
+   r1 / 2 * d_reg_every).
 2. encoder step: L2 + LPIPS + ID on the reconstruction of the frozen generator, e4e's delta
-   regularisation on the switched-on rows, and the adversarial loss over rows 0..stage.
+   regularisation on rows 1..stage, and the adversarial loss over rows 0..stage
+   (`objective.E4EObjective`, `objective.LatentAdversary`).
 The progressive stage is a function of the step (`progressive.start`, `progressive.step_every`), so a
 resumed run is at the same stage; it is also stored in checkpoints. `trainer.global_step` counts
 encoder steps, as the official `global_step` does (the discriminator's raw optimiser steps bypass
@@ -24,12 +26,12 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric, MeanSquaredError, SumMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from ..losses import IDLoss, LPIPSLoss, delta_regularisation
+from ..losses import IDLoss, LPIPSLoss
 from ..models.encoders.psp import INFERENCE_STAGE, INPUT_SIZE
 from ..models.inversion import InversionModel, build_encoder
-from ..models.latent_discriminator import LatentCodesDiscriminator, LatentCodesPool
 from ..models.stylegan2 import Generator
 from ..weights import CheckpointError, frozen_generator, load_checkpoint_file
+from .objective import DiscriminatorConfig, E4EObjective, LatentAdversary, LossConfig, discriminated_rows
 from .progressive import progressive_steps, stage_at
 from .ranger import Ranger
 
@@ -48,33 +50,6 @@ def _from_mapping(cls: type, values: Mapping[str, Any] | None, what: str) -> Any
     if unknown:
         raise ValueError(f"{what}: unknown keys {unknown}; expected some of {sorted(known)}")
     return cls(**values)
-
-
-@dataclass
-class LossConfig:
-    """e4e's objective (defaults: options/train_options.py; id_lambda 0.5 in the FFHQ command)."""
-
-    l2_lambda: float = 1.0
-    lpips_lambda: float = 0.8
-    lpips_type: str = "alex"
-    id_lambda: float = 0.1
-    id_backbone: str = "ir_se50"
-    delta_norm: float = 2.0
-    delta_norm_lambda: float = 2e-4
-    # Official: rows 1..stage-1 (coach.py `range(1, stage)`); True also regularises row `stage`.
-    delta_reg_current_row: bool = False
-
-
-@dataclass
-class DiscriminatorConfig:
-    w_discriminator_lambda: float = 0.0
-    w_discriminator_lr: float = 2e-5
-    r1: float = 10.0
-    d_reg_every: int = 16
-    use_w_pool: bool = False
-    w_pool_size: int = 50
-    # Official: the discriminator sees encoder(x), i.e. codes without latent_avg; True adds it.
-    fake_codes_with_latent_avg: bool = False
 
 
 @dataclass
@@ -143,10 +118,8 @@ class E4EModule(pl.LightningModule):
 
         self.lpips = LPIPSLoss(self.loss_cfg.lpips_type, random_backbone=random_loss_networks)
         self.id_loss = IDLoss(self.loss_cfg.id_backbone, weights=id_weights, random_weights=random_loss_networks)
-        if self.disc_cfg.w_discriminator_lambda > 0:
-            self.discriminator = LatentCodesDiscriminator(generator.style_dim, 4)
-            self.real_pool = LatentCodesPool(self.disc_cfg.w_pool_size if self.disc_cfg.use_w_pool else 0)
-            self.fake_pool = LatentCodesPool(self.disc_cfg.w_pool_size if self.disc_cfg.use_w_pool else 0)
+        self.adversary = LatentAdversary(generator.style_dim, self.disc_cfg) if self.disc_cfg.w_discriminator_lambda > 0 else None
+        self.objective = E4EObjective(self.loss_cfg, self.lpips, self.id_loss, self.adversary)
 
         self.val_mse = MeanSquaredError()
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
@@ -157,7 +130,7 @@ class E4EModule(pl.LightningModule):
     # ------------------------------------------------------------------------------ schedule
     @property
     def use_discriminator(self) -> bool:
-        return self.disc_cfg.w_discriminator_lambda > 0
+        return self.adversary is not None
 
     @property
     def stage(self) -> int:
@@ -167,38 +140,10 @@ class E4EModule(pl.LightningModule):
         if hasattr(self.model.encoder, "set_progressive_stage"):
             self.model.encoder.set_progressive_stage(stage_at(step, self.schedule, INFERENCE_STAGE))
 
-    def discriminated_rows(self) -> list[int]:
-        """Rows 0..stage while progressive (e4e's get_dims_to_discriminate), else every row."""
-        n = self.model.decoder.n_latent
-        return list(range(min(self.stage + 1, n))) if self.schedule is not None else list(range(n))
-
     # -------------------------------------------------------------------------------- losses
     def encoder_losses(self, x: torch.Tensor, codes: torch.Tensor, y_hat: torch.Tensor, lpips: torch.Tensor | None = None, id_sim: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Every term of the encoder objective, unweighted, plus their weighted sum as "loss".
-
-        `lpips` / `id_sim`: per-sample LPIPS distances and identity similarities already computed
-        (validation reuses its metric values instead of running those networks twice).
-        """
-        c = self.loss_cfg
-        y = x  # e4e's ffhq_encode: target = source
-        terms: dict[str, torch.Tensor] = {"loss_l2": F.mse_loss(y_hat, y)}
-        weighted = c.l2_lambda * terms["loss_l2"]
-        if c.lpips_lambda > 0:
-            terms["loss_lpips"] = lpips.mean() if lpips is not None else self.lpips(y_hat, y)
-            weighted = weighted + c.lpips_lambda * terms["loss_lpips"]
-        if c.id_lambda > 0:
-            terms["loss_id"] = (1 - id_sim).mean() if id_sim is not None else self.id_loss(y_hat, y)
-            weighted = weighted + c.id_lambda * terms["loss_id"]
-        if self.schedule is not None and self.stage != INFERENCE_STAGE:
-            rows = self.stage if c.delta_reg_current_row else self.stage - 1
-            terms["loss_delta"] = delta_regularisation(codes, rows, c.delta_norm)
-            weighted = weighted + c.delta_norm_lambda * terms["loss_delta"]
-        if self.use_discriminator:
-            rows = self.discriminated_rows()
-            terms["loss_adv"] = torch.stack([F.softplus(-self.discriminator(codes[:, i])).mean() for i in rows]).mean()
-            weighted = weighted + self.disc_cfg.w_discriminator_lambda * terms["loss_adv"]
-        terms["loss"] = weighted
-        return terms
+        """Every term of the encoder objective at the current stage (target = source, as ffhq_encode)."""
+        return self.objective(x, y_hat, codes, self.stage, lpips=lpips, id_sim=id_sim)
 
     def reconstruct(self, x: torch.Tensor, randomize_noise: bool) -> tuple[torch.Tensor, torch.Tensor]:
         codes = self.model.encode(x)
@@ -206,34 +151,30 @@ class E4EModule(pl.LightningModule):
 
     # ------------------------------------------------------------------------- discriminator
     def sample_real_and_fake(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """e4e's `sample_real_and_fake_latents`: w = mapping(z) and the encoder's codes, no gradient."""
+        decoder = self.model.decoder
         with torch.no_grad():
-            real = self.model.decoder.mapping(torch.randn(x.shape[0], self.model.decoder.style_dim, device=x.device))
-            fake = self.model.encode(x) if self.disc_cfg.fake_codes_with_latent_avg else self.model.encoder(x)
-            if self.schedule is not None:
-                fake = fake[:, self.discriminated_rows()]
-            real, fake = self.real_pool.query(real), self.fake_pool.query(fake)
-            return real, fake[:, 0] if fake.ndim == 3 else fake
+            real = decoder.mapping(torch.randn(x.shape[0], decoder.style_dim, device=x.device))
+            latent_avg = self.model.latent_avg if self.model.start_from_latent_avg else None
+            fake = self.adversary.fake_codes(self.model.encoder(x), latent_avg, discriminated_rows(self.stage, decoder.n_latent))
+            return self.adversary.sample(real, fake)
 
     def discriminator_step(self, x: torch.Tensor, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-        d, cfg = self.discriminator, self.disc_cfg
+        d = self.adversary.discriminator
         d.requires_grad_(True)
         real, fake = self.sample_real_and_fake(x)
-        real_loss, fake_loss = F.softplus(-d(real)).mean(), F.softplus(d(fake)).mean()
-        logs = {"d_real_loss": real_loss.detach(), "d_fake_loss": fake_loss.detach()}
+        terms = self.adversary.discriminator_loss(real, fake)
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(real_loss + fake_loss)
+        self.manual_backward(terms["discriminator_loss"])
         optimizer.step()
-        if self.global_step % cfg.d_reg_every == 0:
-            real = real.detach().requires_grad_(True)
-            pred = d(real)
-            (grad,) = torch.autograd.grad(pred.sum(), real, create_graph=True)
-            r1 = grad.pow(2).reshape(grad.shape[0], -1).sum(1).mean()
+        if self.adversary.is_r1_step(self.global_step):
+            r1 = self.adversary.r1_loss(real)
             optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(cfg.r1 / 2 * r1 * cfg.d_reg_every + 0 * pred[0, 0])
+            self.manual_backward(r1["discriminator_r1_loss"])
             optimizer.step()
-            logs["d_r1"] = r1.detach()
+            terms.update(r1)
         d.requires_grad_(False)
-        return logs
+        return {k: v.detach() for k, v in terms.items()}
 
     # ------------------------------------------------------------------------------ training
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -285,7 +226,7 @@ class E4EModule(pl.LightningModule):
         opt = torch.optim.Adam(params, lr=cfg.lr) if cfg.name == "adam" else Ranger(params, lr=cfg.lr)
         if not self.use_discriminator:
             return [opt]
-        return [opt, torch.optim.Adam(self.discriminator.parameters(), lr=self.disc_cfg.w_discriminator_lr)]
+        return [opt, torch.optim.Adam(self.adversary.discriminator.parameters(), lr=self.disc_cfg.w_discriminator_lr)]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["progressive_stage"] = self.stage
