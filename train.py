@@ -8,6 +8,7 @@
 Outputs go to the Hydra run folder: checkpoints/, images/, csv/ (metrics), metrics.json,
 data_report.json (what the datamodule found and skipped) and e4e_official.pt.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,7 @@ import pytorch_lightning as pl  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from hairclipv2.weights import CheckpointError  # noqa: E402
+from hairclipv2.weights import CheckpointError, user_error  # noqa: E402
 
 
 def write_json_atomic(payload: Any, path: Path) -> None:
@@ -68,8 +69,11 @@ def finish_wandb() -> None:
 def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
-    except (FileNotFoundError, CheckpointError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+    except Exception as exc:
+        shown = user_error(exc, (FileNotFoundError, CheckpointError))
+        if shown is None:
+            raise
+        raise SystemExit(f"error: {shown}") from None
     return metrics.get(cfg.get("optimized_metric"))
 
 

@@ -6,6 +6,7 @@ discriminator and progressive deltas on) with a small batch. Weights are random 
 Each step is the full official step: discriminator (+R1 when due) and encoder, timed per batch
 inside a real Lightning Trainer; the first step is a warm-up and not counted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import device_name, print_table, write_json  # noqa: E402
 
-NO_FILES = ["model.stylegan_weights=null", "model.encoder_init=null", "model.id_weights=null", "model.random_loss_networks=true", "model.export_official=false"]
+NO_FILES = [
+    "model.stylegan_weights=null",
+    "model.encoder_init=null",
+    "model.id_weights=null",
+    "model.random_loss_networks=true",
+    "~callbacks.official_export",
+]
 
 
 class StepTimer(pl.Callback):
@@ -53,14 +60,34 @@ def bench(name: str, overrides: list[str], batch: int, steps: int) -> dict:
         module = instantiate(cfg.model)
     size = cfg.model.input_size
     images = torch.rand(batch * (steps + 1), 3, size, size) * 2 - 1
-    loader = DataLoader(TensorDataset(images), batch_size=batch, collate_fn=lambda items: {"image": torch.stack([i[0] for i in items])})
+    loader = DataLoader(
+        TensorDataset(images), batch_size=batch, collate_fn=lambda items: {"image": torch.stack([i[0] for i in items])}
+    )
     timer = StepTimer()
-    trainer = pl.Trainer(max_steps=steps + 1, accelerator="auto", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[timer])
+    trainer = pl.Trainer(
+        max_steps=steps + 1,
+        accelerator="auto",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[timer],
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(module, train_dataloaders=loader)
     t = statistics.median(timer.times[1:])
-    return dict(model=name, input_px=size, generator_px=cfg.generator.size, batch=batch, steps_s=1 / t, img_s=batch / t, s_per_step=t)
+    return dict(
+        model=name,
+        input_px=size,
+        generator_px=cfg.generator.size,
+        batch=batch,
+        steps_s=1 / t,
+        img_s=batch / t,
+        s_per_step=t,
+    )
 
 
 def main() -> None:
@@ -73,7 +100,17 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = [
         bench("e4e_demo", ["experiment=e4e_demo", "model.progressive.start=0"], args.demo_batch, args.steps),
-        bench("e4e_ffhq", ["experiment=e4e_ffhq", "model.progressive.start=0", "data=synthetic", f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}"], args.ffhq_batch, args.steps),
+        bench(
+            "e4e_ffhq",
+            [
+                "experiment=e4e_ffhq",
+                "model.progressive.start=0",
+                "data=synthetic",
+                f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}",
+            ],
+            args.ffhq_batch,
+            args.steps,
+        ),
     ]
     base = rows[0]["img_s"]
     for r in rows:

@@ -4,6 +4,7 @@ The embedded default of `train.py`: it needs no dataset and no weights, and it m
 encoder recovers the codes (`val/latent_mse`). Images are rendered once, in `setup`, by the training
 module's own generator (no second generator), deterministically from `seed`, the same on every rank.
 """
+
 from __future__ import annotations
 
 import pytorch_lightning as pl
@@ -26,9 +27,25 @@ class TensorPairs(Dataset):
 
 class SyntheticInversionDataModule(pl.LightningDataModule):
     """`n_train` / `n_val` images G(w) with w = mapping(z) (optionally truncated towards latent_avg),
-    resized to `image_size`; items {"image": (3, S, S) in [-1, 1], "w": (n_latent, style_dim)}."""
+    resized to `image_size`; items {"image": (3, S, S), "w": (n_latent, style_dim)}.
 
-    def __init__(self, n_train: int = 64, n_val: int = 8, batch_size: int = 4, val_batch_size: int = 4, image_size: int = 64, truncation: float = 0.7, seed: int = 0, num_workers: int = 0):
+    `clamp` clips the images to [-1, 1] (the range every loss and metric assumes). A random-weight
+    generator's outputs are far wider (std ~2 in the 64 px demo: most pixels saturate), so the
+    clipped picture no longer pins its code down; without clipping the targets keep their true code
+    but L2 on such values makes the demo's training unstable at its learning rate."""
+
+    def __init__(
+        self,
+        n_train: int = 64,
+        n_val: int = 8,
+        batch_size: int = 4,
+        val_batch_size: int = 4,
+        image_size: int = 64,
+        truncation: float = 0.7,
+        seed: int = 0,
+        num_workers: int = 0,
+        clamp: bool = True,
+    ):
         super().__init__()
         if n_train < batch_size:
             raise ValueError(f"data.n_train ({n_train}) must be at least data.batch_size ({batch_size})")
@@ -45,7 +62,9 @@ class SyntheticInversionDataModule(pl.LightningDataModule):
         w = latent_avg + self.hparams.truncation * (w - latent_avg)
         codes = w.unsqueeze(1).repeat(1, g.n_latent, 1)
         images = torch.cat([g.synthesis(codes[i : i + 8]) for i in range(0, n, 8)])
-        images = resize_images(images, self.hparams.image_size).clamp(-1, 1)
+        images = resize_images(images, self.hparams.image_size)
+        if self.hparams.clamp:
+            images = images.clamp(-1, 1)
         return TensorPairs(images.cpu(), codes.cpu())
 
     def setup(self, stage: str | None = None) -> None:
@@ -56,7 +75,11 @@ class SyntheticInversionDataModule(pl.LightningDataModule):
         self.val_set = self.render(self.hparams.n_val, rng)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, self.hparams.batch_size, shuffle=True, drop_last=True, num_workers=self.hparams.num_workers)
+        return DataLoader(
+            self.train_set, self.hparams.batch_size, shuffle=True, drop_last=True, num_workers=self.hparams.num_workers
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, self.hparams.val_batch_size, shuffle=False, num_workers=self.hparams.num_workers)
+        return DataLoader(
+            self.val_set, self.hparams.val_batch_size, shuffle=False, num_workers=self.hparams.num_workers
+        )

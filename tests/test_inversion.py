@@ -1,4 +1,5 @@
 """The inversion model, the official e4e container (read and write), losses and bad input."""
+
 from __future__ import annotations
 
 import warnings
@@ -24,7 +25,13 @@ def official_container(decoder) -> dict:
     inputs, _, meta = load_golden("e4e_encoder")
     state = {k: v for k, v in synth_state("e4e_encoder").items()}
     state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
-    opts = {"encoder_type": "Encoder4Editing", "stylegan_size": meta["stylegan_size"], "start_from_latent_avg": True, "device": "cuda:0", "lpips_lambda": 0.8}
+    opts = {
+        "encoder_type": "Encoder4Editing",
+        "stylegan_size": meta["stylegan_size"],
+        "start_from_latent_avg": True,
+        "device": "cuda:0",
+        "lpips_lambda": 0.8,
+    }
     return {"state_dict": state, "latent_avg": inputs["latent_avg"], "opts": opts}
 
 
@@ -44,7 +51,9 @@ def test_loads_an_official_container_and_reproduces_golden_codes(tmp_path, image
 
 def test_container_round_trip(tmp_path, images):
     torch.manual_seed(0)
-    model = InversionModel(build_encoder("GradualStyleEncoder", 64), small_decoder(), torch.randn(512), start_from_latent_avg=False).eval()
+    model = InversionModel(
+        build_encoder("GradualStyleEncoder", 64), small_decoder(), torch.randn(512), start_from_latent_avg=False
+    ).eval()
     path = model.save_official(tmp_path / "out" / "psp.pt", progressive_stage=3)
     raw = torch.load(path, weights_only=True)
     assert set(raw) == {"state_dict", "latent_avg", "opts"}
@@ -83,7 +92,10 @@ def test_other_architectures_are_rejected(tmp_path):
 
 @pytest.mark.parametrize("shape", [(1, 3, 128, 128), (1, 1, 256, 256), (3, 256, 256)])
 def test_encoders_reject_bad_images(shape):
-    with pytest.raises(ValueError, match=r"expects images of shape \(N, 3, 256, 256\).*got " + str(shape).replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        ValueError,
+        match=r"expects images of shape \(N, 3, 256, 256\).*got " + str(shape).replace("(", r"\(").replace(")", r"\)"),
+    ):
         Encoder4Editing(50, "ir_se", 64)(torch.zeros(shape))
 
 
@@ -152,3 +164,37 @@ def test_lpips_offline_behaviour(monkeypatch, tmp_path):
     assert torch.all(d > 0) and torch.allclose(d, lpips.distance(y, x), atol=1e-6)
     with pytest.raises(ValueError, match="same shape"):
         lpips(x, y[:, :, :32])
+
+
+def test_lpips_package_equals_e4e_criteria_lpips_on_the_same_weights():
+    """e4e trains with its own `criteria/lpips` (AlexNet relu1..relu5, z-score with shift
+    (-.030, -.088, -.188) and scale (.458, .448, .450), unit-normalised features with eps 1e-10, 1x1
+    linear heads, spatial mean, sum over layers, mean over the batch); the `lpips` package computes
+    the same function. Written out here on one set of (random) backbone weights and the package's
+    linear heads."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loss = LPIPSLoss("alex", random_backbone=True)
+    torch.manual_seed(0)
+    x, y = torch.rand(3, 3, 64, 64) * 2 - 1, torch.rand(3, 3, 64, 64) * 2 - 1
+    net = loss.net
+    features = [m for s in (net.net.slice1, net.net.slice2, net.net.slice3, net.net.slice4, net.net.slice5) for m in s]
+    mean = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
+    std = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
+
+    def e4e_features(img: torch.Tensor) -> list[torch.Tensor]:
+        h, out = (img - mean) / std, []
+        for i, layer in enumerate(features, 1):
+            h = layer(h)
+            if i in (2, 5, 8, 10, 12):  # e4e's AlexNet target_layers
+                out.append(h / (h.pow(2).sum(1, keepdim=True).sqrt() + 1e-10))
+        return out
+
+    with torch.no_grad():
+        fx, fy = e4e_features(x), e4e_features(y)
+        heads = [lin.model[1] for lin in net.lins]
+        e4e_value = (
+            torch.cat([head((a - b) ** 2).mean((2, 3), True) for a, b, head in zip(fx, fy, heads)]).sum() / x.shape[0]
+        )
+        ours = loss(x, y)
+    assert ours.item() == pytest.approx(e4e_value.item(), rel=1e-5)

@@ -1,5 +1,6 @@
 """e4e training: the loss terms and gradients of a step, the optimiser, the schedule, the datamodules,
 and the train.py command (resume, multirun, DDP with 2 processes, wandb offline, missing inputs)."""
+
 from __future__ import annotations
 
 import csv
@@ -52,14 +53,23 @@ def compose_cfg(out: Path, overrides: list[str]):
 
 
 def run_train(args: list[str], env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "train.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
+    )
 
 
 def build_module(**overrides):
     from hydra.utils import instantiate
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[*FAST, "model.loss.id_lambda=0.1", *[f"{k}={v}" for k, v in overrides.items()]])
+        cfg = compose(
+            "train", overrides=[*FAST, "model.loss.id_lambda=0.1", *[f"{k}={v}" for k, v in overrides.items()]]
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return instantiate(cfg.model)
@@ -78,9 +88,20 @@ def test_encoder_loss_terms_and_gradients():
     terms = module.encoder_losses(x, codes, y_hat)
     lc, dc = module.loss_cfg, module.disc_cfg
     deltas = {f"delta{i}_loss" for i in (1, 2, 3)}
-    assert set(terms) == {"loss_l2", "loss_lpips", "loss_id", "id_improve", "total_delta_loss", "encoder_discriminator_loss", "loss", *deltas}
+    assert set(terms) == {
+        "loss_l2",
+        "loss_lpips",
+        "loss_id",
+        "id_improve",
+        "total_delta_loss",
+        "encoder_discriminator_loss",
+        "loss",
+        *deltas,
+    }
     assert terms["loss_l2"].item() == pytest.approx(F.mse_loss(y_hat, x).item())
-    assert terms["total_delta_loss"].item() == pytest.approx(delta_regularisation(codes, 3).item())  # official: rows 1..stage
+    assert terms["total_delta_loss"].item() == pytest.approx(
+        delta_regularisation(codes, 3).item()
+    )  # official: rows 1..stage
     assert sum(terms[k] for k in deltas).item() == pytest.approx(terms["total_delta_loss"].item())
     adv = torch.stack([F.softplus(-d(codes[:, i])).mean() for i in range(4)]).mean()
     assert terms["encoder_discriminator_loss"].item() == pytest.approx(adv.item())
@@ -95,13 +116,20 @@ def test_encoder_loss_terms_and_gradients():
     assert terms["id_improve"].item() == pytest.approx(-terms["loss_id"].item())  # x == y: sim(y, x) = 1
     terms["loss"].backward()
     enc = module.model.encoder
-    used = [*enc.input_layer.parameters(), *enc.body.parameters(), *enc.latlayer1.parameters(), *[p for i in range(4) for p in enc.styles[i].parameters()]]
+    used = [
+        *enc.input_layer.parameters(),
+        *enc.body.parameters(),
+        *enc.latlayer1.parameters(),
+        *[p for i in range(4) for p in enc.styles[i].parameters()],
+    ]
     unused = [*enc.latlayer2.parameters(), *[p for i in range(4, 10) for p in enc.styles[i].parameters()]]
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in used)
     assert all(p.grad is None for p in unused)  # heads of rows past the stage and the fine pyramid level
     assert all(not p.requires_grad and p.grad is None for p in module.model.decoder.parameters())
     assert all(p.grad is None for p in d.parameters())
-    assert all(p.grad is None for p in module.id_loss.parameters()) and all(p.grad is None for p in module.lpips.parameters())
+    assert all(p.grad is None for p in module.id_loss.parameters()) and all(
+        p.grad is None for p in module.lpips.parameters()
+    )
     # Rows past the stage carry no delta: their gradient reaches only through w0.
     assert torch.equal(codes[:, 4:], codes[:, :1].expand(-1, 6, -1))
 
@@ -117,23 +145,56 @@ def test_delta_regulariser_variant_leaves_out_current_row():
 
 
 def test_a_trained_step_updates_encoder_and_discriminator_only(tmp_path):
-    cfg = compose_cfg(tmp_path, ["model.discriminator.d_reg_every=1", "model.export_official=false"])
-    from hydra.utils import instantiate
-
+    cfg = compose_cfg(tmp_path, ["model.discriminator.d_reg_every=1", "~callbacks.official_export"])
     import pytorch_lightning as pl
+    from hydra.utils import instantiate
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         module, dm = instantiate(cfg.model), instantiate(cfg.data)
         before = {k: v.clone() for k, v in module.state_dict().items()}
-        trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0, default_root_dir=tmp_path)
+        trainer = pl.Trainer(
+            max_steps=2,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            limit_val_batches=0,
+            default_root_dir=tmp_path,
+        )
         trainer.fit(module, datamodule=dm)
     after = module.state_dict()
     changed = lambda prefix: any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix))  # noqa: E731
     assert changed("model.encoder.") and changed("adversary.discriminator.")
     assert not changed("model.decoder.") and not changed("id_loss.") and not changed("lpips.")
     assert trainer.global_step == 2  # encoder steps; the discriminator's steps are not counted
-    assert "train/discriminator_r1_loss" in trainer.callback_metrics and trainer.callback_metrics["train/progressive_stage"] == 1.0
+    logged = trainer.callback_metrics  # e4e's log keys: per-delta losses, id_improve, the weighted R1
+    assert {"train/delta1_loss", "train/total_delta_loss", "train/r1_penalty"} <= set(logged)
+    r1 = module.disc_cfg.r1 / 2 * logged["train/r1_penalty"] * module.disc_cfg.d_reg_every
+    assert logged["train/discriminator_r1_loss"].item() == pytest.approx(r1.item(), rel=1e-5)
+    assert (
+        "train/discriminator_r1_loss" in trainer.callback_metrics
+        and trainer.callback_metrics["train/progressive_stage"] == 1.0
+    )
+
+
+def test_validation_decodes_with_fresh_noise_as_the_official_forward():
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        ffhq = compose("train", overrides=["experiment=e4e_ffhq"])
+    assert ffhq.model.randomize_noise is True  # psp.forward(randomize_noise=True) in train and validate
+    assert ffhq.model.loss.id_lambda == 0.1 and ffhq.trainer.max_steps == 300000  # the maintainer's FFHQ recipe
+    torch.manual_seed(0)
+    module = build_module(**{"model.randomize_noise": True}).eval()
+    for name, p in module.model.decoder.named_parameters():  # rosinality initialises noise strengths at 0
+        if name.endswith("noise.weight"):
+            p.data.fill_(0.5)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        a, b = (
+            module.validation_step({"image": x}, 0)["reconstruction"],
+            module.validation_step({"image": x}, 0)["reconstruction"],
+        )
+    assert not torch.equal(a, b)
 
 
 # ------------------------------------------------------------------------ optimiser, schedule
@@ -172,7 +233,9 @@ def write_images(folder: Path, n: int, mode: str = "RGB") -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (40, 30, len(mode)), dtype=np.uint8).squeeze(), mode).save(folder / f"{i:03d}.png")
+        Image.fromarray(rng.integers(0, 255, (40, 30, len(mode)), dtype=np.uint8).squeeze(), mode).save(
+            folder / f"{i:03d}.png"
+        )
 
 
 def test_image_folder_datamodule(tmp_path):
@@ -184,7 +247,9 @@ def test_image_folder_datamodule(tmp_path):
     (tmp_path / "train" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     write_images(tmp_path / "test", 2)
     with pytest.warns(UserWarning, match="skipped 1 unreadable"):
-        dm = ImageFolderDataModule(str(tmp_path / "train"), str(tmp_path / "test"), batch_size=2, num_workers=0, test_workers=0, image_size=64)
+        dm = ImageFolderDataModule(
+            str(tmp_path / "train"), str(tmp_path / "test"), batch_size=2, num_workers=0, test_workers=0, image_size=64
+        )
     report = dm.report()
     assert report["train"]["images"] == 5 and report["test"]["images"] == 2
     assert report["train"]["skipped"][0]["path"].endswith("broken.jpg")
@@ -198,13 +263,23 @@ def test_image_folder_datamodule(tmp_path):
 
 
 # ------------------------------------------------------------------------- train.py, in-process
+@pytest.mark.slow
 def test_resume_restores_step_stage_and_optimiser(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         train_script.train(compose_cfg(tmp_path / "a", ["trainer.max_steps=3", "trainer.val_check_interval=3"]))
         first = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=False)
         assert first["global_step"] == 3 and first["progressive_stage"] == 2
-        train_script.train(compose_cfg(tmp_path / "b", ["trainer.max_steps=5", "trainer.val_check_interval=1", f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}"]))
+        train_script.train(
+            compose_cfg(
+                tmp_path / "b",
+                [
+                    "trainer.max_steps=5",
+                    "trainer.val_check_interval=1",
+                    f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}",
+                ],
+            )
+        )
     second = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)
     assert second["global_step"] == 5 and second["progressive_stage"] == 4
     enc_state = lambda ckpt: next(iter(ckpt["optimizer_states"][0]["state"].values()))  # noqa: E731
@@ -214,11 +289,20 @@ def test_resume_restores_step_stage_and_optimiser(tmp_path):
     assert train_steps and min(train_steps) >= 3  # the resumed run did not start again from step 0
 
 
+@pytest.mark.slow
 def test_demo_training_reduces_the_loss(tmp_path):
     """A short version of `make demo`: the reconstruction and latent errors fall."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cfg = compose_cfg(tmp_path, ["trainer.max_steps=30", "trainer.val_check_interval=30", "model.discriminator.w_discriminator_lambda=0", "model.progressive.start=null"])
+        cfg = compose_cfg(
+            tmp_path,
+            [
+                "trainer.max_steps=30",
+                "trainer.val_check_interval=30",
+                "model.discriminator.w_discriminator_lambda=0",
+                "model.progressive.start=null",
+            ],
+        )
         module_metrics = train_script.train(cfg)
     rows = [r for r in csv.DictReader(open(tmp_path / "csv" / "metrics.csv")) if r.get("train/loss_l2")]
     l2 = [float(r["train/loss_l2"]) for r in rows]
@@ -229,20 +313,45 @@ def test_demo_training_reduces_the_loss(tmp_path):
 
 
 # ---------------------------------------------------------------------- train.py, subprocess
+@pytest.mark.slow
 def test_e4e_ffhq_without_data_or_weights_stops_at_once(tmp_path):
-    result = run_train(["experiment=e4e_ffhq", f"paths.data_dir={tmp_path}/data", f"hydra.run.dir={tmp_path}/run"], timeout=120)
+    result = run_train(
+        ["experiment=e4e_ffhq", f"paths.data_dir={tmp_path}/data", f"hydra.run.dir={tmp_path}/run"], timeout=120
+    )
     assert result.returncode == 1
-    assert "image folder not found" in result.stderr and f"{tmp_path}/data/ffhq" in result.stderr and "data.train_dir" in result.stderr
+    assert (
+        "image folder not found" in result.stderr
+        and f"{tmp_path}/data/ffhq" in result.stderr
+        and "data.train_dir" in result.stderr
+    )
     write_images(tmp_path / "data" / "ffhq", 1)
     write_images(tmp_path / "data" / "celeba_hq" / "test", 1)
-    result = run_train(["experiment=e4e_ffhq", f"paths.data_dir={tmp_path}/data", f"paths.weights_dir={tmp_path}/w", f"hydra.run.dir={tmp_path}/run"], timeout=120)
+    result = run_train(
+        [
+            "experiment=e4e_ffhq",
+            f"paths.data_dir={tmp_path}/data",
+            f"paths.weights_dir={tmp_path}/w",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        timeout=120,
+    )
     assert result.returncode == 1
     assert "stylegan2-ffhq-config-f.pt" in result.stderr and "paths.weights.stylegan2" in result.stderr
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_multirun_sweep_of_two_jobs(tmp_path):
-    result = run_train(["-m", *FAST[:-1], "trainer.max_steps=2", "model.loss.lpips_lambda=0.4,0.8", f"hydra.sweep.dir={tmp_path}", "callbacks.progress_bar.refresh_rate=0"])
+    result = run_train(
+        [
+            "-m",
+            *FAST[:-1],
+            "trainer.max_steps=2",
+            "model.loss.lpips_lambda=0.4,0.8",
+            f"hydra.sweep.dir={tmp_path}",
+            "callbacks.progress_bar.refresh_rate=0",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for job, value in (("0", 0.4), ("1", 0.8)):
         config = (tmp_path / job / ".hydra" / "config.yaml").read_text()
@@ -251,8 +360,19 @@ def test_multirun_sweep_of_two_jobs(tmp_path):
         assert "val/loss" in json.loads((tmp_path / job / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_ddp_with_two_processes(tmp_path):
-    result = run_train([*FAST, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "data.n_val=6", "data.val_batch_size=3", f"hydra.run.dir={tmp_path}"])
+    result = run_train(
+        [
+            *FAST,
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "data.n_val=6",
+            "data.val_batch_size=3",
+            f"hydra.run.dir={tmp_path}",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["val/n_images"] == 6  # each rank saw 3: the metrics were reduced over both
@@ -261,8 +381,12 @@ def test_ddp_with_two_processes(tmp_path):
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
 
 
+@pytest.mark.slow
 def test_wandb_offline_logs_metrics_and_images(tmp_path):
-    result = run_train([*FAST, "logger=wandb", "trainer.log_every_n_steps=1", f"hydra.run.dir={tmp_path}"], env={"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path)})
+    result = run_train(
+        [*FAST, "logger=wandb", "trainer.log_every_n_steps=1", f"hydra.run.dir={tmp_path}"],
+        env={"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = list((tmp_path / "wandb").glob("offline-run-*"))
     images = list((run_dir / "files" / "media" / "images").rglob("*.png"))
@@ -271,3 +395,41 @@ def test_wandb_offline_logs_metrics_and_images(tmp_path):
     data = record.read_bytes()  # protobuf records: the metric names appear as plain bytes
     assert b"train/loss" in data and b"val/psnr" in data and b"val/reconstructions" in data
     assert "HandleAbandonedError" not in result.stderr
+
+
+# ------------------------------------------------------------------------------ official export
+E4E_TRAIN_OPTIONS = (
+    "exp_dir dataset_type encoder_type batch_size test_batch_size workers test_workers learning_rate optim_name train_decoder "
+    "start_from_latent_avg lpips_type lpips_lambda id_lambda l2_lambda stylegan_weights stylegan_size checkpoint_path max_steps "
+    "image_interval board_interval val_interval save_interval w_discriminator_lambda w_discriminator_lr r1 d_reg_every use_w_pool "
+    "w_pool_size delta_norm delta_norm_lambda progressive_steps progressive_start progressive_step_every save_training_data "
+    "sub_exp_dir keep_optimizer resume_training_from_ckpt update_param_list"
+).split()
+
+
+@pytest.mark.slow
+def test_export_holds_the_best_checkpoint_with_every_official_option(tmp_path):
+    import argparse
+
+    from hairclipv2.models.inversion import InversionModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_script.train(compose_cfg(tmp_path, ["trainer.max_steps=4", "trainer.val_check_interval=2"]))
+    # As e4e's utils/model_utils.setup_model reads it.
+    ckpt = torch.load(tmp_path / "e4e_official.pt", map_location="cpu", weights_only=True)
+    opts = ckpt["opts"]
+    opts["checkpoint_path"], opts["device"] = str(tmp_path / "e4e_official.pt"), "cpu"
+    opts = argparse.Namespace(**opts)
+    assert all(hasattr(opts, k) for k in E4E_TRAIN_OPTIONS), [k for k in E4E_TRAIN_OPTIONS if not hasattr(opts, k)]
+    assert opts.dataset_type == "ffhq_encode" and opts.stylegan_size == 64 and opts.encoder_type == "Encoder4Editing"
+    assert opts.start_from_latent_avg is True and opts.progressive_steps[:3] == [0, 1, 2]
+    encoder = {k[len("encoder.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("encoder.")}
+    best_path = next((tmp_path / "checkpoints").glob("best_step*.ckpt"))
+    best = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert all(torch.equal(v, best[f"model.encoder.{k}"]) for k, v in encoder.items())
+    if best_path.name != "best_step000004.ckpt":  # the best is not the last: the export took the best
+        assert any(not torch.equal(v, last[f"model.encoder.{k}"]) for k, v in encoder.items())
+    assert opts.exported_from == str(best_path)
+    InversionModel.from_official(tmp_path / "e4e_official.pt")  # and it loads strictly

@@ -1,4 +1,5 @@
 """A base for loss networks that are never trained and must stay in eval mode."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -12,5 +13,5 @@ class FrozenNetwork(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> "FrozenNetwork":
+    def train(self, mode: bool = True) -> FrozenNetwork:
         return super().train(False)

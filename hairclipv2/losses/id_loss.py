@@ -4,6 +4,7 @@ Features (ir_se50, the official): crop the 256 px face to rows 35:223, cols 32:2
 112, IR-SE50, L2-normalise. loss = mean_i (1 - <f(y_hat_i), f(y_i)>), target features detached.
 `backbone="facenet"` swaps in facenet-pytorch's InceptionResnetV1 (VGGFace2) on the same crop at 160 px.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -87,4 +88,6 @@ class IDLoss(FrozenNetwork):
         """e4e's IDLoss(y_hat, y, x): loss plus the similarity improvement over the input x."""
         f_hat, f_y, f_x = self.extract_feats(y_hat), self.extract_feats(y).detach(), self.extract_feats(x)
         diff_target, diff_input, diff_views = (f_hat * f_y).sum(1), (f_hat * f_x).sum(1), (f_y * f_x).sum(1)
-        return IDComparison((1 - diff_target).mean(), (diff_target - diff_views).mean().detach(), diff_target, diff_input, diff_views)
+        return IDComparison(
+            (1 - diff_target).mean(), (diff_target - diff_views).mean().detach(), diff_target, diff_input, diff_views
+        )

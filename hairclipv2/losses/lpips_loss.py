@@ -3,6 +3,7 @@
 The package ships its linear heads; the ImageNet backbone comes from torchvision's hub cache. Offline,
 a missing backbone file is an error naming it (or `random_backbone=True` for tests and demos).
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,10 @@ import torchvision
 from ..weights import MissingCheckpointError
 from .frozen import FrozenNetwork
 
-BACKBONE_WEIGHTS = {"alex": torchvision.models.AlexNet_Weights.IMAGENET1K_V1, "vgg": torchvision.models.VGG16_Weights.IMAGENET1K_V1}
+BACKBONE_WEIGHTS = {
+    "alex": torchvision.models.AlexNet_Weights.IMAGENET1K_V1,
+    "vgg": torchvision.models.VGG16_Weights.IMAGENET1K_V1,
+}
 
 
 def backbone_file(net: str) -> Path:
@@ -49,7 +53,9 @@ class LPIPSLoss(FrozenNetwork):
     def distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-sample LPIPS, (N,)."""
         if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"LPIPS expects two (N, 3, H, W) images of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+            raise ValueError(
+                f"LPIPS expects two (N, 3, H, W) images of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
         return self.net(x, y).flatten()
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """e4e's delta regularisation (L_d-reg): keeps the W+ rows close to the first one."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

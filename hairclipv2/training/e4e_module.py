@@ -13,15 +13,16 @@ resumed run is at the same stage; it is also stored in checkpoints. `trainer.glo
 encoder steps, as the official `global_step` does (the discriminator's raw optimiser steps bypass
 Lightning's counter).
 """
+
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric, MeanSquaredError, SumMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
@@ -76,6 +77,8 @@ class E4EModule(pl.LightningModule):
         encoder_init: IR-SE50 file to initialise the encoder body with (pSp/e4e do), or None.
         id_weights: identity network file (paths.weights.ir_se50 or .facenet).
         random_loss_networks: LPIPS and ID with random weights (offline demos; numbers meaningless).
+        randomize_noise: fresh noise in every decode, training and validation (official: pSp.forward's
+            default); False uses the generator's stored noise buffers.
     """
 
     def __init__(
@@ -93,7 +96,6 @@ class E4EModule(pl.LightningModule):
         discriminator: Mapping[str, Any] | None = None,
         optim: Mapping[str, Any] | None = None,
         progressive: Mapping[str, Any] | None = None,
-        export_official: bool = True,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -107,7 +109,7 @@ class E4EModule(pl.LightningModule):
         if self.optim_cfg.name not in ("ranger", "adam"):
             raise ValueError(f"model.optim.name must be 'ranger' or 'adam', got {self.optim_cfg.name!r}")
         self.save_hyperparameters(ignore=["generator"])
-        self.randomize_noise, self.export_official = randomize_noise, export_official
+        self.randomize_noise = randomize_noise
 
         latent_avg = frozen_generator(generator, stylegan_weights)
         encoder = build_encoder(encoder_type, generator.size, input_size=input_size)
@@ -118,14 +120,16 @@ class E4EModule(pl.LightningModule):
 
         self.lpips = LPIPSLoss(self.loss_cfg.lpips_type, random_backbone=random_loss_networks)
         self.id_loss = IDLoss(self.loss_cfg.id_backbone, weights=id_weights, random_weights=random_loss_networks)
-        self.adversary = LatentAdversary(generator.style_dim, self.disc_cfg) if self.disc_cfg.w_discriminator_lambda > 0 else None
+        self.adversary = (
+            LatentAdversary(generator.style_dim, self.disc_cfg) if self.disc_cfg.w_discriminator_lambda > 0 else None
+        )
         self.objective = E4EObjective(self.loss_cfg, self.lpips, self.id_loss, self.adversary)
 
         self.val_mse = MeanSquaredError()
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self.val_lpips, self.val_id_sim, self.val_loss = MeanMetric(), MeanMetric(), MeanMetric()
-        self.val_latent_mse, self.val_count = MeanMetric(), SumMetric()
+        self.val_latent_mse, self.val_count, self.val_d_loss = MeanMetric(), SumMetric(), MeanMetric()
 
     # ------------------------------------------------------------------------------ schedule
     @property
@@ -134,14 +138,25 @@ class E4EModule(pl.LightningModule):
 
     @property
     def stage(self) -> int:
-        return self.model.encoder.progressive_stage if hasattr(self.model.encoder, "progressive_stage") else INFERENCE_STAGE
+        return (
+            self.model.encoder.progressive_stage
+            if hasattr(self.model.encoder, "progressive_stage")
+            else INFERENCE_STAGE
+        )
 
     def apply_stage(self, step: int) -> None:
         if hasattr(self.model.encoder, "set_progressive_stage"):
             self.model.encoder.set_progressive_stage(stage_at(step, self.schedule, INFERENCE_STAGE))
 
     # -------------------------------------------------------------------------------- losses
-    def encoder_losses(self, x: torch.Tensor, codes: torch.Tensor, y_hat: torch.Tensor, lpips: torch.Tensor | None = None, id_sim: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def encoder_losses(
+        self,
+        x: torch.Tensor,
+        codes: torch.Tensor,
+        y_hat: torch.Tensor,
+        lpips: torch.Tensor | None = None,
+        id_sim: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Every term of the encoder objective at the current stage (target = source, as ffhq_encode)."""
         return self.objective(x, y_hat, codes, self.stage, lpips=lpips, id_sim=id_sim)
 
@@ -156,7 +171,9 @@ class E4EModule(pl.LightningModule):
         with torch.no_grad():
             real = decoder.mapping(torch.randn(x.shape[0], decoder.style_dim, device=x.device))
             latent_avg = self.model.latent_avg if self.model.start_from_latent_avg else None
-            fake = self.adversary.fake_codes(self.model.encoder(x), latent_avg, discriminated_rows(self.stage, decoder.n_latent))
+            fake = self.adversary.fake_codes(
+                self.model.encoder(x), latent_avg, discriminated_rows(self.stage, decoder.n_latent)
+            )
             return self.adversary.sample(real, fake)
 
     def discriminator_step(self, x: torch.Tensor, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -194,14 +211,19 @@ class E4EModule(pl.LightningModule):
         e_opt.step()
         logs.update({k: v.detach() for k, v in terms.items()})
         logs["progressive_stage"] = torch.tensor(float(self.stage))
-        self.log_dict({f"train/{k}": v for k, v in logs.items() if k != "loss"}, on_step=True, on_epoch=False, batch_size=x.shape[0])
+        self.log_dict(
+            {f"train/{k}": v for k, v in logs.items() if k != "loss"},
+            on_step=True,
+            on_epoch=False,
+            batch_size=x.shape[0],
+        )
         self.log("train/loss", logs["loss"], prog_bar=True, on_step=True, on_epoch=False, batch_size=x.shape[0])
         return terms["loss"].detach()
 
     # ---------------------------------------------------------------------------- validation
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         x = batch["image"]
-        codes, y_hat = self.reconstruct(x, randomize_noise=False)
+        codes, y_hat = self.reconstruct(x, self.randomize_noise)  # official: psp.forward's fresh noise
         lpips, id_sim = self.lpips.distance(y_hat, x), self.id_loss.similarity(y_hat, x)
         terms = self.encoder_losses(x, codes, y_hat, lpips=lpips, id_sim=id_sim)
         x01, y01 = (x + 1) / 2, ((y_hat + 1) / 2).clamp(0, 1)
@@ -212,7 +234,29 @@ class E4EModule(pl.LightningModule):
         self.val_id_sim.update(id_sim)
         self.val_loss.update(terms["loss"], weight=x.shape[0])
         self.val_count.update(torch.tensor(float(x.shape[0]), device=x.device))
-        metrics = {"val/mse": self.val_mse, "val/psnr": self.val_psnr, "val/ssim": self.val_ssim, "val/lpips": self.val_lpips, "val/id_similarity": self.val_id_sim, "val/loss": self.val_loss, "val/n_images": self.val_count}
+        metrics = {
+            "val/mse": self.val_mse,
+            "val/psnr": self.val_psnr,
+            "val/ssim": self.val_ssim,
+            "val/lpips": self.val_lpips,
+            "val/id_similarity": self.val_id_sim,
+            "val/loss": self.val_loss,
+            "val/n_images": self.val_count,
+        }
+        if self.adversary is not None:  # e4e's validate_discriminator (without the training pools)
+            with torch.no_grad():
+                decoder, latent_avg = (
+                    self.model.decoder,
+                    self.model.latent_avg if self.model.start_from_latent_avg else None,
+                )
+                real = decoder.mapping(torch.randn(x.shape[0], decoder.style_dim, device=x.device))
+                fake = self.adversary.fake_codes(
+                    self.model.encoder(x), latent_avg, discriminated_rows(self.stage, decoder.n_latent)
+                )[:, 0]
+                self.val_d_loss.update(
+                    self.adversary.discriminator_loss(real, fake)["discriminator_loss"], weight=x.shape[0]
+                )
+            metrics["val/discriminator_loss"] = self.val_d_loss
         if "w" in batch:
             self.val_latent_mse.update(((codes - batch["w"]) ** 2).mean(dim=(1, 2)))
             metrics["val/latent_mse"] = self.val_latent_mse
@@ -235,11 +279,6 @@ class E4EModule(pl.LightningModule):
         if "progressive_stage" in checkpoint and hasattr(self.model.encoder, "set_progressive_stage"):
             self.model.encoder.set_progressive_stage(int(checkpoint["progressive_stage"]))
 
-    def on_train_end(self) -> None:
-        if self.export_official and self.trainer.is_global_zero:
-            path = Path(self.trainer.default_root_dir) / "e4e_official.pt"
-            self.model.save_official(path, progressive_stage=self.stage, **{f"loss_{k}": v for k, v in asdict(self.loss_cfg).items()})
-
 
 def init_encoder_from_ir_se50(encoder: torch.nn.Module, path: str | Path) -> None:
     """Initialise the encoder's input layer and body from ArcFace IR-SE50 (as pSp/e4e do: the
@@ -248,7 +287,7 @@ def init_encoder_from_ir_se50(encoder: torch.nn.Module, path: str | Path) -> Non
     own = {k: v for k, v in encoder.state_dict().items() if k.startswith(("input_layer.", "body."))}
     missing = [k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
     if missing:
-        raise CheckpointError(f"{path} cannot initialise the encoder body: {len(missing)} keys missing or mis-shaped, e.g. {missing[:5]}")
+        raise CheckpointError(
+            f"{path} cannot initialise the encoder body: {len(missing)} keys missing or mis-shaped, e.g. {missing[:5]}"
+        )
     encoder.load_state_dict({k: state[k] for k in own}, strict=False)
-
-

@@ -9,6 +9,7 @@ Two parts, each usable on its own:
 Shapes: images (N, 3, H, W) in [-1, 1]; W+ codes (N, n_latent, D) *including* `latent_avg` (what
 `pSp.forward(..., return_latents=True)` returns); single codes (N, D).
 """
+
 from __future__ import annotations
 
 import random
@@ -125,7 +126,13 @@ class E4EObjective(nn.Module):
     lpips / id_loss may be None when their weight is 0; adversary None when the discriminator is off.
     """
 
-    def __init__(self, config: LossConfig, lpips: LPIPSLoss | None, id_loss: IDLoss | None, adversary: LatentAdversary | None = None):
+    def __init__(
+        self,
+        config: LossConfig,
+        lpips: LPIPSLoss | None,
+        id_loss: IDLoss | None,
+        adversary: LatentAdversary | None = None,
+    ):
         super().__init__()
         if config.lpips_lambda > 0 and lpips is None:
             raise ValueError("lpips_lambda > 0 needs an LPIPS network")
@@ -149,7 +156,9 @@ class E4EObjective(nn.Module):
         terms: dict[str, torch.Tensor] = {}
         loss = y.new_zeros(())
         if self.adversary is not None and self.adversary.cfg.w_discriminator_lambda > 0:
-            terms["encoder_discriminator_loss"] = self.adversary.encoder_term(codes, discriminated_rows(stage, codes.shape[1]))
+            terms["encoder_discriminator_loss"] = self.adversary.encoder_term(
+                codes, discriminated_rows(stage, codes.shape[1])
+            )
             loss = loss + self.adversary.cfg.w_discriminator_lambda * terms["encoder_discriminator_loss"]
         rows = delta_rows(stage, codes.shape[1], c.delta_reg_current_row)
         if rows:

@@ -1,4 +1,5 @@
 """e4e's progressive training schedule: which delta rows are switched on at a given step."""
+
 from __future__ import annotations
 
 

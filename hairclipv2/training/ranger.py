@@ -8,10 +8,11 @@ dim for weights with ndim > 1):
     every k steps: slow += alpha (p - slow); p = slow          (Lookahead)
 Defaults are those of the official `training/ranger.py`.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch.optim import Optimizer
@@ -35,7 +36,17 @@ class Ranger(Optimizer):
             raise ValueError(f"Ranger lr must be positive, got {lr}")
         if not 0.0 <= alpha <= 1.0 or k < 1:
             raise ValueError(f"Ranger needs 0 <= alpha <= 1 and k >= 1, got alpha={alpha}, k={k}")
-        defaults = dict(lr=lr, alpha=alpha, k=k, n_sma_threshold=n_sma_threshold, betas=betas, eps=eps, weight_decay=weight_decay, use_gc=use_gc, gc_min_ndim=3 if gc_conv_only else 1)
+        defaults = dict(
+            lr=lr,
+            alpha=alpha,
+            k=k,
+            n_sma_threshold=n_sma_threshold,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            use_gc=use_gc,
+            gc_min_ndim=3 if gc_conv_only else 1,
+        )
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -70,7 +81,15 @@ class Ranger(Optimizer):
                 if group["weight_decay"] != 0:
                     p32.add_(p32, alpha=-group["weight_decay"] * group["lr"])
                 if n_sma > group["n_sma_threshold"]:
-                    rect = math.sqrt((1 - beta2_t) * (n_sma - 4) / (n_sma_max - 4) * (n_sma - 2) / n_sma * n_sma_max / (n_sma_max - 2))
+                    rect = math.sqrt(
+                        (1 - beta2_t)
+                        * (n_sma - 4)
+                        / (n_sma_max - 4)
+                        * (n_sma - 2)
+                        / n_sma
+                        * n_sma_max
+                        / (n_sma_max - 2)
+                    )
                     step_size = rect / (1 - beta1**t)
                     p32.addcdiv_(exp_avg, exp_avg_sq.sqrt().add_(group["eps"]), value=-step_size * group["lr"])
                 else:
