@@ -7,6 +7,7 @@
 Everything lands in the Hydra run folder: edits/, grids/, edits.csv, summary.json,
 summary_plot.png and report.html (see callbacks/edit_report.py; metrics: callbacks/hair_metrics.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,7 @@ from hairclipv2.editing.editor import HairEditModule  # noqa: E402
 from hairclipv2.evaluation.data import PairsDataset, collate_edits, embedded_default  # noqa: E402
 from hairclipv2.evaluation.pairs import PairsError, read_pairs  # noqa: E402
 from hairclipv2.losses import IDLoss, LPIPSLoss  # noqa: E402
-from hairclipv2.weights import CheckpointError  # noqa: E402
+from hairclipv2.weights import CheckpointError, user_error  # noqa: E402
 
 RANDOM_WARNING = "RANDOM WEIGHTS: no pretrained networks are used (editing.random_weights=true); the pictures and metric values are meaningless and only show that the pipeline runs."
 
@@ -41,7 +42,9 @@ def evaluate(cfg: DictConfig) -> dict:
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     task = cfg.task.name
-    pairs = read_pairs(cfg.pairs, task) if cfg.pairs else None  # checked before anything is written
+    pairs = (
+        read_pairs(cfg.pairs, task, int(cfg.generator.size)) if cfg.pairs else None
+    )  # checked before anything is written
     random_weights = bool(cfg.editing.random_weights)
     if random_weights:
         print(f"\n{'!' * 100}\n{RANDOM_WARNING}\n{'!' * 100}\n", file=sys.stderr)
@@ -58,9 +61,24 @@ def evaluate(cfg: DictConfig) -> dict:
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_edits)
     clip = editor.text_proxy.clip_loss.clip if editor.text_proxy is not None else None
     metrics_cb = HairMetricsCallback(HairEditMetrics(lpips, identity, clip), hair_of=editor.hair)
-    writer = EditReportWriter(out, task, settings={"pairs": str(cfg.pairs), "editing": OmegaConf.to_container(cfg.editing, resolve=True), "align": bool(cfg.align)}, warning=RANDOM_WARNING if random_weights else None)
+    writer = EditReportWriter(
+        out,
+        task,
+        settings={
+            "pairs": str(cfg.pairs),
+            "editing": OmegaConf.to_container(cfg.editing, resolve=True),
+            "align": bool(cfg.align),
+        },
+        warning=RANDOM_WARNING if random_weights else None,
+    )
     writer.summary_of = metrics_cb
-    trainer = pl.Trainer(**cfg.trainer, inference_mode=False, logger=False, enable_model_summary=False, callbacks=[metrics_cb, writer, pl.callbacks.TQDMProgressBar(refresh_rate=1)])
+    trainer = pl.Trainer(
+        **cfg.trainer,
+        inference_mode=False,
+        logger=False,
+        enable_model_summary=False,
+        callbacks=[metrics_cb, writer, pl.callbacks.TQDMProgressBar(refresh_rate=1)],
+    )
     trainer.predict(HairEditModule(editor), dataloaders=loader, return_predictions=False)
     return json.loads((out / "summary.json").read_text()) if trainer.is_global_zero else {}
 
@@ -69,10 +87,15 @@ def evaluate(cfg: DictConfig) -> dict:
 def main(cfg: DictConfig) -> None:
     try:
         summary = evaluate(cfg)
-    except (PairsError, FileNotFoundError, CheckpointError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+    except Exception as exc:
+        shown = user_error(exc, (PairsError, FileNotFoundError, CheckpointError))
+        if shown is None:
+            raise
+        raise SystemExit(f"error: {shown}") from None
     if summary:
-        print(f"{summary['task']}: {summary['edits']} edits, {summary['failures']} failed; report: {Path(cfg.paths.output_dir) / 'report.html'}")
+        print(
+            f"{summary['task']}: {summary['edits']} edits, {summary['failures']} failed; report: {Path(cfg.paths.output_dir) / 'report.html'}"
+        )
         for name, value in summary["metrics"].items():
             print(f"  {name:18s} {value:.4g}")
 

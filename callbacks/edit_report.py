@@ -1,12 +1,13 @@
 """Writes what an evaluation produced, next to each other in one folder, every file atomically:
 
-    edits/<id>.png     the result
-    grids/<id>.png     source | condition | result | source hair | result hair
-    edits.csv          one row per edit: id, row, condition, metrics (or the error of a failed pair)
-    summary.json       means of the metrics, counts of edits and failures, the settings
-    summary_plot.png   the distribution of each metric
-    report.html        the summary table, the per-edit table and the grids
+edits/<id>.png     the result
+grids/<id>.png     source | condition | result | source hair | result hair
+edits.csv          one row per edit: id, row, condition, metrics (or the error of a failed pair)
+summary.json       means of the metrics, counts of edits and failures, the settings
+summary_plot.png   the distribution of each metric
+report.html        the summary table, the per-edit table and the grids
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,22 +32,49 @@ def write_text_atomic(text: str, path: Path) -> None:
     os.replace(tmp, path)
 
 
+# HairCLIPv2's painting colours (utils/mask_ui.py): background, face, ear, hair.
+PAINT_COLOURS = {0: (0, 0, 0), 1: (255, 204, 102), 6: (51, 255, 51), 10: (255, 102, 204)}
+
+
+def label_tile(labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A painted label map (L, L) in HairCLIPv2's painting colours, at the size of `like`, in [-1, 1]."""
+    rgb = torch.zeros(3, *labels.shape, dtype=like.dtype)
+    for label, colour in PAINT_COLOURS.items():
+        rgb[:, labels == label] = torch.tensor(colour, dtype=like.dtype).view(3, 1) / 127.5 - 1
+    return torch.nn.functional.interpolate(rgb[None], size=like.shape[-2:], mode="nearest")[0]
+
+
 def condition_tile(batch: dict[str, Any], i: int, like: torch.Tensor) -> torch.Tensor:
-    """An image for the condition column: the reference, an RGB swatch, or grey (text)."""
+    """An image for the condition column: the reference, the painted mask, the sketch over the
+    source, an RGB swatch, or grey (text)."""
     if batch.get("reference") is not None:
         return batch["reference"][i]
+    if batch.get("mask") is not None:
+        return label_tile(batch["mask"][i].cpu(), like)
+    if batch.get("sketch") is not None:
+        strokes = (
+            torch.nn.functional.interpolate(
+                batch["sketch"][i][None, None].float(), size=like.shape[-2:], mode="nearest"
+            )[0]
+            > 0
+        )
+        return torch.where(strokes, torch.ones_like(like), like.cpu())
     colour = batch.get("colour")
     if colour is not None:
         c = colour[i]
         if c.image is not None:
-            return torch.nn.functional.interpolate(c.image[None], size=like.shape[-2:], mode="bilinear", align_corners=False)[0]
+            return torch.nn.functional.interpolate(
+                c.image[None], size=like.shape[-2:], mode="bilinear", align_corners=False
+            )[0]
         if c.rgb is not None:
             return (torch.tensor(c.rgb, dtype=like.dtype).view(3, 1, 1) / 127.5 - 1).expand_as(like)
     return torch.zeros_like(like)
 
 
 class EditReportWriter(pl.Callback):
-    def __init__(self, out_dir: str | Path, task: str, settings: dict[str, Any] | None = None, warning: str | None = None):
+    def __init__(
+        self, out_dir: str | Path, task: str, settings: dict[str, Any] | None = None, warning: str | None = None
+    ):
         self.out = Path(out_dir)
         self.task, self.settings, self.warning = task, settings or {}, warning
         self.rows: list[dict[str, Any]] = []
@@ -54,7 +82,15 @@ class EditReportWriter(pl.Callback):
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         for failure in outputs.get("failures", []):
-            self.rows.append({"id": failure["id"], "row": failure["row"], "condition": failure["condition"], "status": "failed", "error": failure["error"]})
+            self.rows.append(
+                {
+                    "id": failure["id"],
+                    "row": failure["row"],
+                    "condition": failure["condition"],
+                    "status": "failed",
+                    "error": failure["error"],
+                }
+            )
         out = outputs.get("output")
         if out is None:
             return
@@ -62,9 +98,23 @@ class EditReportWriter(pl.Callback):
         metrics = outputs.get("metrics", {})
         for i, pid in enumerate(batch["id"]):
             save_image_atomic(Image.fromarray(to_uint8(out.result[i])), self.out / "edits" / f"{pid}.png")
-            tiles = [batch["source"][i], condition_tile(batch, i, batch["source"][i]), out.result[i], out.source_hair[i].expand(3, -1, -1) * 2 - 1, out.result_hair[i].expand(3, -1, -1) * 2 - 1]
-            save_image_grid(torch.stack([t.detach().float().cpu() for t in tiles])[None], self.out / "grids" / f"{pid}.png")
-            row = {"id": pid, "row": int(batch["row"][i]), "condition": batch["condition"][i], "status": "ok", "error": ""}
+            tiles = [
+                batch["source"][i],
+                condition_tile(batch, i, batch["source"][i]),
+                out.result[i],
+                out.source_hair[i].expand(3, -1, -1) * 2 - 1,
+                out.result_hair[i].expand(3, -1, -1) * 2 - 1,
+            ]
+            save_image_grid(
+                torch.stack([t.detach().float().cpu() for t in tiles])[None], self.out / "grids" / f"{pid}.png"
+            )
+            row = {
+                "id": pid,
+                "row": int(batch["row"][i]),
+                "condition": batch["condition"][i],
+                "status": "ok",
+                "error": "",
+            }
             row.update({k: round(float(v[i]), 6) for k, v in metrics.items()})
             self.rows.append(row)
 
@@ -79,13 +129,21 @@ class EditReportWriter(pl.Callback):
         rows.sort(key=lambda r: r["row"])
         summary_means = getattr(self.summary_of, "summary", {})
         ok = [r for r in rows if r["status"] == "ok"]
-        summary = {"task": self.task, "edits": len(ok), "failures": len(rows) - len(ok), "metrics": summary_means, "settings": self.settings}
+        summary = {
+            "task": self.task,
+            "edits": len(ok),
+            "failures": len(rows) - len(ok),
+            "metrics": summary_means,
+            "settings": self.settings,
+        }
         if self.warning:
             summary["warning"] = self.warning
         self.write(rows, summary)
 
     def write(self, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
-        columns = ["id", "row", "condition", "status", "error"] + sorted({k for r in rows for k in r} - {"id", "row", "condition", "status", "error"})
+        columns = ["id", "row", "condition", "status", "error"] + sorted(
+            {k for r in rows for k in r} - {"id", "row", "condition", "status", "error"}
+        )
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns)
         writer.writeheader()
@@ -123,14 +181,18 @@ def render_html(rows: list[dict[str, Any]], columns: list[str], summary: dict[st
     summary_rows = "".join(f"<tr><th>{esc(k)}</th><td>{fmt(v)}</td></tr>" for k, v in summary["metrics"].items())
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
-    grids = "".join(f'<figure><img src="grids/{esc(r["id"])}.png" alt="{esc(r["id"])}"><figcaption>{esc(r["id"])}: {esc(r["condition"])}</figcaption></figure>' for r in rows if r["status"] == "ok")
+    grids = "".join(
+        f'<figure><img src="grids/{esc(r["id"])}.png" alt="{esc(r["id"])}"><figcaption>{esc(r["id"])}: {esc(r["condition"])}</figcaption></figure>'
+        for r in rows
+        if r["status"] == "ok"
+    )
     warning = f'<p class="warning">{esc(summary["warning"])}</p>' if summary.get("warning") else ""
     plot_html = f'<img src="{plot}" alt="metric distributions">' if plot else ""
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{esc(summary['task'])} report</title>
+<html><head><meta charset="utf-8"><title>{esc(summary["task"])} report</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;margin:1em 0}} td,th{{border:1px solid #bbb;padding:3px 8px;font-size:13px}}
 .warning{{background:#fdd;border:2px solid #c00;padding:.6em;font-weight:bold}} figure{{display:inline-block;margin:.5em}} figure img{{width:660px;image-rendering:pixelated}} img{{max-width:100%}}</style></head>
-<body><h1>{esc(summary['task'])}: {summary['edits']} edits, {summary['failures']} failed</h1>{warning}
+<body><h1>{esc(summary["task"])}: {summary["edits"]} edits, {summary["failures"]} failed</h1>{warning}
 <h2>Summary</h2><table id="summary"><tr><th>metric</th><th>mean</th></tr>{summary_rows}</table>{plot_html}
 <p>Non-hair metrics compare source and result outside the dilated union of both hair masks.</p>
 <h2>Edits</h2><table id="edits"><tr>{head}</tr>{body}</table>

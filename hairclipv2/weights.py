@@ -4,12 +4,14 @@ Every pretrained file the project reads is listed in `OFFICIAL`. Loading goes th
 `load_checkpoint_file` (torch.load with weights_only=True, a clear error for a missing or unreadable
 file) and `load_state_dict_strict` (lists missing, unexpected and mis-shaped keys before loading).
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -107,7 +109,9 @@ def load_checkpoint_file(path: str | Path | None, kind: str) -> Any:
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or pickled-object files
-        raise CheckpointError(f"cannot read {p} as {kind} weights ({OFFICIAL[kind].filename}): {type(exc).__name__}: {exc}") from exc
+        raise CheckpointError(
+            f"cannot read {p} as {kind} weights ({OFFICIAL[kind].filename}): {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -120,8 +124,13 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
     own = module.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)]
+    shapes = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
     if missing or unexpected or shapes:
+
         def listing(name: str, items: list[str]) -> str:
             head = ", ".join(items[:12]) + (f", ... ({len(items)} in all)" if len(items) > 12 else "")
             return f"\n  {name} ({len(items)}): {head}" if items else ""
@@ -148,7 +157,9 @@ def read_stylegan2_checkpoint(path: str | Path | None) -> GeneratorCheckpoint:
     or a plain generator state dict."""
     ckpt = load_checkpoint_file(path, "stylegan2")
     if not isinstance(ckpt, Mapping):
-        raise CheckpointError(f"{path}: expected a dict (state dict or {{'g_ema', 'latent_avg'}}), got {type(ckpt).__name__}")
+        raise CheckpointError(
+            f"{path}: expected a dict (state dict or {{'g_ema', 'latent_avg'}}), got {type(ckpt).__name__}"
+        )
     if "g_ema" in ckpt:
         latent_avg = ckpt.get("latent_avg")
         if latent_avg is not None:
@@ -156,7 +167,9 @@ def read_stylegan2_checkpoint(path: str | Path | None) -> GeneratorCheckpoint:
         return GeneratorCheckpoint(dict(ckpt["g_ema"]), latent_avg)
     if "style.1.weight" in ckpt:
         return GeneratorCheckpoint(dict(ckpt), None)
-    raise CheckpointError(f"{path}: not a StyleGAN2 generator checkpoint (no 'g_ema' and no 'style.1.weight'); keys: {sorted(ckpt)[:10]}")
+    raise CheckpointError(
+        f"{path}: not a StyleGAN2 generator checkpoint (no 'g_ema' and no 'style.1.weight'); keys: {sorted(ckpt)[:10]}"
+    )
 
 
 def load_generator(generator: nn.Module, path: str | Path | None) -> torch.Tensor:
@@ -210,8 +223,23 @@ def read_encoder_checkpoint(path: str | Path | None) -> EncoderCheckpoint:
     sd = ckpt.get("state_dict") if isinstance(ckpt, Mapping) else None
     if not isinstance(sd, Mapping) or not any(k.startswith("encoder.") for k in sd):
         found = sorted(ckpt)[:10] if isinstance(ckpt, Mapping) else type(ckpt).__name__
-        raise CheckpointError(f"{path}: not an e4e/pSp checkpoint: expected {{'state_dict': {{'encoder.*', 'decoder.*'}}, 'latent_avg', 'opts'}}, found {found}")
+        raise CheckpointError(
+            f"{path}: not an e4e/pSp checkpoint: expected {{'state_dict': {{'encoder.*', 'decoder.*'}}, 'latent_avg', 'opts'}}, found {found}"
+        )
     opts = ckpt.get("opts") or {}
     if not isinstance(opts, Mapping):
         opts = vars(opts)
-    return EncoderCheckpoint(strip_prefix(sd, "encoder."), strip_prefix(sd, "decoder."), ckpt.get("latent_avg"), dict(opts))
+    return EncoderCheckpoint(
+        strip_prefix(sd, "encoder."), strip_prefix(sd, "decoder."), ckpt.get("latent_avg"), dict(opts)
+    )
+
+
+def user_error(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+    """The error to show a user: `exc` or the cause Hydra's instantiate wrapped it around, when it is
+    one of `kinds` (a missing file, a bad pairs file, ...); None for anything else (a bug: re-raise)."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, kinds):
+            return seen
+        seen = seen.__cause__
+    return None

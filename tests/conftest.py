@@ -1,4 +1,5 @@
 """Shared fixtures: the golden sets copied from ../shared/golden, small generators."""
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,9 @@ def tiny_generator(tiny_golden):
     from hairclipv2.weights import load_generator
 
     meta = tiny_golden[2]
-    g = Generator(meta["size"], meta["style_dim"], meta["n_mlp"], meta["channel_multiplier"], channels=meta["channels"]).eval()
+    g = Generator(
+        meta["size"], meta["style_dim"], meta["n_mlp"], meta["channel_multiplier"], channels=meta["channels"]
+    ).eval()
     load_generator(g, GOLDEN / "stylegan2_tiny" / "checkpoint.pt")
     return g
 
@@ -60,11 +63,19 @@ def small_decoder(size: int = 64):
 class ThresholdParser(torch.nn.Module):
     """A small differentiable face parser for tests, with HairCLIPv2's parser interface: pixels darker
     than the image's mean brightness are hair (10), the rest face (1); returns (logits at 1024,
-    logits at H/2) like the BiSeNet of HairCLIPv2."""
+    logits at H/2) like the BiSeNet of HairCLIPv2.
+
+    `fixed_layout = True` makes the labels independent of the pixels (hair in the top 40% of the
+    rows): hard masks then cannot flip between runs whose images differ at float level."""
+
+    fixed_layout = False
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lum = x.mean(dim=1, keepdim=True)
         score = 20 * (lum.mean(dim=(2, 3), keepdim=True) - lum)
+        if self.fixed_layout:
+            rows = torch.arange(x.shape[2], device=x.device).view(1, 1, -1, 1) < 0.4 * x.shape[2]
+            score = torch.where(rows, 1.0, -1.0).expand_as(lum) + 0 * score
         logits = torch.zeros(x.shape[0], 16, x.shape[2], x.shape[3], device=x.device)
         logits = logits.index_copy(1, torch.tensor([1, 10], device=x.device), torch.cat([-score, score], dim=1))
         half = torch.nn.functional.avg_pool2d(logits, 2)

@@ -1,4 +1,5 @@
 """evaluate.py: the metrics on hand-made pairs, pairs files, failures, the task end to end, the report."""
+
 from __future__ import annotations
 
 import csv
@@ -20,13 +21,20 @@ from hairclipv2.losses import IDLoss, LPIPSLoss
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = [
-    "editing.embedding.w_steps=2", "editing.embedding.fs_steps=2", "editing.text.steps=2", "editing.reference.steps=2",
-    "editing.colour.edit_steps=2", "editing.colour.final_steps=2", "trainer.devices=1",
+    "editing.embedding.w_steps=2",
+    "editing.embedding.fs_steps=2",
+    "editing.text.steps=2",
+    "editing.reference.steps=2",
+    "editing.colour.edit_steps=2",
+    "editing.colour.final_steps=2",
+    "trainer.devices=1",
 ]
 
 
 def run_eval(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "evaluate.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "evaluate.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +62,11 @@ def test_a_change_inside_the_hair_leaves_non_hair_metrics_unchanged(metrics):
     hair[:, :, :20, 10:50] = 1
     y = torch.where(hair.bool(), -x, x)  # only hair pixels change
     v = metrics.per_edit(x, y, hair, hair)
-    assert v["nonhair_psnr"].item() == PSNR_CAP and v["nonhair_ssim"].item() == pytest.approx(1.0, abs=1e-5) and abs(v["nonhair_lpips"].item()) < 1e-6
+    assert (
+        v["nonhair_psnr"].item() == PSNR_CAP
+        and v["nonhair_ssim"].item() == pytest.approx(1.0, abs=1e-5)
+        and abs(v["nonhair_lpips"].item()) < 1e-6
+    )
     z = y.clone()
     z[:, :, 60:, :] = 1  # and a change far from the hair
     w = metrics.per_edit(x, z, hair, hair)
@@ -92,21 +104,42 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_bad_pairs_files_name_the_problem_and_write_nothing(tmp_path):
     names = write_faces(tmp_path / "img")
     cases = {
-        "missing": (write_csv(tmp_path / "missing.csv", ["source", "text"], [[f"img/{names[0]}", "bob"], ["img/nope.png", "afro"]]), "hair_text", r"missing.csv, row 2: image not found: .*nope.png"),
-        "column": (write_csv(tmp_path / "column.csv", ["source", "txt"], [[f"img/{names[0]}", "bob"]]), "hair_text", r"unknown column\(s\) \['txt'\]"),
+        "missing": (
+            write_csv(
+                tmp_path / "missing.csv", ["source", "text"], [[f"img/{names[0]}", "bob"], ["img/nope.png", "afro"]]
+            ),
+            "hair_text",
+            r"missing.csv, row 2: image not found: .*nope.png",
+        ),
+        "column": (
+            write_csv(tmp_path / "column.csv", ["source", "txt"], [[f"img/{names[0]}", "bob"]]),
+            "hair_text",
+            r"unknown column\(s\) \['txt'\]",
+        ),
         "empty": (tmp_path / "empty.csv", "hair_text", r"empty.csv: empty file"),
-        "rgb": (write_csv(tmp_path / "rgb.csv", ["source", "rgb"], [[f"img/{names[0]}", "300,0,0"]]), "hair_color", r"row 1: rgb must be 'r,g,b' with values in 0..255"),
-        "text": (write_csv(tmp_path / "text.csv", ["source", "text"], [[f"img/{names[0]}", " "]]), "hair_text", r"row 1: empty text"),
+        "rgb": (
+            write_csv(tmp_path / "rgb.csv", ["source", "rgb"], [[f"img/{names[0]}", "300,0,0"]]),
+            "hair_color",
+            r"row 1: rgb must be 'r,g,b' with values in 0..255",
+        ),
+        "text": (
+            write_csv(tmp_path / "text.csv", ["source", "text"], [[f"img/{names[0]}", " "]]),
+            "hair_text",
+            r"row 1: empty text",
+        ),
     }
     (tmp_path / "empty.csv").write_text("")
     for name, (path, task, message) in cases.items():
         with pytest.raises(PairsError, match=message):
             read_pairs(path, task)
     run = tmp_path / "run"
-    result = run_eval([f"task={cases['missing'][1]}", f"pairs={cases['missing'][0]}", f"hydra.run.dir={run}", *FAST], timeout=120)
+    result = run_eval(
+        [f"task={cases['missing'][1]}", f"pairs={cases['missing'][0]}", f"hydra.run.dir={run}", *FAST], timeout=120
+    )
     assert result.returncode == 1 and "row 2: image not found" in result.stderr
     assert not (run / "edits").exists() and not (run / "report.html").exists() and not (run / "edits.csv").exists()
 
@@ -135,22 +168,35 @@ def test_a_failing_pair_is_reported_and_the_others_kept():
 
     sources = torch.zeros(3, 3, 8, 8)
     sources[1] = -1
-    batch = {"source": sources, "kind": "reconstruction", "id": ["a", "b", "c"], "row": [1, 2, 3], "condition": ["", "", ""]}
+    batch = {
+        "source": sources,
+        "kind": "reconstruction",
+        "id": ["a", "b", "c"],
+        "row": [1, 2, 3],
+        "condition": ["", "", ""],
+    }
     out = HairEditModule(Editor()).predict_step(batch, 0)
     assert out["batch"]["id"] == ["a", "c"] and out["output"].result.shape[0] == 2
-    assert out["failures"] == [{"id": "b", "row": 2, "condition": "", "error": "RuntimeError: cannot edit a black picture"}]
+    assert out["failures"] == [
+        {"id": "b", "row": 2, "condition": "", "error": "RuntimeError: cannot edit a black picture"}
+    ]
 
 
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
     names = write_faces(tmp / "img")
-    pairs = write_csv(tmp / "pairs.csv", ["id", "source", "text"], [["first", f"img/{names[0]}", "short bob haircut"], ["second", f"img/{names[1]}", "long curly hair"]])
+    pairs = write_csv(
+        tmp / "pairs.csv",
+        ["id", "source", "text"],
+        [["first", f"img/{names[0]}", "short bob haircut"], ["second", f"img/{names[1]}", "long curly hair"]],
+    )
     result = run_eval(["task=hair_text", f"pairs={pairs}", f"hydra.run.dir={tmp / 'run'}", "batch_size=2", *FAST])
     assert result.returncode == 0, result.stderr[-3000:]
     return tmp / "run", result
 
 
+@pytest.mark.slow
 def test_text_task_end_to_end(text_run):
     run, result = text_run
     assert "RANDOM WEIGHTS" in result.stderr
@@ -168,10 +214,13 @@ def test_text_task_end_to_end(text_run):
     assert not list(run.rglob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_embedded_default_hair_transfer(tmp_path):
     result = run_eval(["task=hair_transfer", f"hydra.run.dir={tmp_path}", *FAST])
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "inputs" / "astronaut.png").is_file() and (tmp_path / "inputs" / "generated_reference.png").is_file()
+    assert (tmp_path / "inputs" / "astronaut.png").is_file() and (
+        tmp_path / "inputs" / "generated_reference.png"
+    ).is_file()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["edits"] == 1 and "hair_similarity" in summary["metrics"] and "warning" in summary
     assert "report: " in result.stdout
@@ -180,13 +229,88 @@ def test_embedded_default_hair_transfer(tmp_path):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it with apt-get)")
 def test_report_opens_in_headless_chromium_and_shows_the_table(text_run, tmp_path):
     run, _ = text_run
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", (run / "report.html").as_uri()], capture_output=True, text=True, timeout=120).stdout
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [CHROMIUM, *flags, "--dump-dom", (run / "report.html").as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
     assert '<table id="summary">' in dom and "nonhair_psnr" in dom and "clip_score" in dom and "second" in dom
     shot = tmp_path / "report.png"
-    subprocess.run([CHROMIUM, *flags, "--window-size=1000,800", f"--screenshot={shot}", (run / "report.html").as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [CHROMIUM, *flags, "--window-size=1000,800", f"--screenshot={shot}", (run / "report.html").as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape == (800, 1000) and pixels.std() > 10  # a rendered page, not a blank one
+
+
+def test_mask_and_sketch_columns_are_read_and_checked_before_any_edit(tmp_path):
+    from hairclipv2.evaluation.data import PairsDataset, hair_strokes, painted_mask
+
+    names = write_faces(tmp_path / "img")
+    Image.fromarray(painted_mask(32)).save(tmp_path / "mask.png")
+    Image.fromarray(hair_strokes(32)).save(tmp_path / "sketch.png")
+    pairs_file = write_csv(
+        tmp_path / "pairs.csv",
+        ["source", "text", "mask", "sketch"],
+        [[f"img/{names[0]}", "bob", "mask.png", "sketch.png"]],
+    )
+    (pair,) = read_pairs(pairs_file, "hair_text", size=64)
+    item = PairsDataset([pair], "hair_text", 64)[0]
+    assert (
+        item["mask"].shape == (32, 32)
+        and item["mask"].dtype == torch.int64
+        and set(item["mask"].unique().tolist()) == {0, 1, 6, 10}
+    )
+    assert item["sketch"].dtype == torch.uint8 and item["sketch"].max() == 128
+    bad = np.array(painted_mask(32))
+    bad[0, 0] = 3
+    Image.fromarray(bad).save(tmp_path / "bad_labels.png")
+    Image.fromarray(painted_mask(20)).save(tmp_path / "small.png")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "empty.png")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "rgb.png")
+    cases = {
+        ("hair_mask", "mask", "bad_labels.png"): r"row 1: mask bad_labels.png holds labels \[3\]",
+        ("hair_mask", "mask", "small.png"): r"row 1: mask small.png is 20x20, expected 64x64 or 32x32",
+        ("hair_sketch", "sketch", "empty.png"): "row 1: sketch empty.png has no stroke",
+        ("hair_sketch", "sketch", "rgb.png"): "row 1: sketch rgb.png must be a single-channel",
+        ("hair_sketch", "sketch", "missing.png"): "row 1: image not found",
+    }
+    for (task, column, file), message in cases.items():
+        bad_pairs = write_csv(tmp_path / f"{task}.csv", ["source", column], [[f"img/{names[0]}", file]])
+        with pytest.raises(PairsError, match=message):
+            read_pairs(bad_pairs, task, size=64)
+    with pytest.raises(PairsError, match="unknown column"):
+        read_pairs(
+            write_csv(tmp_path / "c.csv", ["source", "rgb", "mask"], [[f"img/{names[0]}", "1,2,3", "mask.png"]]),
+            "hair_color",
+            size=64,
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["hair_sketch", "hair_mask"])
+def test_sketch_and_mask_tasks_end_to_end(tmp_path, task):
+    result = run_eval([f"task={task}", f"hydra.run.dir={tmp_path}", *FAST])
+    assert result.returncode == 0, result.stderr[-3000:]
+    drawn = {"hair_sketch": "sketch.png", "hair_mask": "painted_mask.png"}[task]
+    assert (tmp_path / "inputs" / drawn).is_file()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["edits"] == 1 and summary["failures"] == 0
+    grid = np.asarray(Image.open(tmp_path / "grids" / "astronaut.png").convert("RGB")).astype(float)
+    tile = grid.shape[1] // 5
+    assert grid[:, tile : 2 * tile].std() > 5  # the condition column shows the strokes / painted map

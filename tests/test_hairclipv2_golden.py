@@ -1,5 +1,6 @@
 """Golden sets bald_proxy, sketch_encoder and style_loss: HairCLIPv2's official checkpoints load
 strictly and give the official numbers, through the public API."""
+
 from __future__ import annotations
 
 import warnings
@@ -93,7 +94,9 @@ def style_loss():
 
 def test_style_loss_equals_hairclipv2_relatively(style_loss):
     inputs, expected, _ = load_golden("style_loss")
-    got = style_loss(inputs["ref_img_256"], inputs["gen_img_256"], inputs["ref_hairmask_256"], inputs["gen_hairmask_256"])
+    got = style_loss(
+        inputs["ref_img_256"], inputs["gen_img_256"], inputs["ref_hairmask_256"], inputs["gen_hairmask_256"]
+    )
     want = expected["style_loss"]
     assert got.shape == (1,)
     assert (got - want).abs().item() <= 1e-5 * want.abs().item()
@@ -101,7 +104,12 @@ def test_style_loss_equals_hairclipv2_relatively(style_loss):
 
 def test_style_loss_is_per_sample_and_needs_matching_shapes(style_loss):
     inputs, _, _ = load_golden("style_loss")
-    ref, gen, mr, mg = inputs["ref_img_256"], inputs["gen_img_256"], inputs["ref_hairmask_256"], inputs["gen_hairmask_256"]
+    ref, gen, mr, mg = (
+        inputs["ref_img_256"],
+        inputs["gen_img_256"],
+        inputs["ref_hairmask_256"],
+        inputs["gen_hairmask_256"],
+    )
     pair = style_loss(torch.cat([ref, ref]), torch.cat([gen, ref]), torch.cat([mr, mr]), torch.cat([mg, mr]))
     assert pair[0].item() == pytest.approx(style_loss(ref, gen, mr, mg).item(), rel=1e-5)
     assert pair[1].item() == 0  # the same masked image has the same Gram matrices

@@ -9,6 +9,7 @@ applied to each of the first eight rows with shared weights. Its `w_avg` buffer 
 checkpoint but never read. The official forward squeezes the batch dimension away and so only runs
 batch 1; here every sample of a batch gets exactly the rows it would get alone.
 """
+
 from __future__ import annotations
 
 import torch
@@ -73,7 +74,9 @@ def load_bald_proxy(path: str | None) -> BaldProxy:
     """HairCLIPv2's `bald_proxy.pt` ({'state_dict', 'alpha'}), strictly."""
     ckpt = load_checkpoint_file(path, "bald_proxy")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "alpha" not in ckpt:
-        raise CheckpointError(f"{path}: expected {{'state_dict', 'alpha'}} (HairCLIPv2's bald_proxy.pt), found {sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__}")
+        raise CheckpointError(
+            f"{path}: expected {{'state_dict', 'alpha'}} (HairCLIPv2's bald_proxy.pt), found {sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__}"
+        )
     mapper = LevelMapper(512)
     load_state_dict_strict(mapper, ckpt["state_dict"], f"bald proxy {path}")
     return BaldProxy(mapper, float(ckpt["alpha"]) * BALD_ALPHA_SCALE)

@@ -2,13 +2,15 @@
 
 For sources x (N, 3, S, S) and one kind of condition per batch:
 1. embed: W+ (from the e4e encoder when given, else the mean latent), then (F, S) by FSEmbedding;
-2. hairstyle (text or reference): the bald proxy of S, the text / reference proxy, hairstyle blending
-   at F and a resume with S (FeatureBlender.hairstyle);
+2. hairstyle: a global proxy (text, reference, or a painted mask alone) with the bald proxy of S,
+   and/or a local proxy from a sketch; hairstyle blending at F and a resume with S
+   (FeatureBlender.hairstyle). A painted label map adds HairCLIPv2's mask loss to the global proxy;
 3. colour (optional, or the whole edit for kind "colour"): the colour proxy on the result of 2.
 Every optimisation is batched with per-sample codes and per-sample losses. `HairEditModule` runs
 `HairEditor.edit` in `predict_step` (with gradients on: `Trainer(inference_mode=False)`), so
 `trainer.predict` spreads batches of edits over devices with DDP.
 """
+
 from __future__ import annotations
 
 import time
@@ -25,34 +27,78 @@ from ..models.inversion import InversionModel, resize_images
 from .bald import BaldProxy
 from .embedding import FSCode, FSEmbedding
 from .proxies import ColourCondition, ColourProxy, RefProxy, TextProxy
+from .sketch import SketchProxy
 
-KINDS = ("text", "reference", "colour", "reconstruction")
+KINDS = ("text", "reference", "mask", "sketch", "colour", "reconstruction")
+GLOBAL_KINDS = ("text", "reference", "mask")  # kinds with a global hairstyle proxy (and the bald proxy)
+PAINT_LABELS = (0, 1, 6, 10)  # HairCLIPv2's painting classes: background, face, ear, hair
 
 
 @dataclass
 class EditBatch:
-    """A batch of edits of one kind: sources (N, 3, S, S) in [-1, 1] and one condition per source."""
+    """A batch of edits of one kind: sources (N, 3, S, S) in [-1, 1] and one condition per source.
+
+    masks: painted label maps (N, L, L) int64 with HairCLIPv2's painting classes (0 background,
+        1 face, 6 ear, 10 hair) at the parser's H/2 (or S) resolution: the mask loss of the global
+        proxy (kinds text, reference, mask).
+    sketches: hair strokes (N, L, L) uint8, > 0 on a stroke (kinds text, reference, sketch): a local
+        proxy blended inside the dilated strokes.
+    """
 
     sources: torch.Tensor
     kind: str
     texts: list[str] | None = None
     references: torch.Tensor | None = None
     colours: list[ColourCondition] | None = None
+    masks: torch.Tensor | None = None
+    sketches: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.sources.shape[0]
         if self.kind not in KINDS:
             raise ValueError(f"edit kind must be one of {KINDS}, got {self.kind!r}")
         if self.kind == "text" and (self.texts is None or len(self.texts) != n):
-            raise ValueError(f"a text edit needs one text per source ({n}), got {None if self.texts is None else len(self.texts)}")
+            raise ValueError(
+                f"a text edit needs one text per source ({n}), got {None if self.texts is None else len(self.texts)}"
+            )
         if self.kind == "text":
             for i, t in enumerate(self.texts):
                 if not isinstance(t, str) or not t.strip():
                     raise ValueError(f"sample {i}: the hairstyle text is empty")
         if self.kind == "reference" and (self.references is None or self.references.shape != self.sources.shape):
-            raise ValueError(f"a reference edit needs reference images shaped like the sources {tuple(self.sources.shape)}")
+            raise ValueError(
+                f"a reference edit needs reference images shaped like the sources {tuple(self.sources.shape)}"
+            )
         if self.kind == "colour" and (self.colours is None or len(self.colours) != n):
             raise ValueError(f"a colour edit needs one colour condition per source ({n})")
+        size = self.sources.shape[-1]
+        for name, value, kinds in (
+            ("mask", self.masks, GLOBAL_KINDS),
+            ("sketch", self.sketches, ("text", "reference", "sketch")),
+        ):
+            if value is None:
+                if self.kind == name:
+                    raise ValueError(f"a {name} edit needs one {name} per source")
+                continue
+            if self.kind not in kinds:
+                raise ValueError(f"a {name} goes with the kinds {kinds}, not {self.kind!r}")
+            if (
+                value.ndim != 3
+                or value.shape[0] != n
+                or value.shape[1] != value.shape[2]
+                or value.shape[-1] not in (size, size // 2)
+            ):
+                raise ValueError(
+                    f"{name}s must be (N={n}, L, L) with L = {size} or {size // 2}, got {tuple(value.shape)}"
+                )
+        if self.masks is not None:
+            unknown = sorted(set(self.masks.unique().tolist()) - set(PAINT_LABELS))
+            if unknown:
+                raise ValueError(
+                    f"painted masks may only hold the labels {PAINT_LABELS} (background, face, ear, hair), found {unknown}"
+                )
+        if self.sketches is not None and self.sketches.dtype != torch.uint8:
+            raise ValueError(f"sketches must be uint8 stroke images, got {self.sketches.dtype}")
 
 
 @dataclass
@@ -60,7 +106,7 @@ class EditOutput:
     result: torch.Tensor  # the edited images (N, 3, S, S)
     reconstruction: torch.Tensor  # the source decoded from its (F, S)
     hairstyle: torch.Tensor  # after hairstyle blending (== reconstruction for colour-only edits)
-    source_hair: torch.Tensor  # hair masks (N, 1, S, S) of the reconstruction
+    source_hair: torch.Tensor  # hair masks (N, 1, S, S) of the source (the photo, or the reconstruction)
     result_hair: torch.Tensor  # and of the result
     codes: torch.Tensor
     feature: torch.Tensor
@@ -78,10 +124,16 @@ class HairEditor(nn.Module):
         colour_proxy: ColourProxy | None,
         latent_avg: torch.Tensor,
         encoder: InversionModel | None = None,
+        sketch_proxy: SketchProxy | None = None,
+        source_photo_targets: bool = True,
     ):
+        """`source_photo_targets`: HairCLIPv2 parses the real photo for the bald mask, gives it to the
+        proxies (landmarks) and uses it as the colour edit's target when the hairstyle is kept
+        (`scripts/*.py`: `src_image`); False uses the image decoded from (F, S) instead."""
         super().__init__()
         self.blender, self.embedding, self.bald = blender, embedding, bald
         self.text_proxy, self.ref_proxy, self.colour_proxy, self.encoder = text_proxy, ref_proxy, colour_proxy, encoder
+        self.sketch_proxy, self.source_photo_targets = sketch_proxy, source_photo_targets
         self.register_buffer("latent_avg", latent_avg.reshape(-1).clone())
 
     @property
@@ -103,40 +155,77 @@ class HairEditor(nn.Module):
         labels = self.blender.labels(images) if labels is None else labels
         return M.resize_mask(M.hair_mask(labels, self.blender.label_map), images.shape[-1], mode="nearest")
 
+    def global_proxy(self, batch: EditBatch, source_images: torch.Tensor):
+        """The text, reference or painted-mask proxy of a batch (a mask alone: the text proxy's
+        start and landmarks under the mask loss, without CLIP)."""
+        if batch.kind in ("text", "mask"):
+            if self.text_proxy is None:
+                raise ValueError("this editor has no text proxy")
+            return self.text_proxy.optimise(
+                source_images,
+                batch.texts if batch.kind == "text" else None,
+                self.latent_avg,
+                painted_labels=batch.masks,
+            )
+        if self.ref_proxy is None:
+            raise ValueError("this editor has no reference proxy")
+        ref_codes = self.embedding.invert_w(batch.references, self.initial_codes(batch.references))
+        return self.ref_proxy.optimise(source_images, batch.references, ref_codes, painted_labels=batch.masks)
+
     def edit(self, batch: EditBatch, source_code: FSCode | None = None) -> EditOutput:
         seconds: dict[str, float] = {}
         tic = time.perf_counter()
         fs = source_code or self.embed(batch.sources)
         seconds["embedding"] = time.perf_counter() - tic
         image, feature = fs.image, fs.feature
-        src_labels = self.blender.labels(fs.image)
-        if batch.kind in ("text", "reference"):
-            tic = time.perf_counter()
-            bald_codes = self.bald(fs.codes)
-            seconds["bald"] = time.perf_counter() - tic
-            tic = time.perf_counter()
-            if batch.kind == "text":
-                if self.text_proxy is None:
-                    raise ValueError("this editor has no text proxy")
-                proxy = self.text_proxy.optimise(fs.image, batch.texts, self.latent_avg)
-            else:
-                if self.ref_proxy is None:
-                    raise ValueError("this editor has no reference proxy")
-                ref_codes = self.embedding.invert_w(batch.references, self.initial_codes(batch.references))
-                proxy = self.ref_proxy.optimise(fs.image, batch.references, ref_codes)
-            seconds[f"{batch.kind}_proxy"] = time.perf_counter() - tic
-            blended = self.blender.hairstyle(fs.codes, fs.feature, src_labels, bald_codes, proxy.codes)
+        target = batch.sources if self.source_photo_targets else fs.image  # HairCLIPv2's src_image
+        src_labels = self.blender.labels(target)
+        if batch.kind in (*GLOBAL_KINDS, "sketch"):
+            bald_codes = global_codes = local = None
+            if batch.kind in GLOBAL_KINDS:
+                tic = time.perf_counter()
+                bald_codes = self.bald(fs.codes)
+                seconds["bald"] = time.perf_counter() - tic
+                tic = time.perf_counter()
+                global_codes = self.global_proxy(batch, target).codes
+                seconds[f"{batch.kind}_proxy"] = time.perf_counter() - tic
+            if batch.sketches is not None:
+                if self.sketch_proxy is None:
+                    raise ValueError("this editor has no sketch proxy (paths.weights.sketch_proxy)")
+                tic = time.perf_counter()
+                local = self.sketch_proxy(batch.sketches)
+                seconds["sketch_proxy"] = time.perf_counter() - tic
+            blended = self.blender.hairstyle(
+                fs.codes,
+                fs.feature,
+                src_labels,
+                bald_codes,
+                global_codes,
+                local.codes if local is not None else None,
+                local.mask if local is not None else None,
+            )
             image, feature = blended.image, blended.feature
         hairstyle_image, codes = image, fs.codes  # "reconstruction": the embedding is the result
         if batch.colours is not None:
             if self.colour_proxy is None:
                 raise ValueError("this editor has no colour proxy")
             tic = time.perf_counter()
-            colour = self.colour_proxy.edit(batch.colours, hairstyle_image, fs.codes, feature)
+            # A colour-only edit keeps the hairstyle: HairCLIPv2 then targets the photo itself.
+            colour_target = target if batch.kind == "colour" else hairstyle_image
+            colour = self.colour_proxy.edit(batch.colours, colour_target, fs.codes, feature)
             seconds["colour_proxy"] = time.perf_counter() - tic
             image, codes = colour.image, colour.codes
         with torch.no_grad():
-            return EditOutput(image.detach(), fs.image, hairstyle_image.detach(), self.hair(fs.image, src_labels), self.hair(image), codes.detach(), feature.detach(), seconds)
+            return EditOutput(
+                image.detach(),
+                fs.image,
+                hairstyle_image.detach(),
+                self.hair(target, src_labels),
+                self.hair(image),
+                codes.detach(),
+                feature.detach(),
+                seconds,
+            )
 
 
 class HairEditModule(pl.LightningModule):
@@ -174,10 +263,20 @@ class HairEditModule(pl.LightningModule):
             except Exception as exc:  # reported per pair; the other pairs go on
                 errors[i] = exc
         failures = [
-            {"id": _item(batch, "id", i, str(i)), "row": _item(batch, "row", i, i), "condition": _item(batch, "condition", i, ""), "error": f"{type(e).__name__}: {e}"}
-            for i, e in sorted(errors.items()) if i not in kept
+            {
+                "id": _item(batch, "id", i, str(i)),
+                "row": _item(batch, "row", i, i),
+                "condition": _item(batch, "condition", i, ""),
+                "error": f"{type(e).__name__}: {e}",
+            }
+            for i, e in sorted(errors.items())
+            if i not in kept
         ]
-        return {"output": concat_outputs(outputs) if outputs else None, "batch": slice_batch(batch, kept), "failures": failures}
+        return {
+            "output": concat_outputs(outputs) if outputs else None,
+            "batch": slice_batch(batch, kept),
+            "failures": failures,
+        }
 
 
 def _item(batch: dict[str, Any], key: str, i: int, default: Any) -> Any:
@@ -214,5 +313,12 @@ def batch_to_edits(batch: dict[str, Any]) -> EditBatch:
     """A collated dict batch -> EditBatch (kind: the first item's; batches are of one kind)."""
     kind = batch["kind"][0] if isinstance(batch["kind"], (list, tuple)) else batch["kind"]
     colours = batch.get("colour")
-    return EditBatch(batch["source"], kind, texts=list(batch["text"]) if "text" in batch else None, references=batch.get("reference"), colours=list(colours) if colours is not None else None)
-
+    return EditBatch(
+        batch["source"],
+        kind,
+        texts=list(batch["text"]) if "text" in batch else None,
+        references=batch.get("reference"),
+        colours=list(colours) if colours is not None else None,
+        masks=batch.get("mask"),
+        sketches=batch.get("sketch"),
+    )

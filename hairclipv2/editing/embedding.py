@@ -9,6 +9,7 @@ p_norm * P-norm(codes). HairCLIPv2 defines an F-regulariser (l_F 0.1 * |F - F_in
 does not apply it; `f_regularisation=True` does. Each sample's loss is summed, not averaged, so a
 sample gets the same updates alone or in a batch. Noise: fresh each step (official) or fixed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ from torch import nn
 from ..losses import LPIPSLoss
 from ..models.parsing.bicubic import BicubicDownSample
 from ..models.stylegan2 import Generator
-from .prior import PNormPrior
 from .optim import run_adam
+from .prior import PNormPrior
 
 
 @dataclass
@@ -48,19 +49,31 @@ class FSCode:
 
 
 class FSEmbedding(nn.Module):
-    def __init__(self, generator: Generator, lpips: LPIPSLoss, prior: PNormPrior, latent_avg: torch.Tensor, hairstyle_block: int = 3, config: EmbeddingConfig | None = None):
+    def __init__(
+        self,
+        generator: Generator,
+        lpips: LPIPSLoss,
+        prior: PNormPrior,
+        latent_avg: torch.Tensor,
+        hairstyle_block: int = 3,
+        config: EmbeddingConfig | None = None,
+    ):
         super().__init__()
         self.generator, self.lpips, self.prior = generator, lpips, prior
         self.register_buffer("latent_avg", latent_avg.reshape(-1)[-generator.style_dim :].clone())
         self.hairstyle_block, self.cfg = hairstyle_block, config or EmbeddingConfig()
         self.low_res = 256 if generator.size >= 256 else generator.size
-        self.downsample = BicubicDownSample(generator.size // self.low_res) if generator.size > self.low_res else nn.Identity()
+        self.downsample = (
+            BicubicDownSample(generator.size // self.low_res) if generator.size > self.low_res else nn.Identity()
+        )
 
     def low(self, target: torch.Tensor) -> torch.Tensor:
         """The target at the perceptual loss's resolution (256 px, as HairCLIPv2's ref_im_L)."""
         return F.interpolate(target, size=self.low_res, mode="area") if target.shape[-1] != self.low_res else target
 
-    def per_sample_loss(self, image: torch.Tensor, target: torch.Tensor, codes: torch.Tensor, low_target: torch.Tensor | None = None) -> torch.Tensor:
+    def per_sample_loss(
+        self, image: torch.Tensor, target: torch.Tensor, codes: torch.Tensor, low_target: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(N,) embedding loss of each sample (`low_target`: `low(target)`, computed once by callers)."""
         c = self.cfg
         l2 = (image - target).pow(2).mean(dim=(1, 2, 3))
@@ -72,7 +85,9 @@ class FSEmbedding(nn.Module):
         if target.ndim != 4 or target.shape[1:] != (3, s, s):
             raise ValueError(f"embedding targets must be (N, 3, {s}, {s}) in [-1, 1], got {tuple(target.shape)}")
 
-    def invert_w(self, target: torch.Tensor, init_codes: torch.Tensor | None = None, steps: int | None = None) -> torch.Tensor:
+    def invert_w(
+        self, target: torch.Tensor, init_codes: torch.Tensor | None = None, steps: int | None = None
+    ) -> torch.Tensor:
         """W+ codes (N, n_latent, D) reconstructing target (N, 3, size, size)."""
         self.check_target(target)
         g = self.generator
@@ -80,10 +95,23 @@ class FSEmbedding(nn.Module):
             init_codes = self.latent_avg.expand(target.shape[0], g.n_latent, -1)
         codes = init_codes.detach().clone().requires_grad_(True)
         low = self.low(target)
-        run_adam([codes], self.cfg.lr, self.cfg.w_steps if steps is None else steps, lambda: self.per_sample_loss(g.synthesis(codes, randomize_noise=self.cfg.randomize_noise), target, codes, low))
+        run_adam(
+            [codes],
+            self.cfg.lr,
+            self.cfg.w_steps if steps is None else steps,
+            lambda: self.per_sample_loss(
+                g.synthesis(codes, randomize_noise=self.cfg.randomize_noise), target, codes, low
+            ),
+        )
         return codes.detach()
 
-    def invert_fs(self, target: torch.Tensor, init_codes: torch.Tensor | None = None, w_steps: int | None = None, fs_steps: int | None = None) -> FSCode:
+    def invert_fs(
+        self,
+        target: torch.Tensor,
+        init_codes: torch.Tensor | None = None,
+        w_steps: int | None = None,
+        fs_steps: int | None = None,
+    ) -> FSCode:
         """(S, F) of target: the W+ step, then the FS step."""
         c, g, k = self.cfg, self.generator, self.hairstyle_block
         codes = self.invert_w(target, init_codes, w_steps)

@@ -4,10 +4,12 @@
 VGG, LPIPS backbone; PCA statistics from the mapping network): an offline demo whose pictures mean
 nothing. Otherwise each missing file stops with an error naming it and its conf key.
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,16 +17,26 @@ from torch import nn
 from .. import masks as M
 from ..blending import FeatureBlender
 from ..losses import LPIPSLoss
+from ..models.encoders import SketchEncoder
 from ..models.inversion import InversionModel
 from ..models.parsing import BiSeNet, load_parser
 from ..models.stylegan2 import Generator
-from ..weights import frozen_generator
+from ..weights import OFFICIAL, MissingCheckpointError, frozen_generator
 from .bald import BALD_ALPHA_SCALE, BaldProxy, LevelMapper, load_bald_proxy
 from .editor import HairEditor
 from .embedding import EmbeddingConfig, FSEmbedding
 from .losses import AvgLabLoss, BackgroundLoss, CLIPLoss, CLIPModel, LandmarkLoss, StyleLoss, VGG16Activations
 from .prior import PNormPrior
-from .proxies import TEXT_LANDMARKS, ColourProxy, ColourProxyConfig, RefProxy, RefProxyConfig, TextProxy, TextProxyConfig
+from .proxies import (
+    TEXT_LANDMARKS,
+    ColourProxy,
+    ColourProxyConfig,
+    RefProxy,
+    RefProxyConfig,
+    TextProxy,
+    TextProxyConfig,
+)
+from .sketch import SketchProxy, load_sketch_encoder
 
 
 def _cfg(cls: type, values: Mapping[str, Any] | None) -> Any:
@@ -43,10 +55,12 @@ def build_hair_editor(
     stylegan_weights: str | None = None,
     parser_weights: str | None = None,
     bald_weights: str | None = None,
+    sketch_weights: str | None = None,
     ffhq_pca: str | None = None,
     clip_pretrained: str | None = "openai",
     e4e_weights: str | None = None,
     random_weights: bool = False,
+    random_backbones: bool | None = None,
     parser: nn.Module | None = None,
     hairstyle_block: int = 3,
     colour_block: int = 6,
@@ -59,6 +73,20 @@ def build_hair_editor(
     reference: Mapping[str, Any] | None = None,
     colour: Mapping[str, Any] | None = None,
 ) -> HairEditor:
+    # CLIP and the VGG16 / LPIPS backbones come from open_clip's and torchvision's caches, not from
+    # HairCLIPv2's folder: `random_backbones` (default: random_weights) decides them on their own.
+    random_backbones = random_weights if random_backbones is None else random_backbones
+    if not random_weights:
+        check_official_files(
+            {
+                "stylegan2": stylegan_weights,
+                "bisenet": parser_weights if parser is None else "",
+                "bald_proxy": bald_weights,
+                "ffhq_pca": ffhq_pca,
+                "sketch_proxy": sketch_weights or "",
+                "e4e": e4e_weights or "",
+            }
+        )
     latent_avg = frozen_generator(generator, stylegan_weights)
     if parser is None:
         parser = BiSeNet(16).eval() if random_weights else load_parser(parser_weights, 16)
@@ -69,15 +97,35 @@ def build_hair_editor(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             bald = BaldProxy(LevelMapper(generator.style_dim), random_bald_alpha * BALD_ALPHA_SCALE)
+            sketch = SketchProxy(
+                SketchEncoder(1, style_dim=generator.style_dim, n_latent=generator.n_latent), latent_avg
+            )
     else:
         prior = PNormPrior.from_npz(ffhq_pca)
         bald = load_bald_proxy(bald_weights)
+        sketch = (
+            SketchProxy(load_sketch_encoder(sketch_weights, generator.style_dim), latent_avg)
+            if sketch_weights
+            else None
+        )
     encoder = InversionModel.from_official(e4e_weights, decoder=generator) if e4e_weights else None
     label_map = M.LABEL_MAPS[16]
-    blender = FeatureBlender(generator, parser, hairstyle_block, colour_block, label_map, randomize_proxy_noise=randomize_proxy_noise, resume_with_skip=resume_with_skip)
-    lpips_vgg = LPIPSLoss("vgg", random_backbone=random_weights)
-    clip = CLIPModel("ViT-B-32", pretrained=None if random_weights else clip_pretrained)
-    text_cfg, ref_cfg, colour_cfg = _cfg(TextProxyConfig, text), _cfg(RefProxyConfig, reference), _cfg(ColourProxyConfig, colour)
+    blender = FeatureBlender(
+        generator,
+        parser,
+        hairstyle_block,
+        colour_block,
+        label_map,
+        randomize_proxy_noise=randomize_proxy_noise,
+        resume_with_skip=resume_with_skip,
+    )
+    lpips_vgg = LPIPSLoss("vgg", random_backbone=random_backbones)
+    clip = CLIPModel(pretrained=None if random_backbones else clip_pretrained)
+    text_cfg, ref_cfg, colour_cfg = (
+        _cfg(TextProxyConfig, text),
+        _cfg(RefProxyConfig, reference),
+        _cfg(ColourProxyConfig, colour),
+    )
     landmarks_text = LandmarkLoss(groups=TEXT_LANDMARKS, enabled=use_landmarks)
     landmarks_ref = LandmarkLoss(enabled=use_landmarks)
     return HairEditor(
@@ -85,8 +133,45 @@ def build_hair_editor(
         FSEmbedding(generator, lpips_vgg, prior, latent_avg, hairstyle_block, _cfg(EmbeddingConfig, embedding)),
         bald,
         TextProxy(generator, CLIPLoss(clip, augment=text_cfg.augment), landmarks_text, parser, text_cfg),
-        RefProxy(generator, StyleLoss(VGG16Activations(random_weights=random_weights)), landmarks_ref, parser, label_map, ref_cfg),
-        ColourProxy(blender, CLIPLoss(clip, augment=colour_cfg.augment), AvgLabLoss(parser, label_map), BackgroundLoss(parser, label_map), lpips_vgg, colour_cfg),
+        RefProxy(
+            generator,
+            StyleLoss(VGG16Activations(random_weights=random_backbones)),
+            landmarks_ref,
+            parser,
+            label_map,
+            ref_cfg,
+        ),
+        ColourProxy(
+            blender,
+            CLIPLoss(clip, augment=colour_cfg.augment),
+            AvgLabLoss(parser, label_map),
+            BackgroundLoss(parser, label_map),
+            lpips_vgg,
+            colour_cfg,
+        ),
         latent_avg,
         encoder,
+        sketch,
     )
+
+
+def check_official_files(paths: Mapping[str, str | None]) -> None:
+    """One error listing every missing pretrained file (kind -> configured path; "" = not wanted),
+    each with its conf key and where it comes from."""
+    from pathlib import Path
+
+    missing = []
+    for kind, path in paths.items():
+        if path == "" or (path is not None and Path(path).expanduser().is_file()):
+            continue
+        info = OFFICIAL[kind]
+        missing.append(
+            f"  - {info.filename} ({kind}): {path or 'no path set'}; conf key {info.conf_key}; from {info.source}"
+        )
+    if missing:
+        raise MissingCheckpointError(
+            f"{len(missing)} pretrained file(s) missing for the hair editor:\n"
+            + "\n".join(missing)
+            + "\nPoint paths.weights_dir at a folder holding them (HairCLIPv2's pretrained_models/ works with experiment=hairclipv2_ffhq), "
+            "or set each key; editing=hairclipv2_demo runs without any file."
+        )

@@ -9,10 +9,11 @@
 - AvgLabLoss: L1 between the average Lab colour of the hair regions (or of a given RGB value).
 - LandmarkLoss: FAN (face_alignment) landmarks when that package and its weights are installed.
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,10 +28,11 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class CLIPModel(FrozenNetwork):
-    """open_clip's ViT-B-32 with OpenAI weights (HairCLIPv2 uses OpenAI CLIP ViT-B/32); text
-    embeddings are cached per string."""
+    """OpenAI's CLIP ViT-B/32 through open_clip (HairCLIPv2: `clip.load("ViT-B/32")`); text embeddings
+    are cached per string. OpenAI's network uses QuickGELU, which open_clip builds only under the
+    `-quickgelu` name (plain `ViT-B-32` is GELU: another function with the same weights)."""
 
-    def __init__(self, name: str = "ViT-B-32", pretrained: str | None = "openai"):
+    def __init__(self, name: str = "ViT-B-32-quickgelu", pretrained: str | None = "openai"):
         super().__init__()
         import open_clip
 
@@ -40,7 +42,7 @@ class CLIPModel(FrozenNetwork):
             self.model = open_clip.create_model(name, pretrained=pretrained)
         except Exception as exc:  # offline without the cached file, or a bad path
             raise MissingCheckpointError(
-                f"CLIP {name} weights {pretrained!r} could not be loaded ({type(exc).__name__}: {exc}). Put the OpenAI ViT-B-32 "
+                f"CLIP {name} weights {pretrained!r} could not be loaded ({type(exc).__name__}: {exc}). Put the OpenAI ViT-B-32 (quickgelu) "
                 "checkpoint in open_clip's cache (HF hub timm/vit_base_patch32_clip_224.openai) or set editing.clip_pretrained to a "
                 "local file; tests and demos can use pretrained=None"
             ) from exc
@@ -84,7 +86,9 @@ class CLIPLoss(nn.Module):
         if augment:
             import kornia.augmentation as K
 
-            self.augmentations = nn.Sequential(K.RandomAffine(degrees=15, translate=0.1, p=p, padding_mode="border"), K.RandomPerspective(0.7, p=p))
+            self.augmentations = nn.Sequential(
+                K.RandomAffine(degrees=15, translate=0.1, p=p, padding_mode="border"), K.RandomPerspective(0.7, p=p)
+            )
 
     def forward(self, images: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
         """images (N, 3, H, W) in [-1, 1], one text per image -> (N,)."""
@@ -95,7 +99,9 @@ class CLIPLoss(nn.Module):
             image = F.normalize(self.clip.encode_image(clip_input((images + 1) / 2)), dim=-1)
             return 1 - (image * text).sum(-1)
         small = F.adaptive_avg_pool2d(images, 224)
-        copies = torch.cat([small, self.augmentations(small.repeat(self.n - 1, 1, 1, 1))])  # the first copy is not augmented
+        copies = torch.cat(
+            [small, self.augmentations(small.repeat(self.n - 1, 1, 1, 1))]
+        )  # the first copy is not augmented
         emb = F.normalize(self.clip.encode_image((copies + 1) / 2), dim=-1).view(self.n, images.shape[0], -1)
         dist = (emb - text.unsqueeze(0)).norm(dim=-1).div(2).arcsin().pow(2).mul(2)
         return dist.mean(0)
@@ -121,7 +127,9 @@ class VGG16Activations(FrozenNetwork):
         else:
             path = backbone_file("vgg")
             if not path.is_file():
-                raise MissingCheckpointError(f"the style loss needs torchvision's VGG16 ImageNet weights {path.name} in {path.parent} (set TORCH_HOME)")
+                raise MissingCheckpointError(
+                    f"the style loss needs torchvision's VGG16 ImageNet weights {path.name} in {path.parent} (set TORCH_HOME)"
+                )
             vgg = torchvision.models.vgg16(weights=torchvision.models.VGG16_Weights.IMAGENET1K_V1)
         self.features = vgg.features
         if max(layers) >= len(self.features):
@@ -172,16 +180,26 @@ class StyleLoss(nn.Module):
             return images
         return F.interpolate(images, scale_factor=self.size / images.shape[-2], mode="bilinear", align_corners=True)
 
-    def forward(self, target: torch.Tensor, image: torch.Tensor, target_mask: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, target: torch.Tensor, image: torch.Tensor, target_mask: torch.Tensor, image_mask: torch.Tensor
+    ) -> torch.Tensor:
         """target/image (N, 3, H, H) in [-1, 1], masks (N, 1, H, H) in {0, 1} -> (N,)."""
-        if target.shape != image.shape or target_mask.shape != image_mask.shape or target_mask.shape[-2:] != target.shape[-2:]:
-            raise ValueError(f"StyleLoss: images {tuple(target.shape)}, {tuple(image.shape)} and masks {tuple(target_mask.shape)}, {tuple(image_mask.shape)} must match")
+        if (
+            target.shape != image.shape
+            or target_mask.shape != image_mask.shape
+            or target_mask.shape[-2:] != target.shape[-2:]
+        ):
+            raise ValueError(
+                f"StyleLoss: images {tuple(target.shape)}, {tuple(image.shape)} and masks {tuple(target_mask.shape)}, {tuple(image_mask.shape)} must match"
+            )
         with torch.no_grad():
             feats_t = self.vgg(self.to_size(target * target_mask))
         feats_i = self.vgg(self.to_size(image * image_mask))
         loss = 0.0
         for ft, fi in zip(feats_t, feats_i):
-            loss = loss + (gram(ft * mask_like(ft, target_mask)) - gram(fi * mask_like(fi, image_mask))).pow(2).mean(dim=(1, 2))
+            loss = loss + (gram(ft * mask_like(ft, target_mask)) - gram(fi * mask_like(fi, image_mask))).pow(2).mean(
+                dim=(1, 2)
+            )
         return loss / len(feats_t)
 
 
@@ -206,7 +224,9 @@ class BackgroundLoss(nn.Module):
         return (x * keep - x_hat * keep).pow(2).mean(dim=(1, 2, 3))
 
 
-RGB_TO_XYZ = torch.tensor([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
+RGB_TO_XYZ = torch.tensor(
+    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
+)
 
 
 def rgb_to_lab(rgb01: torch.Tensor) -> torch.Tensor:
@@ -214,8 +234,8 @@ def rgb_to_lab(rgb01: torch.Tensor) -> torch.Tensor:
     m = RGB_TO_XYZ.to(rgb01)
     xyz = torch.einsum("nc,bchw->bnhw", m, rgb01) / m.sum(1).view(1, 3, 1, 1)
     f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-12).pow(1 / 3), 7.787 * xyz + 0.137931)
-    l = torch.where(xyz[:, 1] > 0.008856, 116 * f[:, 1] - 16, 903.3 * xyz[:, 1])
-    return torch.stack([l, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], dim=1)
+    lightness = torch.where(xyz[:, 1] > 0.008856, 116 * f[:, 1] - 16, 903.3 * xyz[:, 1])
+    return torch.stack([lightness, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], dim=1)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -238,7 +258,9 @@ class AvgLabLoss(nn.Module):
             return lab.flatten(1)
         return masked_mean(lab, parser_hair(self.parser, images, self.label_map))
 
-    def forward(self, target: torch.Tensor | None, result: torch.Tensor, target_lab: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, target: torch.Tensor | None, result: torch.Tensor, target_lab: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """HairCLIPv2's (target, result) call; `target_lab` replaces the target when already known."""
         if target_lab is None:
             if target is None:
@@ -265,7 +287,10 @@ class LandmarkLoss(nn.Module):
                 fa = face_alignment.FaceAlignment(face_alignment.LandmarksType.THREE_D, flip_input=False, device=device)
                 self.fan = fa.face_alignment_net.requires_grad_(False).eval()
             except Exception as exc:  # not installed, or weights not downloadable offline
-                warnings.warn(f"landmark loss disabled: face_alignment's FAN is not available ({type(exc).__name__}: {exc})", stacklevel=2)
+                warnings.warn(
+                    f"landmark loss disabled: face_alignment's FAN is not available ({type(exc).__name__}: {exc})",
+                    stacklevel=2,
+                )
 
     @property
     def available(self) -> bool:
@@ -285,7 +310,9 @@ class LandmarkLoss(nn.Module):
         return sum((gen[:, g] - source_heatmaps[:, g]).pow(2).mean(dim=(1, 2, 3)) for g in groups)
 
 
-def hair_mask_loss(parser: nn.Module, images: torch.Tensor, painted_labels: torch.Tensor, label_map: M.LabelMap = M.HAIRCLIPV2_16) -> torch.Tensor:
+def hair_mask_loss(
+    parser: nn.Module, images: torch.Tensor, painted_labels: torch.Tensor, label_map: M.LabelMap = M.HAIRCLIPV2_16
+) -> torch.Tensor:
     """HairCLIPv2's painted-mask loss: cross-entropy of the parser's H/2 logits against painted labels,
     weighted 1 on background, face, ear and hair and 0 elsewhere; per sample (N,)."""
     logits = parser(images)[1]
@@ -294,7 +321,9 @@ def hair_mask_loss(parser: nn.Module, images: torch.Tensor, painted_labels: torc
         if name in label_map.classes:
             weight[label_map.classes[name]] = 1
     if painted_labels.shape[-1] != logits.shape[-1]:
-        painted_labels = F.interpolate(painted_labels[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
+        painted_labels = F.interpolate(painted_labels[:, None].float(), size=logits.shape[-2:], mode="nearest")[
+            :, 0
+        ].long()
     ce = F.cross_entropy(logits, painted_labels, weight=weight, reduction="none")
     w = weight[painted_labels]
     return (ce * w).sum(dim=(1, 2)) / w.sum(dim=(1, 2)).clamp_min(1)

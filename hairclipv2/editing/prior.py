@@ -8,6 +8,7 @@ are computed from the generator's own mapping network:
 
     python -m hairclipv2.editing.prior OUT.npz [--generator stylegan2_ffhq] [--ckpt PATH] [--samples 100000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,27 +30,41 @@ class PNormPrior(nn.Module):
         super().__init__()
         d = mean.numel()
         if components.shape != (d, d) or stdev.numel() != d:
-            raise ValueError(f"PCA statistics must be X_mean ({d},), X_comp ({d}, {d}), X_stdev ({d},); got {tuple(mean.shape)}, {tuple(components.shape)}, {tuple(stdev.shape)}")
+            raise ValueError(
+                f"PCA statistics must be X_mean ({d},), X_comp ({d}, {d}), X_stdev ({d},); got {tuple(mean.shape)}, {tuple(components.shape)}, {tuple(stdev.shape)}"
+            )
         self.register_buffer("X_mean", mean.reshape(d).float())
         self.register_buffer("X_comp", components.float())
         self.register_buffer("X_stdev", stdev.reshape(d).float())
 
     @classmethod
-    def from_npz(cls, path: str | Path | None) -> "PNormPrior":
+    def from_npz(cls, path: str | Path | None) -> PNormPrior:
         p = require_file(path, "ffhq_pca")
         with np.load(p) as data:
             missing = {"X_mean", "X_comp", "X_stdev"} - set(data.files)
             if missing:
                 raise ValueError(f"{p}: missing arrays {sorted(missing)} (expected X_mean, X_comp, X_stdev)")
-            return cls(*(torch.from_numpy(np.asarray(data[k], dtype=np.float32)) for k in ("X_mean", "X_comp", "X_stdev")))
+            return cls(
+                *(torch.from_numpy(np.asarray(data[k], dtype=np.float32)) for k in ("X_mean", "X_comp", "X_stdev"))
+            )
 
     @classmethod
     @torch.no_grad()
-    def from_mapping(cls, generator: nn.Module, samples: int = 100_000, seed: int = 0, chunk: int = 10_000) -> "PNormPrior":
+    def from_mapping(
+        cls, generator: nn.Module, samples: int = 100_000, seed: int = 0, chunk: int = 10_000
+    ) -> PNormPrior:
         """PCA of leaky_relu(mapping(z), 5) over `samples` random z."""
         gen = torch.Generator().manual_seed(seed)
         device = next(generator.parameters()).device
-        xs = [F.leaky_relu(generator.mapping(torch.randn(min(chunk, samples - i), generator.style_dim, generator=gen).to(device)), 5.0).double().cpu() for i in range(0, samples, chunk)]
+        xs = [
+            F.leaky_relu(
+                generator.mapping(torch.randn(min(chunk, samples - i), generator.style_dim, generator=gen).to(device)),
+                5.0,
+            )
+            .double()
+            .cpu()
+            for i in range(0, samples, chunk)
+        ]
         x = torch.cat(xs)
         mean = x.mean(0)
         _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)
@@ -59,7 +74,9 @@ class PNormPrior(nn.Module):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.tmp.npz")
-        np.savez(tmp, X_mean=self.X_mean.cpu().numpy(), X_comp=self.X_comp.cpu().numpy(), X_stdev=self.X_stdev.cpu().numpy())
+        np.savez(
+            tmp, X_mean=self.X_mean.cpu().numpy(), X_comp=self.X_comp.cpu().numpy(), X_stdev=self.X_stdev.cpu().numpy()
+        )
         os.replace(tmp, path)
         return path
 
@@ -75,10 +92,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..weights import load_generator
 
-    parser = argparse.ArgumentParser(description="Write P-norm PCA statistics (X_mean, X_comp, X_stdev) from a generator's mapping network.")
+    parser = argparse.ArgumentParser(
+        description="Write P-norm PCA statistics (X_mean, X_comp, X_stdev) from a generator's mapping network."
+    )
     parser.add_argument("out")
     parser.add_argument("--generator", default="stylegan2_ffhq", help="a conf/generator config name")
-    parser.add_argument("--ckpt", default=None, help="generator weights (official StyleGAN2 file); none: random weights")
+    parser.add_argument(
+        "--ckpt", default=None, help="generator weights (official StyleGAN2 file); none: random weights"
+    )
     parser.add_argument("--samples", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -4,10 +4,11 @@ summed loss gives every sample the updates it would get alone.
 Defaults are HairCLIPv2's `utils/options.py`. Rows count from 0; the defaults fit the 1024 px
 generator (18 rows) and are configurable for smaller ones.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +17,8 @@ from torch import nn
 from .. import masks as M
 from ..blending import FeatureBlender
 from ..losses import LPIPSLoss
-from .optim import run_adam
 from .losses import AvgLabLoss, BackgroundLoss, CLIPLoss, LandmarkLoss, StyleLoss, hair_mask_loss, parser_hair
+from .optim import run_adam
 
 TEXT_LANDMARKS = (tuple(range(0, 17)), tuple(range(27, 36)))  # jaw line and nose (text proxy)
 
@@ -51,17 +52,34 @@ class TextProxyConfig:
 class TextProxy(nn.Module):
     """Hairstyle from text: the first rows of the mean code, optimised under CLIP and landmarks."""
 
-    def __init__(self, generator: nn.Module, clip_loss: CLIPLoss, landmarks: LandmarkLoss, parser: nn.Module, config: TextProxyConfig | None = None):
+    def __init__(
+        self,
+        generator: nn.Module,
+        clip_loss: CLIPLoss,
+        landmarks: LandmarkLoss,
+        parser: nn.Module,
+        config: TextProxyConfig | None = None,
+    ):
         super().__init__()
         self.generator, self.clip_loss, self.landmarks, self.parser = generator, clip_loss, landmarks, parser
         self.cfg = config or TextProxyConfig()
 
-    def optimise(self, source_images: torch.Tensor, texts: Sequence[str], latent_avg: torch.Tensor, painted_labels: torch.Tensor | None = None) -> ProxyResult:
+    def optimise(
+        self,
+        source_images: torch.Tensor,
+        texts: Sequence[str] | None,
+        latent_avg: torch.Tensor,
+        painted_labels: torch.Tensor | None = None,
+    ) -> ProxyResult:
+        """`texts` None: no CLIP term (a painted mask alone drives the proxy; painted_labels needed)."""
         c, g = self.cfg, self.generator
         n = source_images.shape[0]
-        if len(texts) != n:
+        if texts is None and painted_labels is None:
+            raise ValueError("the text proxy needs texts, a painted mask, or both")
+        if texts is not None and len(texts) != n:
             raise ValueError(f"one text per source image: {len(texts)} texts, {n} images")
-        self.clip_loss.clip.encode_text(list(texts))  # validates and caches the text embeddings
+        if texts is not None:
+            self.clip_loss.clip.encode_text(list(texts))  # validates and caches the text embeddings
         start = latent_avg.reshape(-1)[-g.style_dim :].expand(n, g.n_latent, -1)
         _, free, fixed = _split_codes(start, 0, c.rows)
         with torch.no_grad():
@@ -69,7 +87,9 @@ class TextProxy(nn.Module):
 
         def loss_fn() -> torch.Tensor:
             image = g.synthesis(torch.cat([free, fixed], dim=1))
-            loss = c.clip_lambda * self.clip_loss(image, texts) + c.landmark_lambda * self.landmarks(src_kp, image)
+            loss = c.landmark_lambda * self.landmarks(src_kp, image)
+            if texts is not None:
+                loss = loss + c.clip_lambda * self.clip_loss(image, texts)
             if painted_labels is not None:
                 loss = loss + c.hair_mask_lambda * hair_mask_loss(self.parser, image, painted_labels)
             return loss
@@ -95,9 +115,23 @@ class RefProxy(nn.Module):
     """Hairstyle from a reference: its first rows optimised under the masked Gram style loss, a
     step-to-step delta-w loss and landmarks."""
 
-    def __init__(self, generator: nn.Module, style_loss: StyleLoss, landmarks: LandmarkLoss, parser: nn.Module, label_map: M.LabelMap = M.HAIRCLIPV2_16, config: RefProxyConfig | None = None):
+    def __init__(
+        self,
+        generator: nn.Module,
+        style_loss: StyleLoss,
+        landmarks: LandmarkLoss,
+        parser: nn.Module,
+        label_map: M.LabelMap = M.HAIRCLIPV2_16,
+        config: RefProxyConfig | None = None,
+    ):
         super().__init__()
-        self.generator, self.style_loss, self.landmarks, self.parser, self.label_map = generator, style_loss, landmarks, parser, label_map
+        self.generator, self.style_loss, self.landmarks, self.parser, self.label_map = (
+            generator,
+            style_loss,
+            landmarks,
+            parser,
+            label_map,
+        )
         self.cfg = config or RefProxyConfig()
 
     def image_and_hair(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,7 +141,13 @@ class RefProxy(nn.Module):
             labels = self.parser(images)[0].argmax(1, keepdim=True)
         return F.interpolate(images, size=(s, s)), M.resize_mask(M.hair_mask(labels, self.label_map), s, mode="nearest")
 
-    def optimise(self, source_images: torch.Tensor, ref_images: torch.Tensor, ref_codes: torch.Tensor, painted_labels: torch.Tensor | None = None) -> ProxyResult:
+    def optimise(
+        self,
+        source_images: torch.Tensor,
+        ref_images: torch.Tensor,
+        ref_codes: torch.Tensor,
+        painted_labels: torch.Tensor | None = None,
+    ) -> ProxyResult:
         c, g = self.cfg, self.generator
         if ref_images.shape[0] != source_images.shape[0] or ref_codes.shape[0] != source_images.shape[0]:
             raise ValueError("one reference image and code per source image")
@@ -122,7 +162,11 @@ class RefProxy(nn.Module):
             image = g.synthesis(torch.cat([free, fixed], dim=1))
             small, hair = self.image_and_hair(image)
             loss = c.style_lambda * self.style_loss(ref_small, small, ref_hair, hair)
-            loss = loss + c.delta_w_lambda * (free - prev).pow(2).mean(dim=(1, 2)) + c.landmark_lambda * self.landmarks(src_kp, image)
+            loss = (
+                loss
+                + c.delta_w_lambda * (free - prev).pow(2).mean(dim=(1, 2))
+                + c.landmark_lambda * self.landmarks(src_kp, image)
+            )
             if painted_labels is not None:
                 loss = loss + c.hair_mask_lambda * hair_mask_loss(self.parser, image, painted_labels, self.label_map)
             prev = free.detach().clone()  # the delta-w loss compares with the previous step's codes
@@ -196,17 +240,35 @@ class ColourProxy(nn.Module):
     background loss, the colour feature blended inside the edited hair, then the later rows and the
     feature optimised to keep hair (MSE + LPIPS) and the rest (MSE)."""
 
-    def __init__(self, blender: FeatureBlender, clip_loss: CLIPLoss | None, avg_lab: AvgLabLoss, background: BackgroundLoss, lpips: LPIPSLoss, config: ColourProxyConfig | None = None):
+    def __init__(
+        self,
+        blender: FeatureBlender,
+        clip_loss: CLIPLoss | None,
+        avg_lab: AvgLabLoss,
+        background: BackgroundLoss,
+        lpips: LPIPSLoss,
+        config: ColourProxyConfig | None = None,
+    ):
         super().__init__()
-        self.blender, self.clip_loss, self.avg_lab, self.background, self.lpips = blender, clip_loss, avg_lab, background, lpips
+        self.blender, self.clip_loss, self.avg_lab, self.background, self.lpips = (
+            blender,
+            clip_loss,
+            avg_lab,
+            background,
+            lpips,
+        )
         self.cfg = config or ColourProxyConfig()
 
-    def target_labs(self, conditions: Sequence[ColourCondition], size: int, device: torch.device) -> torch.Tensor | None:
+    def target_labs(
+        self, conditions: Sequence[ColourCondition], size: int, device: torch.device
+    ) -> torch.Tensor | None:
         """Average Lab colours (K, 3) of the reference / RGB conditions, in order; None if all are text."""
         targets = [self.avg_lab.hair_lab(cond.target(size, device)) for cond in conditions if cond.kind != "text"]
         return torch.cat(targets) if targets else None
 
-    def condition_loss(self, conditions: Sequence[ColourCondition], images: torch.Tensor, target_labs: torch.Tensor | None = None) -> torch.Tensor:
+    def condition_loss(
+        self, conditions: Sequence[ColourCondition], images: torch.Tensor, target_labs: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Per-sample colour term: CLIP for text conditions, average Lab for the others."""
         c = self.cfg
         loss = images.new_zeros(images.shape[0])
@@ -215,17 +277,30 @@ class ColourProxy(nn.Module):
         if text_idx:
             if self.clip_loss is None:
                 raise ValueError("a text colour condition needs a CLIP loss")
-            loss = loss.index_add(0, torch.tensor(text_idx, device=images.device), c.clip_lambda * self.clip_loss(images[text_idx], [conditions[i].text for i in text_idx]))
+            loss = loss.index_add(
+                0,
+                torch.tensor(text_idx, device=images.device),
+                c.clip_lambda * self.clip_loss(images[text_idx], [conditions[i].text for i in text_idx]),
+            )
         lab_idx = [i for i, k in enumerate(kinds) if k != "text"]
         if lab_idx:
             if target_labs is None:
                 target_labs = self.target_labs(conditions, images.shape[-1], images.device)
-            lam = torch.tensor([c.avg_color_lambda_ref if kinds[i] == "ref" else c.avg_color_lambda_rgb for i in lab_idx], device=images.device)
+            lam = torch.tensor(
+                [c.avg_color_lambda_ref if kinds[i] == "ref" else c.avg_color_lambda_rgb for i in lab_idx],
+                device=images.device,
+            )
             idx = torch.tensor(lab_idx, device=images.device)
             loss = loss.index_add(0, idx, lam * self.avg_lab(None, images[lab_idx], target_lab=target_labs))
         return loss
 
-    def edit(self, conditions: Sequence[ColourCondition], edited_image: torch.Tensor, src_codes: torch.Tensor, feature: torch.Tensor) -> ColourResult:
+    def edit(
+        self,
+        conditions: Sequence[ColourCondition],
+        edited_image: torch.Tensor,
+        src_codes: torch.Tensor,
+        feature: torch.Tensor,
+    ) -> ColourResult:
         c, b = self.cfg, self.blender
         if len(conditions) != edited_image.shape[0]:
             raise ValueError(f"one colour condition per image: {len(conditions)} for {edited_image.shape[0]}")
@@ -240,7 +315,9 @@ class ColourProxy(nn.Module):
 
         def edit_loss() -> torch.Tensor:
             image = b.resume(torch.cat([head, free, tail], dim=1), feature)
-            return c.bg_lambda * self.background(edited_image.detach(), image, edited_hair) + self.condition_loss(conditions, image, target_labs)
+            return c.bg_lambda * self.background(edited_image.detach(), image, edited_hair) + self.condition_loss(
+                conditions, image, target_labs
+            )
 
         edit_losses = run_adam([free], c.lr, c.edit_steps, edit_loss)
         colour_codes = torch.cat([head, free.detach(), tail], dim=1)
@@ -262,4 +339,6 @@ class ColourProxy(nn.Module):
         codes = torch.cat([head, free.detach(), tail], dim=1)
         with torch.no_grad():
             image = b.colour_resume(codes, final_feature.detach())
-        return ColourResult(image, codes, final_feature.detach(), hair_mask, colour_codes, colour_image, edit_losses, final_losses)
+        return ColourResult(
+            image, codes, final_feature.detach(), hair_mask, colour_codes, colour_image, edit_losses, final_losses
+        )

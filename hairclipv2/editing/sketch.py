@@ -8,6 +8,7 @@ region where its features replace the source's.
 `FeatureBlender.hairstyle(local_codes=codes, local_mask=mask)` then blends the proxy's F inside the
 mask; a sketch can be combined with a global text or reference proxy, as in HairCLIPv2.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,21 +62,29 @@ class SketchProxy(nn.Module):
     def forward(self, strokes: torch.Tensor) -> SketchResult:
         """strokes (N, H, W) uint8 (HairCLIPv2: 512x512) -> codes and blending masks."""
         if strokes.ndim != 3 or strokes.dtype != torch.uint8:
-            raise ValueError(f"sketches must be (N, H, W) uint8 stroke images, got {tuple(strokes.shape)} {strokes.dtype}")
+            raise ValueError(
+                f"sketches must be (N, H, W) uint8 stroke images, got {tuple(strokes.shape)} {strokes.dtype}"
+            )
         x = torch.cat([sketch_input(s) for s in strokes]).to(self.mean_code.device)
         codes = self.encoder(x) + self.mean_code
         return SketchResult(codes, sketch_mask(strokes.to(self.mean_code.device)))
 
 
-def load_sketch_encoder(path: str | None) -> SketchEncoder:
-    """HairCLIPv2's `sketch_proxy.pt` ({'state_dict': {'encoder_firststage.*'}, 'opts'}), strictly."""
+def load_sketch_encoder(path: str | None, style_dim: int = 512) -> SketchEncoder:
+    """HairCLIPv2's `sketch_proxy.pt` ({'state_dict': {'encoder_firststage.*'}, 'opts'}), strictly.
+    The number of W+ rows is read from the heads (18 in the official file)."""
     ckpt = load_checkpoint_file(path, "sketch_proxy")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"{path}: expected {{'state_dict', 'opts'}} (HairCLIPv2's sketch_proxy.pt), found {sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__}")
+        raise CheckpointError(
+            f"{path}: expected {{'state_dict', 'opts'}} (HairCLIPv2's sketch_proxy.pt), found {sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__}"
+        )
     state = strip_prefix(ckpt["state_dict"], CHECKPOINT_PREFIX)
     if not state:
-        raise CheckpointError(f"{path}: no '{CHECKPOINT_PREFIX}*' keys in its state_dict (is it HairCLIPv2's sketch_proxy.pt?)")
+        raise CheckpointError(
+            f"{path}: no '{CHECKPOINT_PREFIX}*' keys in its state_dict (is it HairCLIPv2's sketch_proxy.pt?)"
+        )
     input_nc = int((ckpt.get("opts") or {}).get("input_nc", state["input_layer.0.weight"].shape[1]))
-    encoder = SketchEncoder(input_nc)
+    outputs = sum(v.shape[0] for k, v in state.items() if k.startswith("output_layer_") and k.endswith(".3.bias"))
+    encoder = SketchEncoder(input_nc, style_dim=style_dim, n_latent=outputs // style_dim if outputs else 18)
     load_state_dict_strict(encoder, state, f"sketch proxy {path}")
     return encoder.eval()

@@ -1,18 +1,27 @@
 """Pairs as a dataset of edit items, and the embedded default (skimage's astronaut + a generated reference)."""
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
 from ..editing.proxies import ColourCondition
 from ..io import pil_to_tensor, read_image, save_image_atomic, to_uint8
-from .pairs import Pair
+from .pairs import Pair, read_label_png
 
-TASK_KIND = {"hair_transfer": "reference", "hair_text": "text", "hair_color": "colour", "reconstruction": "reconstruction"}
+TASK_KIND = {
+    "hair_transfer": "reference",
+    "hair_text": "text",
+    "hair_mask": "mask",
+    "hair_sketch": "sketch",
+    "hair_color": "colour",
+    "reconstruction": "reconstruction",
+}
 DEFAULT_TEXT = "short curly hair"
 DEFAULT_RGB = (200, 60, 40)
 
@@ -41,16 +50,28 @@ class PairsDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         p = self.pairs[i]
-        item: dict[str, Any] = {"source": self.image(p.source), "kind": TASK_KIND[self.task], "id": p.id, "row": p.row, "condition": p.condition}
+        item: dict[str, Any] = {
+            "source": self.image(p.source),
+            "kind": TASK_KIND[self.task],
+            "id": p.id,
+            "row": p.row,
+            "condition": p.condition,
+        }
         if p.reference is not None:
             item["reference"] = self.image(p.reference)
         if p.text is not None:
             item["text"] = p.text
+        if p.mask is not None:
+            item["mask"] = torch.from_numpy(read_label_png(p.mask, "mask", self.size, f"row {p.row}")).long()
+        if p.sketch is not None:
+            item["sketch"] = torch.from_numpy(read_label_png(p.sketch, "sketch", self.size, f"row {p.row}"))
         if self.task == "hair_color":
             if p.color_reference is not None:
                 item["colour"] = ColourCondition(image=self.image(p.color_reference))
             else:
-                item["colour"] = ColourCondition(text=p.color_text) if p.color_text is not None else ColourCondition(rgb=p.rgb)
+                item["colour"] = (
+                    ColourCondition(text=p.color_text) if p.color_text is not None else ColourCondition(rgb=p.rgb)
+                )
         return item
 
 
@@ -85,4 +106,34 @@ def embedded_default(out_dir: Path, task: str, generator: torch.nn.Module, laten
         pair.text = DEFAULT_TEXT
     elif task == "hair_color":
         pair.rgb = DEFAULT_RGB
+    elif task == "hair_mask":
+        pair.mask = save_image_atomic(Image.fromarray(painted_mask(generator.size // 2)), inputs / "painted_mask.png")
+    elif task == "hair_sketch":
+        pair.sketch = save_image_atomic(Image.fromarray(hair_strokes(generator.size // 2)), inputs / "sketch.png")
     return [pair]
+
+
+def painted_mask(size: int) -> np.ndarray:
+    """A painted label map of an FFHQ-aligned head (HairCLIPv2's painting classes): an oval face (1)
+    with ears (6) under a long hair cap (10) reaching the shoulders, on background (0); (size, size) uint8."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    labels = np.zeros((size, size), np.uint8)
+    labels[((xx - 0.5) / 0.36) ** 2 + ((yy - 0.48) / 0.42) ** 2 <= 1] = 10  # hair, down to the shoulders
+    labels[((xx - 0.5) / 0.21) ** 2 + ((yy - 0.56) / 0.29) ** 2 <= 1] = 1  # face
+    for cx in (0.28, 0.72):
+        labels[((xx - cx) / 0.035) ** 2 + ((yy - 0.55) / 0.07) ** 2 <= 1] = 6  # ears
+    return labels
+
+
+def hair_strokes(size: int) -> np.ndarray:
+    """Hair strokes as HairCLIPv2's sketch canvas holds them: 2 px lines of value 128 on 0; a few
+    wavy strands falling from the crown over one side of the head; (size, size) uint8."""
+    canvas = Image.new("L", (size, size), 0)
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(canvas)
+    for k in range(5):
+        x0 = 0.58 + 0.05 * k
+        points = [((x0 + 0.03 * np.sin(6 * t + k)) * size, (0.15 + 0.6 * t) * size) for t in np.linspace(0, 1, 24)]
+        draw.line(points, fill=128, width=max(1, round(2 * size / 512)))
+    return np.array(canvas)

@@ -3,29 +3,43 @@
 A CSV with a header row and one edit per row; paths are relative to the CSV's folder:
 
     task            columns (required | optional)
-    hair_transfer   source, reference            | id
-    hair_text       source, text                 | id
+    hair_transfer   source, reference            | id, mask, sketch
+    hair_text       source, text                 | id, mask, sketch
+    hair_mask       source, mask                 | id
+    hair_sketch     source, sketch               | id
     hair_color      source, and one of color_text, color_reference, rgb ("r,g,b", 0..255) | id
     reconstruction  source                       | id
+
+`mask`: a single-channel PNG label map with HairCLIPv2's painting classes (0 background, 1 face,
+6 ear, 10 hair), square, of the edit size or half of it (HairCLIPv2 paints at 512 for 1024 px);
+`sketch`: a single-channel PNG of hair strokes (> 0 on a stroke), same sizes. Both are read and
+checked with the other columns when `size` (the edit size) is given.
 
 Or a folder: DIR/pairs.csv if present; else DIR/sources/* (reconstruction) with, for hair_transfer,
 DIR/references/<same stem>.*. Every row is checked before anything runs or is written: an unknown
 column, an empty file, a missing image or a bad value is an error naming the file and the row.
 """
+
 from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 TASKS: dict[str, tuple[set[str], set[str]]] = {
-    "hair_transfer": ({"source", "reference"}, {"id"}),
-    "hair_text": ({"source", "text"}, {"id"}),
+    "hair_transfer": ({"source", "reference"}, {"id", "mask", "sketch"}),
+    "hair_text": ({"source", "text"}, {"id", "mask", "sketch"}),
+    "hair_mask": ({"source", "mask"}, {"id"}),
+    "hair_sketch": ({"source", "sketch"}, {"id"}),
     "hair_color": ({"source"}, {"id", "color_text", "color_reference", "rgb"}),
     "reconstruction": ({"source"}, {"id"}),
 }
 COLOUR_COLUMNS = ("color_text", "color_reference", "rgb")
+PAINT_LABELS = (0, 1, 6, 10)
 
 
 @dataclass
@@ -38,10 +52,20 @@ class Pair:
     color_text: str | None = None
     color_reference: Path | None = None
     rgb: tuple[int, int, int] | None = None
+    mask: Path | None = None
+    sketch: Path | None = None
 
     @property
     def condition(self) -> str:
-        for value in (self.text, self.color_text, self.reference, self.color_reference, self.rgb):
+        for value in (
+            self.text,
+            self.color_text,
+            self.reference,
+            self.color_reference,
+            self.rgb,
+            self.mask,
+            self.sketch,
+        ):
             if value is not None:
                 return value.name if isinstance(value, Path) else str(value)
         return ""
@@ -70,7 +94,34 @@ def _rgb(value: str, where: str) -> tuple[int, int, int]:
     return parts  # type: ignore[return-value]
 
 
-def read_pairs_csv(path: str | Path, task: str) -> list[Pair]:
+def read_label_png(path: Path, what: str, size: int | None, where: str) -> np.ndarray:
+    """A mask or sketch PNG as an (L, L) uint8 array, checked (mode, squareness, size, labels)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode, arr = img.mode, np.asarray(img)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise PairsError(f"{where}: {what} {path.name} is not a readable image ({type(exc).__name__}: {exc})") from None
+    if mode not in ("L", "P") or arr.ndim != 2:
+        raise PairsError(
+            f"{where}: {what} {path.name} must be a single-channel (grayscale or palette) PNG of labels, found mode {mode}"
+        )
+    h, w = arr.shape
+    if h != w or (size is not None and h not in (size, size // 2)):
+        want = f"{size}x{size} or {size // 2}x{size // 2}" if size is not None else "square"
+        raise PairsError(f"{where}: {what} {path.name} is {w}x{h}, expected {want}")
+    if what == "mask":
+        unknown = sorted(set(np.unique(arr).tolist()) - set(PAINT_LABELS))
+        if unknown:
+            raise PairsError(
+                f"{where}: mask {path.name} holds labels {unknown}; painted masks use {list(PAINT_LABELS)} (background, face, ear, hair)"
+            )
+    elif not arr.any():
+        raise PairsError(f"{where}: sketch {path.name} has no stroke (every pixel is 0)")
+    return arr.astype(np.uint8)
+
+
+def read_pairs_csv(path: str | Path, task: str, size: int | None = None) -> list[Pair]:
     path = Path(path)
     if task not in TASKS:
         raise PairsError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
@@ -84,7 +135,9 @@ def read_pairs_csv(path: str | Path, task: str) -> list[Pair]:
         columns = {c.strip() for c in reader.fieldnames}
         unknown = sorted(columns - required - optional)
         if unknown:
-            raise PairsError(f"{path}: unknown column(s) {unknown} for task {task}; expected {sorted(required)} and optionally {sorted(optional)}")
+            raise PairsError(
+                f"{path}: unknown column(s) {unknown} for task {task}; expected {sorted(required)} and optionally {sorted(optional)}"
+            )
         missing = sorted(required - columns)
         if missing:
             raise PairsError(f"{path}: missing column(s) {missing} for task {task}")
@@ -105,7 +158,13 @@ def read_pairs_csv(path: str | Path, task: str) -> list[Pair]:
             if not r["text"].strip():
                 raise PairsError(f"{where}: empty text")
             pair.text = r["text"].strip()
-        elif task == "hair_color":
+        for what in ("mask", "sketch"):
+            if r.get(what, "").strip():
+                setattr(pair, what, _image(path.parent, r[what], where))
+                read_label_png(getattr(pair, what), what, size, where)
+            elif what in required:
+                raise PairsError(f"{where}: empty {what} path")
+        if task == "hair_color":
             given = [c for c in COLOUR_COLUMNS if r.get(c, "").strip()]
             if len(given) != 1:
                 raise PairsError(f"{where}: give exactly one of {list(COLOUR_COLUMNS)}, got {given or 'none'}")
@@ -120,12 +179,13 @@ def read_pairs_csv(path: str | Path, task: str) -> list[Pair]:
     return pairs
 
 
-def read_pairs(path: str | Path, task: str) -> list[Pair]:
-    """Pairs from a CSV file or a folder (see the module docstring)."""
+def read_pairs(path: str | Path, task: str, size: int | None = None) -> list[Pair]:
+    """Pairs from a CSV file or a folder (see the module docstring); `size`: the edit size, against
+    which masks and sketches are checked."""
     path = Path(path)
     if path.is_dir():
         if (path / "pairs.csv").is_file():
-            return read_pairs_csv(path / "pairs.csv", task)
+            return read_pairs_csv(path / "pairs.csv", task, size)
         if task not in ("hair_transfer", "reconstruction"):
             raise PairsError(f"{path}: a folder without pairs.csv only works for hair_transfer and reconstruction")
         sources = sorted(p for p in (path / "sources").glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -135,10 +195,14 @@ def read_pairs(path: str | Path, task: str) -> list[Pair]:
         for i, src in enumerate(sources, start=1):
             pair = Pair(i, src.stem, src.resolve())
             if task == "hair_transfer":
-                refs = sorted(p for p in (path / "references").glob(f"{src.stem}.*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+                refs = sorted(
+                    p for p in (path / "references").glob(f"{src.stem}.*") if p.suffix.lower() in IMAGE_EXTENSIONS
+                )
                 if not refs:
-                    raise PairsError(f"{path}/references: no reference for source {src.name} (expected {src.stem}.<ext>)")
+                    raise PairsError(
+                        f"{path}/references: no reference for source {src.name} (expected {src.stem}.<ext>)"
+                    )
                 pair.reference = refs[0].resolve()
             pairs.append(pair)
         return pairs
-    return read_pairs_csv(path, task)
+    return read_pairs_csv(path, task, size)

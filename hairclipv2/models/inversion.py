@@ -4,6 +4,7 @@
 state-dict keys are the official `encoder.*` / `decoder.*`; it reads and writes the official
 container that e4e's and pSp's inference scripts load.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,11 +19,20 @@ from .encoders import Encoder4Editing, GradualStyleEncoder
 from .encoders.psp import INPUT_SIZE
 from .stylegan2 import Generator, default_channels
 
-ENCODER_TYPES: dict[str, type[nn.Module]] = {"Encoder4Editing": Encoder4Editing, "GradualStyleEncoder": GradualStyleEncoder}
+ENCODER_TYPES: dict[str, type[nn.Module]] = {
+    "Encoder4Editing": Encoder4Editing,
+    "GradualStyleEncoder": GradualStyleEncoder,
+}
 OFFICIAL_GENERATOR = dict(style_dim=512, n_mlp=8, channel_multiplier=2)
 
 
-def build_encoder(encoder_type: str = "Encoder4Editing", stylegan_size: int = 1024, num_layers: int = 50, mode: str = "ir_se", input_size: int = INPUT_SIZE) -> nn.Module:
+def build_encoder(
+    encoder_type: str = "Encoder4Editing",
+    stylegan_size: int = 1024,
+    num_layers: int = 50,
+    mode: str = "ir_se",
+    input_size: int = INPUT_SIZE,
+) -> nn.Module:
     """An encoder by its official `opts.encoder_type` name."""
     if encoder_type not in ENCODER_TYPES:
         raise ValueError(f"encoder_type must be one of {sorted(ENCODER_TYPES)}, got {encoder_type!r}")
@@ -49,16 +59,27 @@ class InversionModel(nn.Module):
         output_size: decoded images are resized to this size (pSp's `face_pool`: 256, the encoder's input).
     """
 
-    def __init__(self, encoder: nn.Module, decoder: Generator, latent_avg: torch.Tensor | None = None, start_from_latent_avg: bool = True, output_size: int | None = None):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: Generator,
+        latent_avg: torch.Tensor | None = None,
+        start_from_latent_avg: bool = True,
+        output_size: int | None = None,
+    ):
         super().__init__()
         if encoder.style_count != decoder.n_latent:
-            raise ValueError(f"encoder predicts {encoder.style_count} W+ rows but the generator takes {decoder.n_latent} (stylegan_size mismatch)")
+            raise ValueError(
+                f"encoder predicts {encoder.style_count} W+ rows but the generator takes {decoder.n_latent} (stylegan_size mismatch)"
+            )
         self.encoder, self.decoder = encoder, decoder
         self.start_from_latent_avg = start_from_latent_avg
         self.output_size = output_size or encoder.input_size
         if latent_avg is None:
             latent_avg = torch.zeros(decoder.style_dim)
-        self.register_buffer("latent_avg", latent_avg.reshape(-1, decoder.style_dim).expand(decoder.n_latent, -1).clone())
+        self.register_buffer(
+            "latent_avg", latent_avg.reshape(-1, decoder.style_dim).expand(decoder.n_latent, -1).clone()
+        )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """W+ codes (N, n_latent, style_dim) of images (N, 3, input_size, input_size) (256 officially)."""
@@ -70,7 +91,9 @@ class InversionModel(nn.Module):
         images = self.decoder.synthesis(codes, randomize_noise=randomize_noise)
         return resize_images(images, self.output_size) if resize else images
 
-    def forward(self, x: torch.Tensor, randomize_noise: bool = False, resize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, randomize_noise: bool = False, resize: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(reconstructions, codes)."""
         codes = self.encode(x)
         return self.decode(codes, randomize_noise, resize), codes
@@ -88,20 +111,36 @@ class InversionModel(nn.Module):
         }
         if self.encoder.input_size != INPUT_SIZE:
             opts["input_size"] = self.encoder.input_size  # read by ours only
-        official_widths = {r: c for r, c in default_channels(OFFICIAL_GENERATOR["channel_multiplier"]).items() if r <= g.size}
+        official_widths = {
+            r: c for r, c in default_channels(OFFICIAL_GENERATOR["channel_multiplier"]).items() if r <= g.size
+        }
         own_widths = {r: c for r, c in g.channels.items() if r <= g.size}
-        if (g.style_dim, len(g.style) - 1) != (OFFICIAL_GENERATOR["style_dim"], OFFICIAL_GENERATOR["n_mlp"]) or own_widths != official_widths:
-            opts["generator"] = {"style_dim": g.style_dim, "n_mlp": len(g.style) - 1, "channels": own_widths}  # read by ours only
+        if (g.style_dim, len(g.style) - 1) != (
+            OFFICIAL_GENERATOR["style_dim"],
+            OFFICIAL_GENERATOR["n_mlp"],
+        ) or own_widths != official_widths:
+            opts["generator"] = {
+                "style_dim": g.style_dim,
+                "n_mlp": len(g.style) - 1,
+                "channels": own_widths,
+            }  # read by ours only
         return opts
 
     def save_official(self, path: str | Path, **extra_opts: Any) -> Path:
         """Write {"state_dict": encoder.* + decoder.*, "latent_avg", "opts"} atomically."""
         state = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
         state.update({f"decoder.{k}": v for k, v in self.decoder.state_dict().items()})
-        return atomic_torch_save({"state_dict": state, "latent_avg": self.latent_avg.clone(), "opts": {**self.official_opts(), **extra_opts}}, path)
+        return atomic_torch_save(
+            {
+                "state_dict": state,
+                "latent_avg": self.latent_avg.clone(),
+                "opts": {**self.official_opts(), **extra_opts},
+            },
+            path,
+        )
 
     @classmethod
-    def from_official(cls, path: str | Path | None, decoder: Generator | None = None) -> "InversionModel":
+    def from_official(cls, path: str | Path | None, decoder: Generator | None = None) -> InversionModel:
         """Load an official e4e / pSp checkpoint: encoder, decoder and latent_avg, strictly.
 
         The opts that matter are mapped: stylegan_size (generator size), encoder_type,
@@ -110,13 +149,20 @@ class InversionModel(nn.Module):
         ckpt = read_encoder_checkpoint(path)
         opts = ckpt.opts
         size = int(opts.get("stylegan_size", 1024))
-        encoder = build_encoder(opts.get("encoder_type", "Encoder4Editing"), size, input_size=int(opts.get("input_size", INPUT_SIZE)))
+        encoder = build_encoder(
+            opts.get("encoder_type", "Encoder4Editing"), size, input_size=int(opts.get("input_size", INPUT_SIZE))
+        )
         if decoder is None:
-            g_opts = {**OFFICIAL_GENERATOR, **{k: v for k, v in opts.get("generator", {}).items() if k in ("style_dim", "n_mlp", "channels")}}
+            g_opts = {
+                **OFFICIAL_GENERATOR,
+                **{k: v for k, v in opts.get("generator", {}).items() if k in ("style_dim", "n_mlp", "channels")},
+            }
             decoder = Generator(size, **g_opts)
         elif decoder.size != size:
             raise CheckpointError(f"{path}: opts.stylegan_size={size} but the given generator is {decoder.size} px")
-        load_state_dict_strict(encoder, ckpt.encoder, f"encoder of {path} (opts.encoder_type={opts.get('encoder_type')!r})")
+        load_state_dict_strict(
+            encoder, ckpt.encoder, f"encoder of {path} (opts.encoder_type={opts.get('encoder_type')!r})"
+        )
         if ckpt.decoder:
             load_state_dict_strict(decoder, ckpt.decoder, f"decoder of {path}")
         return cls(encoder, decoder, ckpt.latent_avg, bool(opts.get("start_from_latent_avg", True)))

@@ -1,4 +1,5 @@
 """e4e's latent-code discriminator and the pool of past codes it is trained on."""
+
 from __future__ import annotations
 
 import random

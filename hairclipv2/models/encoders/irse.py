@@ -3,6 +3,7 @@
 Module and parameter names match `model_ir_se50.pth` and the `encoder.*` keys of pSp / e4e
 checkpoints, so the official files load with strict=True.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -55,7 +56,9 @@ class BottleneckIR(nn.Module):
         if in_channel == depth:
             self.shortcut_layer: nn.Module = nn.MaxPool2d(1, stride)
         else:
-            self.shortcut_layer = nn.Sequential(nn.Conv2d(in_channel, depth, 1, stride, bias=False), nn.BatchNorm2d(depth))
+            self.shortcut_layer = nn.Sequential(
+                nn.Conv2d(in_channel, depth, 1, stride, bias=False), nn.BatchNorm2d(depth)
+            )
         layers: list[nn.Module] = [
             nn.BatchNorm2d(in_channel),
             nn.Conv2d(in_channel, depth, 3, 1, 1, bias=False),
@@ -80,7 +83,9 @@ def make_body(num_layers: int, mode: str) -> nn.Sequential:
     """The residual body (`body.0` ... `body.23` for 50 layers)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return nn.Sequential(*[BottleneckIR(u.in_channel, u.depth, u.stride, se=mode == "ir_se") for u in body_units(num_layers)])
+    return nn.Sequential(
+        *[BottleneckIR(u.in_channel, u.depth, u.stride, se=mode == "ir_se") for u in body_units(num_layers)]
+    )
 
 
 def check_images(x: torch.Tensor, size: int | None, who: str) -> None:
@@ -94,7 +99,14 @@ def check_images(x: torch.Tensor, size: int | None, who: str) -> None:
 class Backbone(nn.Module):
     """ArcFace IR / IR-SE network: 112 (or 224) px face -> L2-normalised 512-d embedding."""
 
-    def __init__(self, input_size: int = 112, num_layers: int = 50, mode: str = "ir_se", drop_ratio: float = 0.6, affine: bool = True):
+    def __init__(
+        self,
+        input_size: int = 112,
+        num_layers: int = 50,
+        mode: str = "ir_se",
+        drop_ratio: float = 0.6,
+        affine: bool = True,
+    ):
         super().__init__()
         if input_size not in (112, 224):
             raise ValueError(f"input_size must be 112 or 224, got {input_size}")

@@ -6,6 +6,7 @@ demo models, e.g. 64 px), build the pyramid p2 = up(c3) + lat1(c2), p1 = up(p2) 
 lat2(c1) (bilinear, align_corners=True), and map coarse codes (rows < 3) from c3, middle codes
 (rows < 7) from p2 and fine codes from p1. Keys match the `encoder.*` entries of official checkpoints.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,13 +48,17 @@ def upsample_add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class PyramidEncoderBase(nn.Module):
     """The shared IR-SE body, per-row style heads and lateral convs of pSp and e4e."""
 
-    def __init__(self, num_layers: int = 50, mode: str = "ir_se", stylegan_size: int = 1024, input_size: int = INPUT_SIZE):
+    def __init__(
+        self, num_layers: int = 50, mode: str = "ir_se", stylegan_size: int = 1024, input_size: int = INPUT_SIZE
+    ):
         super().__init__()
         if input_size < 32 or input_size & (input_size - 1):
             raise ValueError(f"input_size must be a power of two >= 32, got {input_size}")
         self.input_size = input_size
         if num_layers != 50:
-            raise ValueError(f"the pyramid taps {PYRAMID_TAPS} are defined for the 50-layer body, got num_layers={num_layers}")
+            raise ValueError(
+                f"the pyramid taps {PYRAMID_TAPS} are defined for the 50-layer body, got num_layers={num_layers}"
+            )
         self.input_layer = make_input_layer()
         self.body = make_body(num_layers, mode)
         self.style_count = 2 * int(math.log2(stylegan_size)) - 2
@@ -94,7 +99,9 @@ class Encoder4Editing(PyramidEncoderBase):
     number of delta rows switched on; row 0 never gets a delta. (N, 3, 256, 256) -> (N, style_count, 512).
     """
 
-    def __init__(self, num_layers: int = 50, mode: str = "ir_se", stylegan_size: int = 1024, input_size: int = INPUT_SIZE):
+    def __init__(
+        self, num_layers: int = 50, mode: str = "ir_se", stylegan_size: int = 1024, input_size: int = INPUT_SIZE
+    ):
         super().__init__(num_layers, mode, stylegan_size, input_size)
         self.progressive_stage = INFERENCE_STAGE
 

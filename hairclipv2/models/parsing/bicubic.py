@@ -5,6 +5,7 @@ Kernel: 4 * factor taps at (i - 2 * factor + 0.5) / factor, normalised to sum 1.
 (4 * factor - factor) split as floor / ceil before / after. (torch's bicubic interpolate, even with
 antialias=True, differs: 17 label changes on the golden photo.)
 """
+
 from __future__ import annotations
 
 import torch
@@ -34,5 +35,15 @@ class BicubicDownSample(nn.Module):
         c, size, s = x.shape[1], self.taps.numel(), self.factor
         before, after = (size - s) // 2, (size - s) - (size - s) // 2
         k = self.taps.to(x.dtype)
-        x = F.conv2d(F.pad(x, (0, 0, before, after), self.padding), k.view(1, 1, size, 1).expand(c, 1, size, 1), stride=(s, 1), groups=c)
-        return F.conv2d(F.pad(x, (before, after, 0, 0), self.padding), k.view(1, 1, 1, size).expand(c, 1, 1, size), stride=(1, s), groups=c)
+        x = F.conv2d(
+            F.pad(x, (0, 0, before, after), self.padding),
+            k.view(1, 1, size, 1).expand(c, 1, size, 1),
+            stride=(s, 1),
+            groups=c,
+        )
+        return F.conv2d(
+            F.pad(x, (before, after, 0, 0), self.padding),
+            k.view(1, 1, 1, size).expand(c, 1, 1, size),
+            stride=(1, s),
+            groups=c,
+        )

@@ -8,6 +8,7 @@ auxiliary heads (`conv_out16`, `conv_out32`). Keys match the official files (str
 normalisation -> logits at H/2 (bilinear, align_corners=True from 1/8) -> returns
 (AdaptiveAvgPool2d(1024)(logits), logits). `parse` is the plain variant: labels at the input size.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """ResNet-18 trunk of the BiSeNet context path (face-parsing.PyTorch's `Resnet18`; no classifier)."""
+
 from __future__ import annotations
 
 import torch
@@ -15,7 +16,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_chan)
         self.downsample = None
         if in_chan != out_chan or stride != 1:
-            self.downsample = nn.Sequential(nn.Conv2d(in_chan, out_chan, 1, stride, bias=False), nn.BatchNorm2d(out_chan))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_chan, out_chan, 1, stride, bias=False), nn.BatchNorm2d(out_chan)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
@@ -24,7 +27,9 @@ class BasicBlock(nn.Module):
 
 
 def basic_layer(in_chan: int, out_chan: int, blocks: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(BasicBlock(in_chan, out_chan, stride), *[BasicBlock(out_chan, out_chan) for _ in range(blocks - 1)])
+    return nn.Sequential(
+        BasicBlock(in_chan, out_chan, stride), *[BasicBlock(out_chan, out_chan) for _ in range(blocks - 1)]
+    )
 
 
 class Resnet18(nn.Module):

@@ -13,11 +13,12 @@ block 8 -> the 1024x1024 image. `features(w, end_layer=k)` returns (feature, rgb
 skip is passed. HairCLIPv2 itself resumes without the skip (the RGB of earlier blocks is then absent);
 `forward(..., start_layer, end_layer, layer_in, skip)` reproduces that call exactly.
 """
+
 from __future__ import annotations
 
 import math
 import random
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -78,7 +79,10 @@ class Generator(nn.Module):
         if missing:
             raise ValueError(f"channels has no width for resolutions {missing}")
 
-        self.style = nn.Sequential(PixelNorm(), *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation="fused_lrelu") for _ in range(n_mlp)])
+        self.style = nn.Sequential(
+            PixelNorm(),
+            *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation="fused_lrelu") for _ in range(n_mlp)],
+        )
 
         self.input = ConstantInput(self.channels[4])
         self.conv1 = StyledConv(self.channels[4], self.channels[4], 3, style_dim, blur_kernel=blur_kernel)
@@ -141,13 +145,17 @@ class Generator(nn.Module):
     def _noise_list(self, noise: NoiseList | None, randomize_noise: bool) -> NoiseList:
         if noise is not None:
             if len(noise) != self.num_layers:
-                raise ValueError(f"noise must be a list of {self.num_layers} tensors (one per noise layer), got {len(noise)}")
+                raise ValueError(
+                    f"noise must be a list of {self.num_layers} tensors (one per noise layer), got {len(noise)}"
+                )
             return noise
         return [None] * self.num_layers if randomize_noise else self.fixed_noise()
 
     def _check_block(self, index: int, name: str) -> None:
         if not isinstance(index, int) or not 0 <= index <= self.n_blocks:
-            raise ValueError(f"{name} must be an int in [0, {self.n_blocks}] for a {self.size} px generator, got {index!r}")
+            raise ValueError(
+                f"{name} must be an int in [0, {self.n_blocks}] for a {self.size} px generator, got {index!r}"
+            )
 
     def _check_wplus(self, w: torch.Tensor) -> None:
         if w.ndim != 3 or w.shape[1] != self.n_latent or w.shape[2] != self.style_dim:
@@ -199,7 +207,9 @@ class Generator(nn.Module):
             skip = self.to_rgbs[k - 1](out, w[:, 2 * k + 1], skip)
         return out, skip
 
-    def features(self, w: torch.Tensor, end_layer: int, noise: NoiseList | None = None, randomize_noise: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def features(
+        self, w: torch.Tensor, end_layer: int, noise: NoiseList | None = None, randomize_noise: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(feature, rgb skip) after block `end_layer` (e.g. end_layer=3: HairCLIPv2's 32x32 F at 1024 px)."""
         return self.run_blocks(w, 0, end_layer, noise=noise, randomize_noise=randomize_noise)
 
@@ -214,7 +224,9 @@ class Generator(nn.Module):
     ) -> torch.Tensor:
         """The image (N, 3, size, size) from the feature of block start_layer - 1, with codes w."""
         if start_layer < 1:
-            raise ValueError(f"resume needs start_layer >= 1 (block 0 starts from the constant input), got {start_layer}")
+            raise ValueError(
+                f"resume needs start_layer >= 1 (block 0 starts from the constant input), got {start_layer}"
+            )
         return self.run_blocks(w, start_layer, self.n_blocks, feature, skip, noise, randomize_noise)[1]
 
     def synthesis(self, w: torch.Tensor, noise: NoiseList | None = None, randomize_noise: bool = False) -> torch.Tensor:
@@ -254,9 +266,13 @@ class Generator(nn.Module):
             styles = [truncation_latent + truncation * (s - truncation_latent) for s in styles]
         latent = self._styles_to_wplus(styles, inject_index)
         if start_layer > 0 and end_layer == 0:
-            raise ValueError("start_layer > 0 with end_layer == 0 runs nothing in HairCLIPv2; ask for end_layer >= start_layer")
+            raise ValueError(
+                "start_layer > 0 with end_layer == 0 runs nothing in HairCLIPv2; ask for end_layer >= start_layer"
+            )
         last = min(max(end_layer, start_layer), self.n_blocks)
-        out, rgb = self.run_blocks(latent, start_layer, last, layer_in, skip if start_layer > 0 else None, noise, randomize_noise)
+        out, rgb = self.run_blocks(
+            latent, start_layer, last, layer_in, skip if start_layer > 0 else None, noise, randomize_noise
+        )
         if last < self.n_blocks:
             return out, rgb
         return rgb, (latent if return_latents else None)

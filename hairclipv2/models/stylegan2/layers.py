@@ -1,13 +1,14 @@
 """StyleGAN2 building blocks. Parameter and buffer names match rosinality's `model.py`, so that the
 official checkpoints load with strict=True; the maths lives in `ops`."""
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from .ops import fused_leaky_relu, modulated_conv2d, upfirdn2d
 
@@ -62,7 +63,15 @@ class Blur(FIRFilter):
 class EqualLinear(nn.Module):
     """Linear layer with equalised learning rate: weights stored as N(0,1)/lr_mul, scaled at run time."""
 
-    def __init__(self, in_dim: int, out_dim: int, bias: bool = True, bias_init: float = 0.0, lr_mul: float = 1.0, activation: str | None = None):
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        bias: bool = True,
+        bias_init: float = 0.0,
+        lr_mul: float = 1.0,
+        activation: str | None = None,
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_dim, in_dim).div_(lr_mul))
         self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init))) if bias else None
@@ -150,9 +159,19 @@ class ConstantInput(nn.Module):
 class StyledConv(nn.Module):
     """Modulated conv, noise injection, bias + leaky ReLU."""
 
-    def __init__(self, in_channel: int, out_channel: int, kernel_size: int, style_dim: int, upsample: bool = False, blur_kernel: Sequence[float] = (1, 3, 3, 1)):
+    def __init__(
+        self,
+        in_channel: int,
+        out_channel: int,
+        kernel_size: int,
+        style_dim: int,
+        upsample: bool = False,
+        blur_kernel: Sequence[float] = (1, 3, 3, 1),
+    ):
         super().__init__()
-        self.conv = ModulatedConv2d(in_channel, out_channel, kernel_size, style_dim, upsample=upsample, blur_kernel=blur_kernel)
+        self.conv = ModulatedConv2d(
+            in_channel, out_channel, kernel_size, style_dim, upsample=upsample, blur_kernel=blur_kernel
+        )
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channel)
 
@@ -163,7 +182,9 @@ class StyledConv(nn.Module):
 class ToRGB(nn.Module):
     """1x1 modulated conv to RGB (no demodulation) plus the upsampled RGB skip of the previous block."""
 
-    def __init__(self, in_channel: int, style_dim: int, upsample: bool = True, blur_kernel: Sequence[float] = (1, 3, 3, 1)):
+    def __init__(
+        self, in_channel: int, style_dim: int, upsample: bool = True, blur_kernel: Sequence[float] = (1, 3, 3, 1)
+    ):
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel)

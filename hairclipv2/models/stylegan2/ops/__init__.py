@@ -1,4 +1,5 @@
 """StyleGAN2 ops in pure PyTorch: each with a reference form and a fast path (see `impl`)."""
+
 from .bias_act import fused_leaky_relu
 from .impl import current, implementation
 from .modulated_conv import modulated_conv2d, modulated_conv2d_fast, modulated_conv2d_ref

@@ -7,10 +7,12 @@ agree to float32 rounding. Switch globally, as `torch.backends` flags do:
     with ops.implementation("ref"):
         img = G.resume(w, 4, feature)
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Literal
+from collections.abc import Iterator
+from typing import Literal
 
 Impl = Literal["ref", "fast"]
 _IMPLS = ("ref", "fast")

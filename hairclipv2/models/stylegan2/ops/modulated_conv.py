@@ -14,6 +14,7 @@ The reference form loops over samples; the fast path computes the demodulation c
 matmul (NVlabs) and runs one grouped convolution with the batch folded into the groups (rosinality's
 and NVlabs' "fused modconv", which pays on a GPU; on a CPU it is on par with the loop).
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,7 +33,9 @@ def _sample_weights(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool
     return w
 
 
-def modulated_conv2d_ref(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True, up: int = 1) -> torch.Tensor:
+def modulated_conv2d_ref(
+    x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True, up: int = 1
+) -> torch.Tensor:
     """Reference form: one plain convolution per sample."""
     w = _sample_weights(weight, styles, demodulate)
     outs = []
@@ -44,7 +47,9 @@ def modulated_conv2d_ref(x: torch.Tensor, weight: torch.Tensor, styles: torch.Te
     return torch.cat(outs, dim=0)
 
 
-def modulated_conv2d_fast(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True, up: int = 1) -> torch.Tensor:
+def modulated_conv2d_fast(
+    x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True, up: int = 1
+) -> torch.Tensor:
     """Fast path: the whole batch as one grouped convolution."""
     n, c_in, h, w_in = x.shape
     c_out, _, k, _ = weight.shape
@@ -62,9 +67,16 @@ def modulated_conv2d_fast(x: torch.Tensor, weight: torch.Tensor, styles: torch.T
     return y.reshape(n, c_out, y.shape[2], y.shape[3])
 
 
-def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True, up: int = 1) -> torch.Tensor:
+def modulated_conv2d(
+    x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True, up: int = 1
+) -> torch.Tensor:
     """Modulated convolution with the implementation chosen by `ops.implementation`."""
-    if x.ndim != 4 or weight.ndim != 4 or styles.shape != (x.shape[0], weight.shape[1]) or x.shape[1] != weight.shape[1]:
+    if (
+        x.ndim != 4
+        or weight.ndim != 4
+        or styles.shape != (x.shape[0], weight.shape[1])
+        or x.shape[1] != weight.shape[1]
+    ):
         raise ValueError(
             f"modulated_conv2d expects x (N, C_in, H, W), weight (C_out, C_in, k, k), styles (N, C_in); "
             f"got x {tuple(x.shape)}, weight {tuple(weight.shape)}, styles {tuple(styles.shape)}"

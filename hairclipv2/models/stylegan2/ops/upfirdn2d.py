@@ -16,6 +16,7 @@ zero-inserted signal; the fast path is one depthwise convolution (a transposed o
 2.5x faster on a CPU (benchmarks/generator.py). Two 1-D passes for the separable kernels were
 measured too and lost to the single depthwise pass, so there is no separable path.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,7 +39,9 @@ def _zero_insert_and_pad(x: torch.Tensor, up: int, pad: tuple[int, int]) -> torc
     return x
 
 
-def upfirdn2d_ref(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+def upfirdn2d_ref(
+    x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)
+) -> torch.Tensor:
     """Reference form: zero insertion, padding, full 2-D true convolution per channel, decimation."""
     n, c, _, _ = x.shape
     x = _zero_insert_and_pad(x, up, pad)
@@ -48,7 +51,9 @@ def upfirdn2d_ref(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int 
     return y.reshape(n, c, y.shape[2], y.shape[3])
 
 
-def upfirdn2d_fast(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+def upfirdn2d_fast(
+    x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)
+) -> torch.Tensor:
     """Fast path: one depthwise convolution (groups=C) over the channels in place.
 
     Upsampling is a depthwise transposed convolution with stride `up` (the full convolution of the
@@ -71,9 +76,13 @@ def upfirdn2d_fast(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int
     return y[:, :, ::down, ::down] if down > 1 else y
 
 
-def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+def upfirdn2d(
+    x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)
+) -> torch.Tensor:
     """upfirdn2d with the implementation chosen by `ops.implementation`."""
     if x.ndim != 4 or kernel.ndim != 2:
-        raise ValueError(f"upfirdn2d expects x (N, C, H, W) and a 2-D kernel, got x {tuple(x.shape)}, kernel {tuple(kernel.shape)}")
+        raise ValueError(
+            f"upfirdn2d expects x (N, C, H, W) and a 2-D kernel, got x {tuple(x.shape)}, kernel {tuple(kernel.shape)}"
+        )
     fn = upfirdn2d_fast if impl.current() == "fast" else upfirdn2d_ref
     return fn(x, kernel, up, down, pad)
