@@ -2,7 +2,7 @@
 PYTHON ?= python3
 export PIP_ROOT_USER_ACTION := ignore
 
-.PHONY: setup demo split-demo test test-all bench
+.PHONY: setup demo split-demo test test-slow test-all lint bench
 
 setup:
 	PYTHON=$(PYTHON) bash scripts/setup.sh
@@ -14,10 +14,17 @@ split-demo: setup
 	$(PYTHON) -m hairclipv2.demo
 
 test: setup
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q --durations=15
+
+test-slow: setup
+	$(PYTHON) -m pytest -q -m slow --durations=15
 
 test-all: setup
-	$(PYTHON) -m pytest -q -m ""
+	$(PYTHON) -m pytest -q -m "" --durations=15
+
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 
 bench: setup
 	$(PYTHON) benchmarks/generator.py

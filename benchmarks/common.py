@@ -1,12 +1,14 @@
 """Timing helpers shared by the benchmarks: warm-up, synchronised timing, a table, a JSON file."""
+
 from __future__ import annotations
 
 import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -19,7 +21,9 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def seconds_per_call(fn: Callable[[], Any], device: torch.device, min_time: float = 0.5, warmup: int = 1, max_iters: int = 200) -> float:
+def seconds_per_call(
+    fn: Callable[[], Any], device: torch.device, min_time: float = 0.5, warmup: int = 1, max_iters: int = 200
+) -> float:
     """Mean seconds per call after `warmup` calls, timing at least `min_time` seconds (and one call)."""
     for _ in range(warmup):
         fn()

@@ -6,6 +6,7 @@ Stages: FS embedding, text proxy, reference proxy (+ its W+ inversion), colour p
 `--steps` optimisation steps; "batched" edits --batch pairs at once, "alone" the same pairs one by
 one. Seconds per edit = stage time / pairs; the ratio alone/batched is the batching gain.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,11 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import device_name, print_table, write_json  # noqa: E402
 from hairclipv2.editing.editor import EditBatch  # noqa: E402
 from hairclipv2.editing.factory import build_hair_editor  # noqa: E402
 from hairclipv2.editing.proxies import ColourCondition  # noqa: E402
 from hairclipv2.models.stylegan2 import Generator  # noqa: E402
+
+from common import device_name, print_table, write_json  # noqa: E402
 
 
 def main() -> None:
@@ -39,9 +41,16 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         editor = build_hair_editor(
-            g, random_weights=True, hairstyle_block=1, colour_block=3, randomize_proxy_noise=False, use_landmarks=False,
-            embedding=dict(w_steps=s, fs_steps=s, randomize_noise=False), text=dict(steps=s, rows=4, augment=False),
-            reference=dict(steps=s, rows=3), colour=dict(edit_steps=s, final_steps=s, edit_rows=(5, 8), final_rows=(6, 10)),
+            g,
+            random_weights=True,
+            hairstyle_block=1,
+            colour_block=3,
+            randomize_proxy_noise=False,
+            use_landmarks=False,
+            embedding=dict(w_steps=s, fs_steps=s, randomize_noise=False),
+            text=dict(steps=s, rows=4, augment=False),
+            reference=dict(steps=s, rows=3),
+            colour=dict(edit_steps=s, final_steps=s, edit_rows=(5, 8), final_rows=(6, 10)),
         )
     n = args.batch
     with torch.no_grad():
@@ -52,8 +61,12 @@ def main() -> None:
     stages = {
         "embedding": lambda idx: editor.embed(sources[idx]),
         "text_proxy": lambda idx: editor.text_proxy.optimise(sources[idx], texts[: len(idx)], editor.latent_avg),
-        "reference_proxy": lambda idx: editor.ref_proxy.optimise(sources[idx], sources.flip(0)[idx], editor.embedding.invert_w(sources.flip(0)[idx])),
-        "colour_proxy": lambda idx: editor.colour_proxy.edit(colours[: len(idx)], fs_all.image[idx], fs_all.codes[idx], fs_all.feature[idx]),
+        "reference_proxy": lambda idx: editor.ref_proxy.optimise(
+            sources[idx], sources.flip(0)[idx], editor.embedding.invert_w(sources.flip(0)[idx])
+        ),
+        "colour_proxy": lambda idx: editor.colour_proxy.edit(
+            colours[: len(idx)], fs_all.image[idx], fs_all.codes[idx], fs_all.feature[idx]
+        ),
     }
     rows = []
     for name, run in stages.items():
@@ -64,11 +77,22 @@ def main() -> None:
         for i in range(n):
             run([i])
         alone = (time.perf_counter() - tic) / n
-        rows.append(dict(stage=name, steps=s, pairs=n, s_per_edit_batched=batched, s_per_edit_alone=alone, alone_over_batched=alone / batched))
+        rows.append(
+            dict(
+                stage=name,
+                steps=s,
+                pairs=n,
+                s_per_edit_batched=batched,
+                s_per_edit_alone=alone,
+                alone_over_batched=alone / batched,
+            )
+        )
     end_to_end = EditBatch(sources, "text", texts=texts[:n])
     tic = time.perf_counter()
     editor.edit(end_to_end)
-    rows.append(dict(stage="text edit end to end", steps=s, pairs=n, s_per_edit_batched=(time.perf_counter() - tic) / n))
+    rows.append(
+        dict(stage="text edit end to end", steps=s, pairs=n, s_per_edit_batched=(time.perf_counter() - tic) / n)
+    )
     print(f"device: {device_name(torch.device('cpu'))}, torch {torch.__version__}, 64 px generator, random weights")
     print_table(rows, ["stage", "steps", "pairs", "s_per_edit_batched", "s_per_edit_alone", "alone_over_batched"])
     write_json("editing", {"device": device_name(torch.device("cpu")), "rows": rows}, args.out)

@@ -4,6 +4,7 @@ GradualStyleEncoder.
 
     python benchmarks/encoder.py [--batch 2] [--min-time 1.0] [--out results.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import device_name, print_table, seconds_per_call, write_json  # noqa: E402
 from hairclipv2.models.inversion import build_encoder  # noqa: E402
+
+from common import device_name, print_table, seconds_per_call, write_json  # noqa: E402
 
 
 def bench(name: str, encoder: torch.nn.Module, batch: int, device: torch.device, min_time: float) -> dict:
@@ -49,7 +51,15 @@ def main() -> None:
     rows = [bench("e4e (stage 18, inference)", e4e, args.batch, device, args.min_time)]
     e4e.set_progressive_stage(0)
     rows.append(bench("e4e (stage 0, baseline)", e4e, args.batch, device, args.min_time))
-    rows.append(bench("pSp GradualStyleEncoder", build_encoder("GradualStyleEncoder", 1024).to(device), args.batch, device, args.min_time))
+    rows.append(
+        bench(
+            "pSp GradualStyleEncoder",
+            build_encoder("GradualStyleEncoder", 1024).to(device),
+            args.batch,
+            device,
+            args.min_time,
+        )
+    )
     base = rows[1]
     for r in rows:
         r["fwd_vs_stage0"] = r["fwd_img_s"] / base["fwd_img_s"]

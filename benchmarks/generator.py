@@ -5,6 +5,7 @@ split-forward overhead against one full forward, and the fast op path against th
 
 Widths are config-f's (512 channels up to 32 px), so the numbers speak for the real model's shape.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import device_name, print_table, seconds_per_call, write_json  # noqa: E402
 from hairclipv2.models.stylegan2 import Generator, ops  # noqa: E402
+
+from common import device_name, print_table, seconds_per_call, write_json  # noqa: E402
 
 
 def bench_size(size: int, batch: int, device: torch.device, min_time: float) -> list[dict]:
@@ -44,7 +46,17 @@ def bench_size(size: int, batch: int, device: torch.device, min_time: float) -> 
             t_split = seconds_per_call(split_run, device, min_time)
         with ops.implementation(impl):
             t_bwd = seconds_per_call(full_backward, device, min_time)
-        rows.append(dict(size=size, batch=batch, impl=impl, fwd_img_s=batch / t_full, fwd_bwd_img_s=batch / t_bwd, split_block=split, split_over_full=t_split / t_full))
+        rows.append(
+            dict(
+                size=size,
+                batch=batch,
+                impl=impl,
+                fwd_img_s=batch / t_full,
+                fwd_bwd_img_s=batch / t_bwd,
+                split_block=split,
+                split_over_full=t_split / t_full,
+            )
+        )
     ref = rows[1]
     for r in rows:
         r["fwd_speedup_vs_ref"] = r["fwd_img_s"] / ref["fwd_img_s"]
@@ -63,7 +75,20 @@ def main() -> None:
     sizes = args.sizes or ([64, 256, 1024] if device.type == "cuda" else [64, 256])
     rows = [r for s in sizes for r in bench_size(s, args.batch, device, args.min_time)]
     print(f"device: {device_name(device)}, torch {torch.__version__}")
-    print_table(rows, ["size", "batch", "impl", "fwd_img_s", "fwd_bwd_img_s", "fwd_speedup_vs_ref", "fwd_bwd_speedup_vs_ref", "split_block", "split_over_full"])
+    print_table(
+        rows,
+        [
+            "size",
+            "batch",
+            "impl",
+            "fwd_img_s",
+            "fwd_bwd_img_s",
+            "fwd_speedup_vs_ref",
+            "fwd_bwd_speedup_vs_ref",
+            "split_block",
+            "split_over_full",
+        ],
+    )
     write_json("generator", {"device": device_name(device), "torch": torch.__version__, "rows": rows}, args.out)
 
 

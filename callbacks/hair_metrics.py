@@ -16,6 +16,7 @@ The callback reads edits from `outputs["output"]` (an EditOutput) and `outputs["
 `predict_step` (or `validation_step`), stores the per-edit values in `outputs["metrics"]` for the
 report writer, and logs the means.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,7 +31,15 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from hairclipv2 import masks as M
 
 PSNR_CAP = 100.0
-METRICS = ("nonhair_psnr", "nonhair_ssim", "nonhair_lpips", "identity", "clip_score", "hair_similarity", "seconds_per_edit")
+METRICS = (
+    "nonhair_psnr",
+    "nonhair_ssim",
+    "nonhair_lpips",
+    "identity",
+    "clip_score",
+    "hair_similarity",
+    "seconds_per_edit",
+)
 
 
 def keep_mask(source_hair: torch.Tensor, result_hair: torch.Tensor) -> torch.Tensor:
@@ -60,22 +69,40 @@ class HairEditMetrics(nn.Module):
         self.means = nn.ModuleDict({name: MeanMetric() for name in METRICS})
 
     @torch.no_grad()
-    def per_edit(self, source: torch.Tensor, result: torch.Tensor, source_hair: torch.Tensor, result_hair: torch.Tensor, texts: list[str] | None = None, reference: torch.Tensor | None = None, reference_hair: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def per_edit(
+        self,
+        source: torch.Tensor,
+        result: torch.Tensor,
+        source_hair: torch.Tensor,
+        result_hair: torch.Tensor,
+        texts: list[str] | None = None,
+        reference: torch.Tensor | None = None,
+        reference_hair: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         keep = keep_mask(source_hair, result_hair)
         mixed = composite(source, result, keep)
         values = {
             "nonhair_psnr": masked_psnr(source, result, keep),
-            "nonhair_ssim": structural_similarity_index_measure((mixed + 1) / 2, (source + 1) / 2, data_range=1.0, reduction="none"),
+            "nonhair_ssim": structural_similarity_index_measure(
+                (mixed + 1) / 2, (source + 1) / 2, data_range=1.0, reduction="none"
+            ),
             "nonhair_lpips": self.lpips.distance(mixed, source),
             "identity": self.identity.similarity(result, source),
         }
         if self.clip is not None and texts is not None:
-            image = F.normalize(self.clip.encode_image(F.interpolate((result + 1) / 2, size=224, mode="bilinear", align_corners=False)), dim=-1)
+            image = F.normalize(
+                self.clip.encode_image(F.interpolate((result + 1) / 2, size=224, mode="bilinear", align_corners=False)),
+                dim=-1,
+            )
             text = F.normalize(self.clip.encode_text(texts), dim=-1)
             values["clip_score"] = 100 * (image * text).sum(-1).clamp_min(0)
         if self.clip is not None and reference is not None and reference_hair is not None:
-            a = self.clip.encode_image(F.interpolate((result * result_hair + 1) / 2, size=224, mode="bilinear", align_corners=False))
-            b = self.clip.encode_image(F.interpolate((reference * reference_hair + 1) / 2, size=224, mode="bilinear", align_corners=False))
+            a = self.clip.encode_image(
+                F.interpolate((result * result_hair + 1) / 2, size=224, mode="bilinear", align_corners=False)
+            )
+            b = self.clip.encode_image(
+                F.interpolate((reference * reference_hair + 1) / 2, size=224, mode="bilinear", align_corners=False)
+            )
             values["hair_similarity"] = F.cosine_similarity(a, b, dim=-1)
         for name, v in values.items():
             self.means[name].update(v)
@@ -109,9 +136,13 @@ class HairMetricsCallback(pl.Callback):
         batch = outputs["batch"]
         reference = batch.get("reference")
         values = self.metrics.per_edit(
-            batch["source"], out.result, out.source_hair, out.result_hair,
+            batch["source"],
+            out.result,
+            out.source_hair,
+            out.result_hair,
             texts=list(batch["text"]) if "text" in batch else None,
-            reference=reference, reference_hair=self.hair_of(reference) if reference is not None and self.hair_of is not None else None,
+            reference=reference,
+            reference_hair=self.hair_of(reference) if reference is not None and self.hair_of is not None else None,
         )
         n = out.result.shape[0]
         seconds = torch.full((n,), sum(out.seconds.values()) / n, device=out.result.device)

@@ -5,6 +5,7 @@ EncodeTransforms; the source is the target). Every file is checked when the data
 unreadable file is skipped with a warning and listed in `report()`; a missing folder, or one with no
 readable image, stops at once with the path and the conf key to set.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -43,9 +44,14 @@ class ImageFolderDataset(Dataset):
             except (OSError, UnidentifiedImageError, SyntaxError) as exc:
                 self.skipped.append({"path": str(p), "reason": f"{type(exc).__name__}: {exc}"})
         if self.skipped:
-            warnings.warn(f"{self.root}: skipped {len(self.skipped)} unreadable image(s), e.g. {self.skipped[0]['path']}", stacklevel=2)
+            warnings.warn(
+                f"{self.root}: skipped {len(self.skipped)} unreadable image(s), e.g. {self.skipped[0]['path']}",
+                stacklevel=2,
+            )
         if not self.paths:
-            raise FileNotFoundError(f"no readable image in {self.root} ({len(candidates)} candidate files, extensions {sorted(IMAGE_EXTENSIONS)}; set {conf_key})")
+            raise FileNotFoundError(
+                f"no readable image in {self.root} ({len(candidates)} candidate files, extensions {sorted(IMAGE_EXTENSIONS)}; set {conf_key})"
+            )
         self.transform = transform
 
     def __len__(self) -> int:
@@ -66,12 +72,25 @@ def e4e_transforms(size: int, train: bool) -> transforms.Compose:
 class ImageFolderDataModule(pl.LightningDataModule):
     """FFHQ-style train folder and CelebA-HQ-style test folder (e4e's ffhq_encode dataset type)."""
 
-    def __init__(self, train_dir: str, test_dir: str, batch_size: int = 8, test_batch_size: int = 4, num_workers: int = 4, test_workers: int = 4, image_size: int = 256, align: bool = False, aligned_dir: str | None = None):
+    def __init__(
+        self,
+        train_dir: str,
+        test_dir: str,
+        batch_size: int = 8,
+        test_batch_size: int = 4,
+        num_workers: int = 4,
+        test_workers: int = 4,
+        image_size: int = 256,
+        align: bool = False,
+        aligned_dir: str | None = None,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.align_reports: dict[str, Any] = {}
         if align:  # FFHQ-align raw photographs once into aligned_dir/{train,test}, then use those
-            train_dir, test_dir = (self._aligned(d, name, aligned_dir) for d, name in ((train_dir, "train"), (test_dir, "test")))
+            train_dir, test_dir = (
+                self._aligned(d, name, aligned_dir) for d, name in ((train_dir, "train"), (test_dir, "test"))
+            )
         self.train_set = ImageFolderDataset(train_dir, e4e_transforms(image_size, train=True), "data.train_dir")
         self.test_set = ImageFolderDataset(test_dir, e4e_transforms(image_size, train=False), "data.test_dir")
 
@@ -88,16 +107,31 @@ class ImageFolderDataModule(pl.LightningDataModule):
 
     def report(self) -> dict[str, Any]:
         """What was found and skipped in each folder (and, with align, what alignment skipped)."""
-        out = {name: {"root": str(ds.root), "images": len(ds), "skipped": ds.skipped} for name, ds in (("train", self.train_set), ("test", self.test_set))}
+        out = {
+            name: {"root": str(ds.root), "images": len(ds), "skipped": ds.skipped}
+            for name, ds in (("train", self.train_set), ("test", self.test_set))
+        }
         for name, rep in self.align_reports.items():
             out[name]["align_skipped"] = rep["skipped"]
         return out
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, self.hparams.batch_size, shuffle=True, num_workers=self.hparams.num_workers, drop_last=True, persistent_workers=self.hparams.num_workers > 0)
+        return DataLoader(
+            self.train_set,
+            self.hparams.batch_size,
+            shuffle=True,
+            num_workers=self.hparams.num_workers,
+            drop_last=True,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.test_set, self.hparams.test_batch_size, shuffle=False, num_workers=self.hparams.test_workers, drop_last=True)
+        return DataLoader(
+            self.test_set,
+            self.hparams.test_batch_size,
+            shuffle=False,
+            num_workers=self.hparams.test_workers,
+            drop_last=True,
+        )
 
     test_dataloader = val_dataloader
-

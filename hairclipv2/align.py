@@ -14,6 +14,7 @@ to 4096 px and an antialiased resize to the output size (1024, and 256 for the e
 writes OUT_DIR/<name>.png for every photo with a face and OUT_DIR/align_report.json listing what was
 skipped and why (no face, unreadable file).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,18 +88,33 @@ def warp_to_quad(img: Image.Image, quad: FaceQuad, output_size: int = 1024) -> I
         qsize /= shrink
     border = max(int(np.rint(qsize * 0.1)), 3)
     lo, hi = np.floor(corners.min(0)).astype(int), np.ceil(corners.max(0)).astype(int)
-    crop = (max(lo[0] - border, 0), max(lo[1] - border, 0), min(hi[0] + border, img.size[0]), min(hi[1] + border, img.size[1]))
+    crop = (
+        max(lo[0] - border, 0),
+        max(lo[1] - border, 0),
+        min(hi[0] + border, img.size[0]),
+        min(hi[1] + border, img.size[1]),
+    )
     if crop[2] - crop[0] < img.size[0] or crop[3] - crop[1] < img.size[1]:
         img = img.crop(crop)
         corners -= crop[:2]
     lo, hi = np.floor(corners.min(0)).astype(int), np.ceil(corners.max(0)).astype(int)
-    pad = np.array([max(-lo[0] + border, 0), max(-lo[1] + border, 0), max(hi[0] - img.size[0] + border, 0), max(hi[1] - img.size[1] + border, 0)])
+    pad = np.array(
+        [
+            max(-lo[0] + border, 0),
+            max(-lo[1] + border, 0),
+            max(hi[0] - img.size[0] + border, 0),
+            max(hi[1] - img.size[1] + border, 0),
+        ]
+    )
     if pad.max() > border - 4:
         pad = np.maximum(pad, int(np.rint(qsize * 0.3)))
         arr = np.pad(np.float32(img), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), "reflect")
         h, w, _ = arr.shape
         yy, xx, _ = np.ogrid[:h, :w, :1]
-        edge = np.maximum(1.0 - np.minimum(np.float32(xx) / pad[0], np.float32(w - 1 - xx) / pad[2]), 1.0 - np.minimum(np.float32(yy) / pad[1], np.float32(h - 1 - yy) / pad[3]))
+        edge = np.maximum(
+            1.0 - np.minimum(np.float32(xx) / pad[0], np.float32(w - 1 - xx) / pad[2]),
+            1.0 - np.minimum(np.float32(yy) / pad[1], np.float32(h - 1 - yy) / pad[3]),
+        )
         blur = qsize * 0.02
         arr += (gaussian_filter(arr, [blur, blur, 0]) - arr) * np.clip(edge * 3.0 + 1.0, 0.0, 1.0)
         arr += (np.median(arr, axis=(0, 1)) - arr) * np.clip(edge, 0.0, 1.0)
@@ -148,7 +164,9 @@ def open_image(path: Path) -> Image.Image:
         raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
 
 
-def align_folder(in_dir: str | Path, out_dir: str | Path, output_size: int = 1024, aligner: FaceAligner | None = None) -> dict:
+def align_folder(
+    in_dir: str | Path, out_dir: str | Path, output_size: int = 1024, aligner: FaceAligner | None = None
+) -> dict:
     """Align every image of in_dir into out_dir/<stem>.png; returns (and writes) the report."""
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():

@@ -17,6 +17,7 @@ behaviour kept by default: the proxies' features are computed with fresh noise
 (`randomize_proxy_noise=True`) and every resume leaves out the RGB skip (`resume_with_skip=False`;
 True adds the source's skip, the cleaner variant). All functions take batches.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ from .models.stylegan2 import Generator
 def blend(inside: torch.Tensor, outside: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """inside * mask + outside * (1 - mask); mask (N, 1, h, w) is resized (bicubic) to the features."""
     if inside.shape != outside.shape:
-        raise ValueError(f"features to blend must have the same shape, got {tuple(inside.shape)} and {tuple(outside.shape)}")
+        raise ValueError(
+            f"features to blend must have the same shape, got {tuple(inside.shape)} and {tuple(outside.shape)}"
+        )
     if mask.shape[-1] != inside.shape[-1]:
         mask = M.resize_mask(mask, inside.shape[-1])
     return inside * mask + outside * (1 - mask)
@@ -71,7 +74,9 @@ class FeatureBlender(nn.Module):
     ):
         super().__init__()
         if not 0 <= hairstyle_block < colour_block < generator.n_blocks:
-            raise ValueError(f"need 0 <= hairstyle_block < colour_block < {generator.n_blocks}, got {hairstyle_block}, {colour_block}")
+            raise ValueError(
+                f"need 0 <= hairstyle_block < colour_block < {generator.n_blocks}, got {hairstyle_block}, {colour_block}"
+            )
         self.generator, self.parser = generator, parser
         self.hairstyle_block, self.colour_block = hairstyle_block, colour_block
         self.label_map, self.dilate_kernel = label_map, dilate_kernel
@@ -124,7 +129,9 @@ class FeatureBlender(nn.Module):
         if global_codes is not None:
             if bald_codes is None:
                 raise ValueError("a global hairstyle proxy needs the bald proxy's codes (bald_codes)")
-            bald_mask = M.dilate_erode(M.hair_and_ear_mask(src_labels, self.label_map), self.kernel(src_labels.shape[-1]))
+            bald_mask = M.dilate_erode(
+                M.hair_and_ear_mask(src_labels, self.label_map), self.kernel(src_labels.shape[-1])
+            )
             feature = blend(self.proxy_feature(bald_codes), feature, bald_mask)
             with torch.no_grad():
                 global_image = self.generator.synthesis(global_codes)
@@ -149,7 +156,9 @@ class FeatureBlender(nn.Module):
         """The feature after colour_block from F, with fixed noise."""
         return self.generator.run_blocks(codes, self.hairstyle_block + 1, self.colour_block, feature)[0]
 
-    def colour(self, edited_image: torch.Tensor, src_codes: torch.Tensor, colour_codes: torch.Tensor, feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def colour(
+        self, edited_image: torch.Tensor, src_codes: torch.Tensor, colour_codes: torch.Tensor, feature: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(blended colour feature, final hair mask at image size): the colour proxy's feature inside
         the enlarged hair of the hairstyle-edited image, the source's outside."""
         hair_mask = self.colour_hair_mask(edited_image)
@@ -161,14 +170,30 @@ class FeatureBlender(nn.Module):
         return self.generator.resume(codes, self.colour_block + 1, colour_feature)
 
     # ---------------------------------------------------------------------------- update_on_FS
-    def update_on_fs(self, codes: torch.Tensor, src_intermediate: torch.Tensor, blended_feature: torch.Tensor, src_codes: torch.Tensor) -> torch.Tensor:
+    def update_on_fs(
+        self,
+        codes: torch.Tensor,
+        src_intermediate: torch.Tensor,
+        blended_feature: torch.Tensor,
+        src_codes: torch.Tensor,
+    ) -> torch.Tensor:
         """Carry a blended edit over to new codes: F(codes) + (F_blend - F_src), resumed with S_src."""
         intermediate = self.generator.features(codes, self.hairstyle_block)[0]
         return self.resume(src_codes, intermediate + (blended_feature - src_intermediate))
 
 
 # ----------------------------------------------------------------------- HairCLIPv2's functions
-def hairstyle_feature_blending(generator, seg, src_latent, src_feature, visual_mask, latent_bald, latent_global=None, latent_local=None, local_blending_mask=None):
+def hairstyle_feature_blending(
+    generator,
+    seg,
+    src_latent,
+    src_feature,
+    visual_mask,
+    latent_bald,
+    latent_global=None,
+    latent_local=None,
+    local_blending_mask=None,
+):
     """HairCLIPv2's `hairstyle_feature_blending` call (block 3 at 1024 px): returns (F, image).
 
     `local_blending_mask` is HairCLIPv2's (H, W, C) numpy painting (channel 0 == 1 marks the region)
@@ -177,7 +202,9 @@ def hairstyle_feature_blending(generator, seg, src_latent, src_feature, visual_m
     blender = FeatureBlender(generator, seg, hairstyle_block=3, colour_block=6, dilate_kernel=30)
     if local_blending_mask is not None and not torch.is_tensor(local_blending_mask):
         local_blending_mask = torch.as_tensor(local_blending_mask[:, :, 0])[None, None].to(src_feature.device)
-    out = blender.hairstyle(src_latent, src_feature, visual_mask, latent_bald, latent_global, latent_local, local_blending_mask)
+    out = blender.hairstyle(
+        src_latent, src_feature, visual_mask, latent_bald, latent_global, latent_local, local_blending_mask
+    )
     return out.feature, out.image
 
 

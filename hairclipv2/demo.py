@@ -7,6 +7,7 @@ numbers are the point), stops after block 2, resumes from block 3, and writes a 
 full forward | split + resume with the RGB skip (identical) | resume without the skip (what
 HairCLIPv2 does: the RGB of blocks 0..2 is absent) | their difference.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """Image input/output: [-1, 1] tensors to PNG grids, written atomically."""
+
 from __future__ import annotations
 
 import os

@@ -8,6 +8,7 @@ Masks are float tensors (N, 1, H, W) with values in {0, 1} unless resized. HairC
 anchor of an even kernel. Bicubic resizing is not clamped (values overshoot [0, 1] by up to ~0.16),
 as in HairCLIPv2; pass `clamp=True` for the cleaner variant.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -51,7 +52,27 @@ CELEBAMASK_19 = LabelMap(
     {
         name: i
         for i, name in enumerate(
-            ["background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear", "ear_r", "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat"]
+            [
+                "background",
+                "skin",
+                "l_brow",
+                "r_brow",
+                "l_eye",
+                "r_eye",
+                "eye_g",
+                "l_ear",
+                "r_ear",
+                "ear_r",
+                "nose",
+                "mouth",
+                "u_lip",
+                "l_lip",
+                "neck",
+                "neck_l",
+                "cloth",
+                "hair",
+                "hat",
+            ]
         )
     },
     hair=("hair",),
@@ -67,7 +88,9 @@ def _check_labels(labels: torch.Tensor) -> torch.Tensor:
     if labels.ndim == 3:
         labels = labels[:, None]
     if labels.ndim != 4 or labels.shape[1] != 1 or labels.is_floating_point():
-        raise ValueError(f"labels must be an integer tensor (N, H, W) or (N, 1, H, W), got {tuple(labels.shape)} {labels.dtype}")
+        raise ValueError(
+            f"labels must be an integer tensor (N, H, W) or (N, 1, H, W), got {tuple(labels.shape)} {labels.dtype}"
+        )
     return labels
 
 
@@ -121,5 +144,7 @@ def dilate_erode(mask: torch.Tensor, kernel: int = DILATE_KERNEL_AT_512) -> torc
 def resize_mask(mask: torch.Tensor, size: int, mode: str = "bicubic", clamp: bool = False) -> torch.Tensor:
     """Resize a (N, 1, H, W) mask to size x size as HairCLIPv2 does (bicubic, align_corners=False,
     no antialias, no clamp); `mode="nearest"` for its nearest resizes."""
-    out = F.interpolate(mask.float(), size=(size, size), mode=mode, **({"align_corners": False} if mode == "bicubic" else {}))
+    out = F.interpolate(
+        mask.float(), size=(size, size), mode=mode, **({"align_corners": False} if mode == "bicubic" else {})
+    )
     return out.clamp(0, 1) if clamp else out

@@ -1,4 +1,5 @@
 """FFHQ alignment on a real photograph (skimage's astronaut) and the folder command."""
+
 from __future__ import annotations
 
 import json
@@ -69,13 +70,19 @@ def test_no_face_is_a_clear_error(aligner):
         aligner.align(blank, name="blank.png")
 
 
+@pytest.mark.slow
 def test_folder_command_reports_what_it_skipped(tmp_path, astronaut):
     src = tmp_path / "in"
     src.mkdir()
     astronaut.save(src / "astronaut.jpg")
     Image.fromarray(np.full((120, 120), 40, dtype=np.uint8)).save(src / "wall.png")
     (src / "corrupt.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    result = subprocess.run([sys.executable, "-m", "hairclipv2.align", str(src), str(tmp_path / "out"), "--size", "128"], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "hairclipv2.align", str(src), str(tmp_path / "out"), "--size", "128"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
     assert "aligned 1 image(s)" in result.stdout and "skipped 2" in result.stdout
     report = json.loads((tmp_path / "out" / "align_report.json").read_text())
@@ -83,7 +90,12 @@ def test_folder_command_reports_what_it_skipped(tmp_path, astronaut):
     assert "no face found" in reasons["wall.png"] and "not a readable image" in reasons["corrupt.jpg"]
     assert Image.open(tmp_path / "out" / "astronaut.png").size == (128, 128)
     assert not list((tmp_path / "out").glob(".*.tmp"))
-    missing = subprocess.run([sys.executable, "-m", "hairclipv2.align", str(tmp_path / "nope"), str(tmp_path / "o2")], capture_output=True, text=True, cwd=ROOT)
+    missing = subprocess.run(
+        [sys.executable, "-m", "hairclipv2.align", str(tmp_path / "nope"), str(tmp_path / "o2")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert missing.returncode == 1 and "input folder not found" in missing.stderr
 
 
@@ -93,7 +105,15 @@ def test_datamodule_aligns_raw_photographs(tmp_path, astronaut):
     for name in ("train", "test"):
         (tmp_path / name).mkdir()
         astronaut.save(tmp_path / name / "a.png")
-    dm = ImageFolderDataModule(str(tmp_path / "train"), str(tmp_path / "test"), image_size=64, num_workers=0, test_workers=0, align=True, aligned_dir=str(tmp_path / "aligned"))
+    dm = ImageFolderDataModule(
+        str(tmp_path / "train"),
+        str(tmp_path / "test"),
+        image_size=64,
+        num_workers=0,
+        test_workers=0,
+        align=True,
+        aligned_dir=str(tmp_path / "aligned"),
+    )
     assert dm.report()["train"]["images"] == 1 and dm.report()["train"]["align_skipped"] == []
     assert Image.open(tmp_path / "aligned" / "train" / "a.png").size == (64, 64)
 

@@ -1,4 +1,5 @@
 """The blending module: exact limits, locality of the change, update_on_FS, HairCLIPv2's functions."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,9 +27,13 @@ def test_zero_mask_returns_the_source_and_one_mask_the_proxy(setup):
     g, blender, src, proxy = setup
     f_src = g.features(src, 1)[0]
     f_proxy = blender.proxy_feature(proxy)
-    zero = blender.hairstyle(src, f_src, blender.labels(g.synthesis(src)), local_codes=proxy, local_mask=torch.zeros(2, 1, 8, 8))
+    zero = blender.hairstyle(
+        src, f_src, blender.labels(g.synthesis(src)), local_codes=proxy, local_mask=torch.zeros(2, 1, 8, 8)
+    )
     assert torch.equal(zero.feature, f_src) and torch.equal(zero.image, g.resume(src, 2, f_src))
-    one = blender.hairstyle(src, f_src, blender.labels(g.synthesis(src)), local_codes=proxy, local_mask=torch.ones(2, 1, 8, 8))
+    one = blender.hairstyle(
+        src, f_src, blender.labels(g.synthesis(src)), local_codes=proxy, local_mask=torch.ones(2, 1, 8, 8)
+    )
     assert torch.equal(one.feature, f_proxy) and torch.equal(one.image, g.resume(src, 2, f_proxy))
 
 
@@ -100,7 +105,11 @@ def big():
     """A 1024 px generator with tiny widths and no noise (fresh noise then changes nothing), for
     HairCLIPv2's own functions (blocks 3 and 6, 32x32 and 256x256)."""
     torch.manual_seed(0)
-    g = Generator(1024, 64, 1, channels={r: 4 for r in (4, 8, 16, 32, 64, 128, 256, 512, 1024)}).eval().requires_grad_(False)
+    g = (
+        Generator(1024, 64, 1, channels={r: 4 for r in (4, 8, 16, 32, 64, 128, 256, 512, 1024)})
+        .eval()
+        .requires_grad_(False)
+    )
     for m in g.modules():
         if type(m).__name__ == "NoiseInjection":
             m.weight.zero_()
@@ -124,7 +133,9 @@ def test_hairclipv2_functions_as_the_official_code_computes_them(big):
     glob_mask = F.interpolate((glob_seg == 10).float(), size=(32, 32), mode="bicubic")
     want = glob_f * glob_mask + want * (1 - glob_mask)
     torch.testing.assert_close(feat, want)
-    torch.testing.assert_close(img, g([src], input_is_latent=True, randomize_noise=False, start_layer=4, end_layer=8, layer_in=want)[0])
+    torch.testing.assert_close(
+        img, g([src], input_is_latent=True, randomize_noise=False, start_layer=4, end_layer=8, layer_in=want)[0]
+    )
     colour_feat, final_mask = color_feature_blending(g, seg, img, src, glob, feat)
     hair = (seg(img)[1].argmax(1, keepdim=True) == 10).float()
     final_want = F.interpolate(M.dilate_erode(hair, 30), size=(1024, 1024)).long()

@@ -1,12 +1,20 @@
 """Golden set e4e_objective: the encoder loss, the discriminator's fake codes, its loss and R1, as
 `training/coach.py` @ 99ea505 computes them (1e-5 relative), through the training module's objective."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
 from hairclipv2.models.encoders import INFERENCE_STAGE
-from hairclipv2.training.objective import DiscriminatorConfig, E4EObjective, LatentAdversary, LossConfig, delta_rows, discriminated_rows
+from hairclipv2.training.objective import (
+    DiscriminatorConfig,
+    E4EObjective,
+    LatentAdversary,
+    LossConfig,
+    delta_rows,
+    discriminated_rows,
+)
 
 from conftest import load_golden, synth_state
 
@@ -22,10 +30,21 @@ def close(got: torch.Tensor, want: torch.Tensor) -> bool:
 def golden():
     inputs, expected, meta = load_golden("e4e_objective")
     o = meta["opts"]
-    dcfg = DiscriminatorConfig(w_discriminator_lambda=o["w_discriminator_lambda"], r1=o["r1"], d_reg_every=o["d_reg_every"], use_w_pool=o["use_w_pool"])
+    dcfg = DiscriminatorConfig(
+        w_discriminator_lambda=o["w_discriminator_lambda"],
+        r1=o["r1"],
+        d_reg_every=o["d_reg_every"],
+        use_w_pool=o["use_w_pool"],
+    )
     adversary = LatentAdversary(512, dcfg)
     adversary.discriminator.load_state_dict(synth_state("e4e_objective"), strict=True)
-    lcfg = LossConfig(l2_lambda=o["l2_lambda"], lpips_lambda=0, id_lambda=0, delta_norm=o["delta_norm"], delta_norm_lambda=o["delta_norm_lambda"])
+    lcfg = LossConfig(
+        l2_lambda=o["l2_lambda"],
+        lpips_lambda=0,
+        id_lambda=0,
+        delta_norm=o["delta_norm"],
+        delta_norm_lambda=o["delta_norm_lambda"],
+    )
     return E4EObjective(lcfg, None, None, adversary), inputs, expected, meta
 
 
@@ -53,7 +72,9 @@ def test_without_progressive_training_everything_is_discriminated_and_nothing_re
     objective, inputs, expected, _ = golden
     terms = objective(inputs["x"], inputs["y_hat"], inputs["latent"], INFERENCE_STAGE)
     assert close(terms["loss"], expected["loss_not_progressive"])
-    fake = objective.adversary.fake_codes(inputs["encoder_out"], inputs["latent_avg"], discriminated_rows(INFERENCE_STAGE, 10))
+    fake = objective.adversary.fake_codes(
+        inputs["encoder_out"], inputs["latent_avg"], discriminated_rows(INFERENCE_STAGE, 10)
+    )
     assert close(objective.adversary.sample(inputs["real_w"], fake)[1], expected["fake_w_not_progressive"])
 
 
@@ -73,9 +94,13 @@ def test_variants_differ_from_the_official_terms(golden):
     """The flags keep the pre-f0a8223 fake codes and the rows-1..stage-1 regulariser on offer."""
     objective, inputs, expected, _ = golden
     raw = LatentAdversary(512, DiscriminatorConfig(w_discriminator_lambda=0.1, fake_codes_with_latent_avg=False))
-    torch.testing.assert_close(raw.fake_codes(inputs["encoder_out"], inputs["latent_avg"], [0, 1]), inputs["encoder_out"][:, :2])
+    torch.testing.assert_close(
+        raw.fake_codes(inputs["encoder_out"], inputs["latent_avg"], [0, 1]), inputs["encoder_out"][:, :2]
+    )
     assert delta_rows(3, 10, include_current=False) == [1, 2] and delta_rows(1, 10, include_current=False) == []
-    variant = E4EObjective(LossConfig(lpips_lambda=0, id_lambda=0, delta_reg_current_row=False), None, None, objective.adversary)
+    variant = E4EObjective(
+        LossConfig(lpips_lambda=0, id_lambda=0, delta_reg_current_row=False), None, None, objective.adversary
+    )
     terms = variant(inputs["x"], inputs["y_hat"], inputs["latent"], 3)
     assert terms["total_delta_loss"].item() < expected["delta_total_stage3"].item() - 1
 

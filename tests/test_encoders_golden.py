@@ -1,4 +1,5 @@
 """Golden sets e4e_encoder and ir_se50 reproduced with strict loading of the official key layouts."""
+
 from __future__ import annotations
 
 import json
@@ -71,7 +72,9 @@ def test_ir_se50_features(ir_golden):
         r0, r1, c0, c1 = 35, 223, 32, 220
         pooled = torch.nn.functional.adaptive_avg_pool2d(inputs["y"][:, :, r0:r1, c0:c1], 112)
         assert (pooled - expected["pooled_y"]).abs().max() <= golden_tolerance(expected["pooled_y"])
-        assert (id_loss.net.embed(pooled) - expected["unnormalised_y"]).abs().max() <= golden_tolerance(expected["unnormalised_y"])
+        assert (id_loss.net.embed(pooled) - expected["unnormalised_y"]).abs().max() <= golden_tolerance(
+            expected["unnormalised_y"]
+        )
         for name in ("y", "y_hat", "x"):
             feats = id_loss.extract_feats(inputs[name])
             assert (feats - expected[f"feats_{name}"]).abs().max() <= FEATURE_TOL, name

@@ -1,4 +1,5 @@
 """Face parsing (golden set bisenet) and the mask helpers."""
+
 from __future__ import annotations
 
 import pytest
@@ -83,7 +84,10 @@ def test_dilate_erode_window_is_opencvs():
     out = masks.dilate_erode(m, 30)
     rows = out[0, 0].amax(1).nonzero().flatten()
     cols = out[0, 0].amax(0).nonzero().flatten()
-    assert (rows.min().item(), rows.max().item()) == (32 - 7, 32 + 8) and (cols.min().item(), cols.max().item()) == (25, 40)
+    assert (rows.min().item(), rows.max().item()) == (32 - 7, 32 + 8) and (cols.min().item(), cols.max().item()) == (
+        25,
+        40,
+    )
     assert masks.dilate_kernel(512) == 30 and masks.dilate_kernel(1024) == 60 and masks.dilate_kernel(256) == 15
 
 

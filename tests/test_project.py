@@ -1,14 +1,15 @@
 """Project-level checks: the environment files agree, the conf generators build, the demo works."""
+
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 import yaml
 from hydra.utils import instantiate
@@ -61,8 +62,15 @@ def test_image_grid_layout_and_values(tmp_path):
         save_image_grid(torch.zeros(3, 4, 4), tmp_path / "x.png")
 
 
+@pytest.mark.slow
 def test_demo_shows_split_consistency(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "hairclipv2.demo", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "hairclipv2.demo", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    ).stdout
     with_skip = float(re.search(r"with skip\|\s+= (\S+)", out).group(1))
     without = float(re.search(r"without skip\|\s+= (\S+)", out).group(1))
     assert with_skip == 0.0 and without > 0.1

@@ -1,5 +1,6 @@
 """No third-party portrait is committed: every image or tensor file under tests/ and docs/ is listed in
 tests/data/PROVENANCE.json with its hash and an allowed source (skimage.data, synthetic, project)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,7 +12,23 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PROVENANCE = ROOT / "tests" / "data" / "PROVENANCE.json"
 FACES = ROOT.parent / "shared" / "faces"
-BINARY = {".pt", ".pth", ".npz", ".npy", ".pkl", ".safetensors", ".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ipynb"}
+BINARY = {
+    ".pt",
+    ".pth",
+    ".npz",
+    ".npy",
+    ".pkl",
+    ".safetensors",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".webp",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".ipynb",
+}
 ALLOWED_SOURCES = ("skimage.data", "synthetic", "project")
 
 
@@ -32,10 +49,16 @@ def test_every_image_or_tensor_fixture_has_an_allowed_provenance():
     listed = json.loads(PROVENANCE.read_text())["files"]
     for path in binary_files():
         rel = path.relative_to(ROOT).as_posix()
-        assert rel in listed, f"{rel}: an image/tensor file without an entry in {PROVENANCE.name} (say where it comes from)"
+        assert rel in listed, (
+            f"{rel}: an image/tensor file without an entry in {PROVENANCE.name} (say where it comes from)"
+        )
         entry = listed[rel]
-        assert entry["source"].startswith(ALLOWED_SOURCES), f"{rel}: source {entry['source']!r} is not one of {ALLOWED_SOURCES}"
-        assert sha256(path) == entry["sha256"], f"{rel}: changed since its provenance was recorded; update {PROVENANCE.name}"
+        assert entry["source"].startswith(ALLOWED_SOURCES), (
+            f"{rel}: source {entry['source']!r} is not one of {ALLOWED_SOURCES}"
+        )
+        assert sha256(path) == entry["sha256"], (
+            f"{rel}: changed since its provenance was recorded; update {PROVENANCE.name}"
+        )
     missing = [k for k in listed if not (ROOT / k).is_file()]
     assert not missing, f"{PROVENANCE.name} lists files that are not there: {missing}"
 

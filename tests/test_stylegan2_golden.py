@@ -1,4 +1,5 @@
 """The golden set stylegan2_tiny (rosinality + HairCLIPv2 reference outputs) reproduced, both op paths."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,11 +21,15 @@ def golden_outputs(G, inputs: dict, expected: dict) -> dict[str, torch.Tensor]:
     out["img_wplus"] = G([wplus], **fixed)[0]
     out["img_trunc"] = G([z], truncation=inputs["truncation"], truncation_latent=avg, randomize_noise=False)[0]
     out["img_trunc_wplus"] = G([wplus], truncation=inputs["truncation"], truncation_latent=avg, **fixed)[0]
-    out["img_mix"], out["latent_mix"] = G([z, z2], inject_index=int(inputs["inject_index"]), randomize_noise=False, return_latents=True)
+    out["img_mix"], out["latent_mix"] = G(
+        [z, z2], inject_index=int(inputs["inject_index"]), randomize_noise=False, return_latents=True
+    )
     out["img_noise"] = G([wplus], input_is_latent=True, noise=noise)[0]
     for k in range(4):
         out[f"split_feat_end{k}"], out[f"split_skip_end{k}"] = G([wplus], start_layer=0, end_layer=k, **fixed)
-    out["split_feat_end3_noise"], out["split_skip_end3_noise"] = G([wplus], input_is_latent=True, noise=noise, start_layer=0, end_layer=3)
+    out["split_feat_end3_noise"], out["split_skip_end3_noise"] = G(
+        [wplus], input_is_latent=True, noise=noise, start_layer=0, end_layer=3
+    )
     for s in range(1, 5):
         feat, skip = expected[f"split_feat_end{s - 1}"], expected[f"split_skip_end{s - 1}"]
         perturbed = feat + inputs[f"perturb{s}"]
@@ -32,11 +37,19 @@ def golden_outputs(G, inputs: dict, expected: dict) -> dict[str, torch.Tensor]:
         out[f"resume{s}_skip"] = G([wplus], start_layer=s, end_layer=8, layer_in=feat, skip=skip, **fixed)[0]
         out[f"resume{s}_perturbed_noskip"] = G([wplus], start_layer=s, end_layer=8, layer_in=perturbed, **fixed)[0]
         if s in (2, 4):
-            out[f"resume{s}_perturbed_skip"] = G([wplus], start_layer=s, end_layer=8, layer_in=perturbed, skip=skip, **fixed)[0]
-            out[f"resume{s}_noskip_noise"] = G([wplus], input_is_latent=True, noise=noise, start_layer=s, end_layer=8, layer_in=feat)[0]
+            out[f"resume{s}_perturbed_skip"] = G(
+                [wplus], start_layer=s, end_layer=8, layer_in=perturbed, skip=skip, **fixed
+            )[0]
+            out[f"resume{s}_noskip_noise"] = G(
+                [wplus], input_is_latent=True, noise=noise, start_layer=s, end_layer=8, layer_in=feat
+            )[0]
     feat4, skip4 = expected["split_feat_end3"] + inputs["perturb4"], expected["split_skip_end3"]
-    out["resume4_perturbed_skip_noise"] = G([wplus], input_is_latent=True, noise=noise, start_layer=4, end_layer=8, layer_in=feat4, skip=skip4)[0]
-    out["segment_2_3_skip_noskip"] = G([wplus], start_layer=2, end_layer=3, layer_in=expected["split_feat_end1"], **fixed)[1]
+    out["resume4_perturbed_skip_noise"] = G(
+        [wplus], input_is_latent=True, noise=noise, start_layer=4, end_layer=8, layer_in=feat4, skip=skip4
+    )[0]
+    out["segment_2_3_skip_noskip"] = G(
+        [wplus], start_layer=2, end_layer=3, layer_in=expected["split_feat_end1"], **fixed
+    )[1]
     return out
 
 

@@ -1,4 +1,5 @@
 """Fast paths of the ops against their reference forms, and the FIR filter's separable cache."""
+
 from __future__ import annotations
 
 import math
@@ -11,7 +12,10 @@ from hairclipv2.models.stylegan2 import ops
 from hairclipv2.models.stylegan2.layers import make_kernel
 
 
-@pytest.mark.parametrize("up, down, pad", [(1, 1, (1, 2)), (2, 1, (2, 1)), (1, 2, (1, 1)), (2, 2, (0, 0)), (1, 1, (-1, 3)), (4, 1, (3, 2)), (2, 1, (5, -2))])
+@pytest.mark.parametrize(
+    "up, down, pad",
+    [(1, 1, (1, 2)), (2, 1, (2, 1)), (1, 2, (1, 1)), (2, 2, (0, 0)), (1, 1, (-1, 3)), (4, 1, (3, 2)), (2, 1, (5, -2))],
+)
 def test_upfirdn2d_fast_matches_reference(up, down, pad):
     torch.manual_seed(0)
     x = torch.randn(2, 3, 9, 9, dtype=torch.float64)

@@ -1,4 +1,5 @@
 """Split forward semantics of the generator: split == full, gradients through a resume, bad input."""
+
 from __future__ import annotations
 
 import pytest
@@ -30,7 +31,9 @@ def test_named_api_matches_hairclipv2_call(tiny_generator, wplus):
         f2, s2 = G([wplus], input_is_latent=True, randomize_noise=False, end_layer=2)
         assert torch.equal(feature, f2) and torch.equal(skip, s2)
         no_skip = G.resume(wplus, 3, feature)
-        assert torch.equal(no_skip, G([wplus], input_is_latent=True, randomize_noise=False, start_layer=3, layer_in=feature)[0])
+        assert torch.equal(
+            no_skip, G([wplus], input_is_latent=True, randomize_noise=False, start_layer=3, layer_in=feature)[0]
+        )
         assert not torch.allclose(no_skip, G.synthesis(wplus), atol=1e-3)
 
 
@@ -71,8 +74,14 @@ def test_block_geometry_of_the_1024_config():
         (lambda G, w: G.features(w, end_layer=5), r"end_layer must be an int in \[0, 4\].*got 5"),
         (lambda G, w: G.features(w, end_layer=-1), r"end_layer must be an int in \[0, 4\]"),
         (lambda G, w: G.resume(w, 0, torch.zeros(2, 64, 4, 4)), r"start_layer >= 1"),
-        (lambda G, w: G.resume(w, 2, torch.zeros(2, 64, 16, 16)), r"feature must have shape \(2, 64, 8, 8\), got \(2, 64, 16, 16\)"),
-        (lambda G, w: G.resume(w, 2, torch.zeros(2, 64, 8, 8), torch.zeros(2, 3, 4, 4)), r"skip must have shape \(2, 3, 8, 8\)"),
+        (
+            lambda G, w: G.resume(w, 2, torch.zeros(2, 64, 16, 16)),
+            r"feature must have shape \(2, 64, 8, 8\), got \(2, 64, 16, 16\)",
+        ),
+        (
+            lambda G, w: G.resume(w, 2, torch.zeros(2, 64, 8, 8), torch.zeros(2, 3, 4, 4)),
+            r"skip must have shape \(2, 3, 8, 8\)",
+        ),
         (lambda G, w: G.run_blocks(w, 3, 2), r"start_layer \(3\) must not exceed end_layer \(2\)"),
         (lambda G, w: G([w], input_is_latent=True, start_layer=2), r"needs the feature of block 1"),
         (lambda G, w: G([torch.randn(2, 7)]), r"z must have shape \(N, 64\), got \(2, 7\)"),

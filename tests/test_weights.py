@@ -1,4 +1,5 @@
 """Checkpoint loading: official containers, missing files, mismatched keys."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,7 +19,12 @@ def test_missing_file_names_file_conf_key_and_source(tmp_path):
     with pytest.raises(MissingCheckpointError) as err:
         load_generator(small_generator(), tmp_path / "nope.pt")
     msg = str(err.value)
-    assert "nope.pt" in msg and "paths.weights.stylegan2" in msg and "stylegan2-ffhq-config-f.pt" in msg and "rosinality" in msg
+    assert (
+        "nope.pt" in msg
+        and "paths.weights.stylegan2" in msg
+        and "stylegan2-ffhq-config-f.pt" in msg
+        and "rosinality" in msg
+    )
     with pytest.raises(MissingCheckpointError, match="no path set"):
         load_generator(small_generator(), None)
 
@@ -52,7 +58,10 @@ def test_mismatched_checkpoint_lists_keys(tmp_path):
 
 def test_golden_checkpoint_into_wrong_widths_is_rejected():
     with pytest.raises(CheckpointError, match="shape mismatches"):
-        load_generator(Generator(64, 64, 2, channels={4: 32, 8: 64, 16: 32, 32: 32, 64: 16}), GOLDEN / "stylegan2_tiny" / "checkpoint.pt")
+        load_generator(
+            Generator(64, 64, 2, channels={4: 32, 8: 64, 16: 32, 32: 32, 64: 16}),
+            GOLDEN / "stylegan2_tiny" / "checkpoint.pt",
+        )
 
 
 def test_corrupt_file_is_reported_by_name(tmp_path):
