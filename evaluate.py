@@ -57,7 +57,17 @@ def evaluate(cfg: DictConfig) -> dict:
         lpips = LPIPSLoss(m.lpips_net, random_backbone=bool(m.random_weights))
     if pairs is None:
         pairs = embedded_default(out, task, editor.generator, editor.latent_avg)
-    dataset = PairsDataset(pairs, task, editor.generator.size, align=bool(cfg.align))
+    latents = cfg.get("latents") or {}
+    dataset = PairsDataset(
+        pairs,
+        task,
+        editor.generator.size,
+        align=bool(cfg.align),
+        generator=editor.generator,
+        hairstyle_block=editor.blender.hairstyle_block,
+        src_f_dir=latents.get("src_F_dir"),
+        ref_latent_dir=latents.get("ref_latent_dir"),
+    )
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_edits)
     clip = editor.text_proxy.clip_loss.clip if editor.text_proxy is not None else None
     metrics_cb = HairMetricsCallback(HairEditMetrics(lpips, identity, clip), hair_of=editor.hair)

@@ -10,10 +10,17 @@ import torch
 from PIL import Image
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(..., 3, H, W) in [-1, 1] -> (..., H, W, 3) uint8."""
-    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.movedim(-3, -1).numpy()
+def to_uint8(images: torch.Tensor, rounding: str = "truncate") -> np.ndarray:
+    """(..., 3, H, W) in [-1, 1] -> (..., H, W, 3) uint8.
+
+    `rounding="truncate"` is HairCLIPv2's `process_display_input` (`np.clip(255 * (x + 1) / 2, 0, 255)
+    .astype(uint8)`, which drops the fraction); "round" rounds to the nearest value.
+    """
+    if rounding not in ("truncate", "round"):
+        raise ValueError(f"rounding must be 'truncate' or 'round', got {rounding!r}")
+    x = (images.detach().float().cpu() + 1) * 127.5
+    x = x.round() if rounding == "round" else x
+    return x.clamp(0, 255).to(torch.uint8).movedim(-3, -1).numpy()
 
 
 def save_image_atomic(image: Image.Image, path: str | Path) -> Path:

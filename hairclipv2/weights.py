@@ -69,6 +69,12 @@ OFFICIAL: dict[str, OfficialFile] = {
         "paths.weights.sketch_proxy",
         "wty-ustc/HairCLIPv2 README, pretrained_models (sketch-to-hair encoder)",
     ),
+    "fan": OfficialFile(
+        "3DFAN4-4a694010b9.zip",
+        "editing.landmark_weights",
+        "face_alignment's 3DFAN-4 (adrianbulat.com/downloads/python-fan/3DFAN4-4a694010b9.zip, which "
+        "face_alignment >= 1.3 downloads into the torch hub cache; the older 3DFAN4-7835d9f11d.pth.tar works too)",
+    ),
     "ffhq_pca": OfficialFile(
         "ffhq_PCA.npz",
         "paths.weights.ffhq_pca",

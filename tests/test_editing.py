@@ -15,6 +15,7 @@ import torch
 from hairclipv2.editing.bald import BaldProxy, LevelMapper, load_bald_proxy
 from hairclipv2.editing.editor import EditBatch, HairEditModule
 from hairclipv2.editing.factory import build_hair_editor
+from hairclipv2.editing.optim import run_adam
 from hairclipv2.editing.prior import PNormPrior
 from hairclipv2.editing.proxies import ColourCondition
 from hairclipv2.models.stylegan2 import Generator
@@ -419,3 +420,146 @@ def test_clip_is_openai_vit_b32_with_quickgelu(editor):
     assert acts and all(type(m).__name__ == "QuickGELU" for m in acts)
     x = torch.linspace(-3, 3, 7)
     torch.testing.assert_close(acts[0](x), x * torch.sigmoid(1.702 * x))
+
+
+# ------------------------------------------------------------- HairCLIPv2's returns and targets
+def test_adam_loop_returns_the_values_before_its_last_step():
+    """HairCLIPv2's loops stack `latent_in` at the top of each iteration and step afterwards, so what
+    they return is one step behind the parameters."""
+    target = torch.tensor([[1.0, -2.0, 3.0]])
+
+    def run(steps):
+        x = torch.zeros(1, 3, requires_grad=True)
+        return x, run_adam([x], 0.1, steps, lambda: (x - target).pow(2).sum(1))
+
+    x5, five = run(5)
+    x4, _ = run(4)
+    assert torch.equal(five.result([x5], pre_step=True)[0], x4.detach())
+    assert torch.equal(five.result([x5], pre_step=False)[0], x5.detach()) and not torch.equal(x4, x5)
+    assert len(five.losses) == 5
+
+
+def test_text_proxy_returns_pre_step_codes_by_default(editor, sources):
+    cfg = editor.text_proxy.cfg
+    official = editor.text_proxy.optimise(sources[:1], ["bob"], editor.latent_avg).codes
+    cfg.pre_step_codes, cfg.steps = False, cfg.steps - 1
+    try:
+        one_step_fewer = editor.text_proxy.optimise(sources[:1], ["bob"], editor.latent_avg).codes
+    finally:
+        cfg.pre_step_codes, cfg.steps = True, cfg.steps + 1
+    torch.testing.assert_close(official, one_step_fewer, rtol=0, atol=1e-6)
+
+
+def test_embedding_low_res_target_is_pil_lanczos_of_the_photo():
+    from PIL import Image
+
+    from hairclipv2.editing.embedding import lanczos_resize
+
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    target = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 127.5 - 1
+    want = np.asarray(Image.fromarray(photo).resize((16, 16), Image.LANCZOS))
+    got = lanczos_resize(target, 16)
+    assert torch.equal(((got[0] + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0), torch.from_numpy(want.copy()))
+    area = torch.nn.functional.interpolate(target, size=16, mode="area")
+    assert (area - got).abs().max() > 0.01  # the two resizes differ: the choice matters
+
+
+def test_cached_official_latents_replace_the_inversions(editor, sources, tmp_path, monkeypatch):
+    """HairCLIPv2 reuses src_F/<name>.npz and ref_latent/<name>.npy when present (ref_proxy.py l.44-50)."""
+    from PIL import Image
+
+    from hairclipv2.editing.latents import LatentFileError
+    from hairclipv2.evaluation.data import PairsDataset, collate_edits
+    from hairclipv2.evaluation.pairs import Pair
+    from hairclipv2.io import save_image_atomic, to_uint8
+
+    g = editor.generator
+    src_png = save_image_atomic(Image.fromarray(to_uint8(sources[0])), tmp_path / "img" / "src.png")
+    ref_png = save_image_atomic(Image.fromarray(to_uint8(sources[1])), tmp_path / "img" / "ref.png")
+    torch.manual_seed(5)
+    codes = editor.latent_avg + 0.3 * torch.randn(1, g.n_latent, g.style_dim)
+    feature = g.features(codes, 1)[0]
+    (tmp_path / "src_F").mkdir()
+    np.savez(tmp_path / "src_F" / "src.npz", latent_in=codes.numpy(), latent_F=feature.numpy())
+    (tmp_path / "ref_latent").mkdir()
+    np.save(tmp_path / "ref_latent" / "ref.npy", codes.numpy())
+    pair = Pair(1, "a", src_png, reference=ref_png)
+    ds = PairsDataset(
+        [pair],
+        "hair_transfer",
+        64,
+        generator=g,
+        hairstyle_block=1,
+        src_f_dir=tmp_path / "src_F",
+        ref_latent_dir=tmp_path / "ref_latent",
+    )
+    batch = collate_edits([ds[0]])
+    assert torch.equal(batch["src_latent"][0], codes[0]) and torch.equal(batch["reference_codes"][0], codes[0])
+
+    def no_inversion(*args, **kwargs):
+        raise AssertionError("a cached latent was inverted again")
+
+    monkeypatch.setattr(editor.embedding, "invert_w", no_inversion)
+    monkeypatch.setattr(editor.embedding, "invert_fs", no_inversion)
+    out = HairEditModule(editor).run(batch)
+    torch.testing.assert_close(out.reconstruction, g.resume(codes, 2, feature))
+    np.save(tmp_path / "ref_latent" / "ref.npy", codes[:, :4].numpy())
+    with pytest.raises(LatentFileError, match=r"ref.npy: the codes has shape \(1, 4, 512\), expected \(1, 10, 512\)"):
+        ds[0]
+
+
+# ------------------------------------------------------------------------------------ landmarks
+@pytest.fixture(scope="module")
+def fan():
+    from hairclipv2.models.landmarks import FAN
+
+    torch.manual_seed(0)
+    net = FAN(4).eval().requires_grad_(False)
+    for m in net.modules():  # non-trivial BN statistics, so that every layer shows in the output
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.uniform_(0.5, 1.5)
+            m.running_mean.normal_(0, 0.1)
+    return net
+
+
+def test_fan_loads_both_official_file_formats_strictly(fan, tmp_path):
+    from hairclipv2.models.landmarks import load_fan
+
+    x = torch.rand(1, 3, 64, 64)
+    torch.save(fan.state_dict(), tmp_path / "3DFAN4-7835d9f11d.pth.tar")  # face_alignment <= 1.2
+    torch.jit.trace(fan, x).save(str(tmp_path / "3DFAN4-4a694010b9.zip"))  # >= 1.3: TorchScript
+    want = fan(x)
+    for name in ("3DFAN4-7835d9f11d.pth.tar", "3DFAN4-4a694010b9.zip"):
+        loaded = load_fan(tmp_path / name)
+        assert not any(p.requires_grad for p in loaded.parameters()) and not loaded.training
+        torch.testing.assert_close(loaded(x), want)
+    assert want.shape == (1, 68, 16, 16)  # heatmaps at a quarter of the input
+    with pytest.raises(FileNotFoundError, match="editing.landmark_weights"):
+        load_fan(tmp_path / "missing.zip")
+
+
+def test_landmark_terms_use_hairclipv2s_indices_and_inputs(fan):
+    from hairclipv2.editing.losses import LandmarkLoss
+    from hairclipv2.editing.proxies import TEXT_LANDMARKS
+
+    torch.manual_seed(1)
+    src, img = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    as_fan_input = lambda x: ((torch.nn.functional.interpolate(x, size=(256, 256)) + 1) / 2).clamp(0, 1)  # noqa: E731
+    hs, hi = fan(as_fan_input(src)), fan(as_fan_input(img))
+    text, ref = LandmarkLoss(fan, groups=TEXT_LANDMARKS), LandmarkLoss(fan)
+    assert TEXT_LANDMARKS == (tuple(range(0, 17)), tuple(range(27, 36)))  # text_proxy.py: jaw and nose
+    jaw = (hs[:, 0:17] - hi[:, 0:17]).pow(2).mean(dim=(1, 2, 3))
+    nose = (hs[:, 27:36] - hi[:, 27:36]).pow(2).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(text(text.heatmaps(src), img), jaw + nose)
+    torch.testing.assert_close(ref(ref.heatmaps(src), img), (hs - hi).pow(2).mean(dim=(1, 2, 3)))
+    assert torch.all(LandmarkLoss(None)(None, img) == 0)  # the variant without landmarks
+
+
+def test_official_editor_needs_the_fan_file(tmp_path):
+    with warnings.catch_warnings(), pytest.raises(CheckpointError) as err:
+        warnings.simplefilter("ignore")
+        build_hair_editor(
+            small_generator(), stylegan_weights=str(tmp_path / "g.pt"), landmark_weights=str(tmp_path / "fan.zip")
+        )
+    assert "3DFAN4-4a694010b9.zip (fan)" in str(err.value) and "editing.landmark_weights" in str(err.value)

@@ -28,6 +28,7 @@ FAST = [
     "editing.colour.edit_steps=2",
     "editing.colour.final_steps=2",
     "trainer.devices=1",
+    "editing.use_landmarks=false",  # the random FAN-4 costs seconds a step on a CPU; unit tests cover it
 ]
 
 

@@ -62,6 +62,15 @@ def test_image_grid_layout_and_values(tmp_path):
         save_image_grid(torch.zeros(3, 4, 4), tmp_path / "x.png")
 
 
+def test_saved_pixels_are_truncated_as_hairclipv2_saves_them():
+    from hairclipv2.io import to_uint8
+
+    x = torch.tensor([-1.0, -0.999, 0.0, 0.5, 0.99, 1.0, 1.5]).view(1, 7, 1).expand(3, 7, 1)
+    # 255 * (x + 1) / 2 = 0, 0.1275, 127.5, 191.25, 253.7, 255, 318.75 -> truncated, clipped
+    assert to_uint8(x)[:, 0, 0].tolist() == [0, 0, 127, 191, 253, 255, 255]
+    assert to_uint8(x, rounding="round")[:, 0, 0].tolist() == [0, 0, 128, 191, 254, 255, 255]
+
+
 @pytest.mark.slow
 def test_demo_shows_split_consistency(tmp_path):
     out = subprocess.run(

@@ -26,6 +26,7 @@ from ..blending import FeatureBlender
 from ..models.inversion import InversionModel, resize_images
 from .bald import BaldProxy
 from .embedding import FSCode, FSEmbedding
+from .latents import fs_code
 from .proxies import ColourCondition, ColourProxy, RefProxy, TextProxy
 from .sketch import SketchProxy
 
@@ -52,6 +53,7 @@ class EditBatch:
     colours: list[ColourCondition] | None = None
     masks: torch.Tensor | None = None
     sketches: torch.Tensor | None = None
+    reference_codes: torch.Tensor | None = None  # (N, n_latent, D): the references' W+ (cached), else inverted
 
     def __post_init__(self) -> None:
         n = self.sources.shape[0]
@@ -169,7 +171,9 @@ class HairEditor(nn.Module):
             )
         if self.ref_proxy is None:
             raise ValueError("this editor has no reference proxy")
-        ref_codes = self.embedding.invert_w(batch.references, self.initial_codes(batch.references))
+        ref_codes = batch.reference_codes
+        if ref_codes is None:
+            ref_codes = self.embedding.invert_w(batch.references, self.initial_codes(batch.references))
         return self.ref_proxy.optimise(source_images, batch.references, ref_codes, painted_labels=batch.masks)
 
     def edit(self, batch: EditBatch, source_code: FSCode | None = None) -> EditOutput:
@@ -244,8 +248,12 @@ class HairEditModule(pl.LightningModule):
         self.isolate_failures = isolate_failures
 
     def run(self, batch: dict[str, Any]) -> EditOutput:
+        source_code = None
+        if "src_latent" in batch:  # HairCLIPv2's cached src_F/<name>.npz for every source of the batch
+            e = self.editor
+            source_code = fs_code(e.generator, e.blender.hairstyle_block, batch["src_latent"], batch["src_F"])
         with torch.enable_grad():
-            return self.editor.edit(batch_to_edits(batch))
+            return self.editor.edit(batch_to_edits(batch), source_code)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         try:
@@ -321,4 +329,5 @@ def batch_to_edits(batch: dict[str, Any]) -> EditBatch:
         colours=list(colours) if colours is not None else None,
         masks=batch.get("mask"),
         sketches=batch.get("sketch"),
+        reference_codes=batch.get("reference_codes"),
     )

@@ -4,7 +4,7 @@
    (lr 0.01) on every row for `w_steps` (1100) steps.
 2. FS step: F = features(codes, hairstyle_block); rows >= 7 of S and F are optimised for `fs_steps`
    (250) steps, the image resumed from F without the skip.
-Loss per sample: l2 * MSE(image, target) + percept * LPIPS-VGG(down4(image), target at 256) +
+Loss per sample: l2 * MSE(image, target) + percept * LPIPS-VGG(down4(image), target at 256, PIL Lanczos) +
 p_norm * P-norm(codes). HairCLIPv2 defines an F-regulariser (l_F 0.1 * |F - F_init|^2) but its FS step
 does not apply it; `f_regularisation=True` does. Each sample's loss is summed, not averaged, so a
 sample gets the same updates alone or in a batch. Noise: fresh each step (official) or fixed.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,6 +40,24 @@ class EmbeddingConfig:
     f_regularisation: bool = False  # official: defined, not applied
     fs_frozen_rows: int = 7  # rows 0..6 of S stay fixed in the FS step
     randomize_noise: bool = True  # official: the embedding's generator calls draw fresh noise
+    # Official (Embedding.py): W+ and S as they were before the last Adam step (`latent_in`), F after it.
+    pre_step_codes: bool = True
+    # The 256 px target of the perceptual loss: "lanczos" (official: PIL LANCZOS of the uint8 photo,
+    # Embedding.py l.72) or "area" (torch, differentiable, no uint8 round trip).
+    low_res_resize: str = "lanczos"
+
+
+def lanczos_resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """PIL's LANCZOS resize of images (N, 3, H, W) in [-1, 1] through uint8, as HairCLIPv2 prepares
+    its 256 px target from the photo file (exact for images read from 8-bit files)."""
+    from PIL import Image
+
+    out = []
+    for img in images.detach():
+        u8 = ((img + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        small = np.asarray(Image.fromarray(u8).resize((size, size), Image.LANCZOS))
+        out.append(torch.from_numpy(small.copy()).permute(2, 0, 1).float() / 127.5 - 1)
+    return torch.stack(out).to(images.device)
 
 
 @dataclass
@@ -69,7 +88,11 @@ class FSEmbedding(nn.Module):
 
     def low(self, target: torch.Tensor) -> torch.Tensor:
         """The target at the perceptual loss's resolution (256 px, as HairCLIPv2's ref_im_L)."""
-        return F.interpolate(target, size=self.low_res, mode="area") if target.shape[-1] != self.low_res else target
+        if target.shape[-1] == self.low_res:
+            return target
+        if self.cfg.low_res_resize == "lanczos":
+            return lanczos_resize(target, self.low_res)
+        return F.interpolate(target, size=self.low_res, mode="area")
 
     def per_sample_loss(
         self, image: torch.Tensor, target: torch.Tensor, codes: torch.Tensor, low_target: torch.Tensor | None = None
@@ -95,7 +118,7 @@ class FSEmbedding(nn.Module):
             init_codes = self.latent_avg.expand(target.shape[0], g.n_latent, -1)
         codes = init_codes.detach().clone().requires_grad_(True)
         low = self.low(target)
-        run_adam(
+        run = run_adam(
             [codes],
             self.cfg.lr,
             self.cfg.w_steps if steps is None else steps,
@@ -103,7 +126,7 @@ class FSEmbedding(nn.Module):
                 g.synthesis(codes, randomize_noise=self.cfg.randomize_noise), target, codes, low
             ),
         )
-        return codes.detach()
+        return run.result([codes], self.cfg.pre_step_codes)[0]
 
     def invert_fs(
         self,
@@ -129,8 +152,8 @@ class FSEmbedding(nn.Module):
                 loss = loss + c.l_f_lambda * (feature - f_init).pow(2).mean(dim=(1, 2, 3))
             return loss
 
-        run_adam([free, feature], c.lr, c.fs_steps if fs_steps is None else fs_steps, fs_loss)
-        s = torch.cat([frozen, free], dim=1).detach()
+        run = run_adam([free, feature], c.lr, c.fs_steps if fs_steps is None else fs_steps, fs_loss)
+        s = torch.cat([frozen, run.result([free], c.pre_step_codes)[0]], dim=1)
         with torch.no_grad():
             image = g.resume(s, k + 1, feature.detach())
         return FSCode(s, feature.detach(), image)

@@ -19,6 +19,8 @@ from ..blending import FeatureBlender
 from ..losses import LPIPSLoss
 from ..models.encoders import SketchEncoder
 from ..models.inversion import InversionModel
+from ..models.landmarks import load_fan
+from ..models.landmarks.fan import default_fan_file
 from ..models.parsing import BiSeNet, load_parser
 from ..models.stylegan2 import Generator
 from ..weights import OFFICIAL, MissingCheckpointError, frozen_generator
@@ -66,7 +68,9 @@ def build_hair_editor(
     colour_block: int = 6,
     randomize_proxy_noise: bool = True,
     resume_with_skip: bool = False,
+    source_photo_targets: bool = True,
     use_landmarks: bool = True,
+    landmark_weights: str | None = None,
     random_bald_alpha: float = 1.0,
     embedding: Mapping[str, Any] | None = None,
     text: Mapping[str, Any] | None = None,
@@ -77,8 +81,10 @@ def build_hair_editor(
     # HairCLIPv2's folder: `random_backbones` (default: random_weights) decides them on their own.
     random_backbones = random_weights if random_backbones is None else random_backbones
     if not random_weights:
+        fan_file = (landmark_weights or str(default_fan_file())) if use_landmarks and not random_backbones else ""
         check_official_files(
             {
+                "fan": fan_file,
                 "stylegan2": stylegan_weights,
                 "bisenet": parser_weights if parser is None else "",
                 "bald_proxy": bald_weights,
@@ -126,8 +132,8 @@ def build_hair_editor(
         _cfg(RefProxyConfig, reference),
         _cfg(ColourProxyConfig, colour),
     )
-    landmarks_text = LandmarkLoss(groups=TEXT_LANDMARKS, enabled=use_landmarks)
-    landmarks_ref = LandmarkLoss(enabled=use_landmarks)
+    fan = load_fan(landmark_weights, random_weights=random_backbones) if use_landmarks else None
+    landmarks_text, landmarks_ref = LandmarkLoss(fan, groups=TEXT_LANDMARKS), LandmarkLoss(fan)
     return HairEditor(
         blender,
         FSEmbedding(generator, lpips_vgg, prior, latent_avg, hairstyle_block, _cfg(EmbeddingConfig, embedding)),
@@ -152,6 +158,7 @@ def build_hair_editor(
         latent_avg,
         encoder,
         sketch,
+        source_photo_targets,
     )
 
 

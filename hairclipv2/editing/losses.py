@@ -270,27 +270,18 @@ class AvgLabLoss(nn.Module):
 
 
 class LandmarkLoss(nn.Module):
-    """MSE between FAN landmarks (face_alignment, 3-D, on 256 px images) of the source and a proxy.
+    """MSE between FAN landmark heatmaps of the source and of a proxy (HairCLIPv2's kp loss).
 
-    The package and its weights are optional: without them the loss is 0 (the proxies then keep the
-    pose only through the other terms) and a warning says so once.
+    `fan`: the 3D FAN-4 (`models.landmarks.load_fan`), or None to switch the term off (a variant: the
+    proxies then keep the pose only through their other terms). HairCLIPv2 feeds
+    `((interpolate(img, 256) + 1) / 2).clamp(0, 1)` (nearest) and compares all 68 heatmaps
+    (reference proxy) or the jaw (0..16) and nose (27..35) groups, one MSE per group, summed (text proxy).
     """
 
-    def __init__(self, device: str = "cpu", groups: Sequence[Sequence[int]] | None = None, enabled: bool = True):
+    def __init__(self, fan: nn.Module | None, groups: Sequence[Sequence[int]] | None = None):
         super().__init__()
         self.groups = [list(g) for g in groups] if groups is not None else None  # one MSE per group, summed
-        self.fan: nn.Module | None = None
-        if enabled:
-            try:
-                import face_alignment
-
-                fa = face_alignment.FaceAlignment(face_alignment.LandmarksType.THREE_D, flip_input=False, device=device)
-                self.fan = fa.face_alignment_net.requires_grad_(False).eval()
-            except Exception as exc:  # not installed, or weights not downloadable offline
-                warnings.warn(
-                    f"landmark loss disabled: face_alignment's FAN is not available ({type(exc).__name__}: {exc})",
-                    stacklevel=2,
-                )
+        self.fan = fan
 
     @property
     def available(self) -> bool:

@@ -3,20 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
 
-def run_adam(
-    params: Sequence[torch.Tensor], lr: float, steps: int, loss_fn: Callable[[], torch.Tensor]
-) -> list[torch.Tensor]:
-    """`steps` Adam steps on the summed per-sample loss `loss_fn()` (N,); returns the (N,) losses."""
-    opt = torch.optim.Adam(list(params), lr=lr)
-    history = []
-    for _ in range(steps):
+@dataclass
+class AdamRun:
+    losses: list[torch.Tensor] = field(default_factory=list)  # per step, the (N,) losses
+    # The parameters as they were before the last step: what HairCLIPv2's loops return (they stack
+    # `latent_in` at the top of each iteration, then step). The parameters themselves hold the last step.
+    before_last_step: list[torch.Tensor] = field(default_factory=list)
+
+    def result(self, params: Sequence[torch.Tensor], pre_step: bool) -> list[torch.Tensor]:
+        """The values to return: before the last step (official) or after it."""
+        return self.before_last_step if pre_step else [p.detach() for p in params]
+
+
+def run_adam(params: Sequence[torch.Tensor], lr: float, steps: int, loss_fn: Callable[[], torch.Tensor]) -> AdamRun:
+    """`steps` Adam steps on the summed per-sample loss `loss_fn()` (N,); each sample's loss is its own,
+    so a sample gets the same updates alone or in a batch."""
+    params = list(params)
+    opt = torch.optim.Adam(params, lr=lr)
+    run = AdamRun(before_last_step=[p.detach().clone() for p in params])
+    for step in range(steps):
         opt.zero_grad(set_to_none=True)
         loss = loss_fn()
         loss.sum().backward()
+        if step == steps - 1:
+            run.before_last_step = [p.detach().clone() for p in params]
         opt.step()
-        history.append(loss.detach())
-    return history
+        run.losses.append(loss.detach())
+    return run

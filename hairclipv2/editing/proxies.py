@@ -47,6 +47,7 @@ class TextProxyConfig:
     hair_mask_lambda: float = 1.0
     rows: int = 7  # rows 0..6 are optimised, from the mean latent
     augment: bool = True  # AugCLIPLoss (HairCLIPv2's default for the text proxy)
+    pre_step_codes: bool = True  # official: the codes before the last Adam step (text_proxy.py `latent_in`)
 
 
 class TextProxy(nn.Module):
@@ -94,8 +95,9 @@ class TextProxy(nn.Module):
                 loss = loss + c.hair_mask_lambda * hair_mask_loss(self.parser, image, painted_labels)
             return loss
 
-        losses = run_adam([free], c.lr, c.steps, loss_fn)
-        return ProxyResult(torch.cat([free.detach(), fixed], dim=1), losses)
+        run = run_adam([free], c.lr, c.steps, loss_fn)
+        (codes,) = run.result([free], c.pre_step_codes)
+        return ProxyResult(torch.cat([codes, fixed], dim=1), run.losses)
 
 
 # ---------------------------------------------------------------------------------- reference
@@ -108,6 +110,7 @@ class RefProxyConfig:
     landmark_lambda: float = 1000.0
     hair_mask_lambda: float = 1.0
     rows: int = 6  # rows 0..5 of the reference's codes are optimised
+    pre_step_codes: bool = True  # official: the codes before the last Adam step (ref_proxy.py `latent_in`)
     style_size: int = 256
 
 
@@ -172,8 +175,9 @@ class RefProxy(nn.Module):
             prev = free.detach().clone()  # the delta-w loss compares with the previous step's codes
             return loss
 
-        losses = run_adam([free], c.lr, c.steps, loss_fn)
-        return ProxyResult(torch.cat([free.detach(), fixed], dim=1), losses)
+        run = run_adam([free], c.lr, c.steps, loss_fn)
+        (codes,) = run.result([free], c.pre_step_codes)
+        return ProxyResult(torch.cat([codes, fixed], dim=1), run.losses)
 
 
 # ------------------------------------------------------------------------------------- colour
@@ -192,6 +196,9 @@ class ColourProxyConfig:
     edit_rows: tuple[int, int] = (9, 13)  # rows optimised in the colour edit
     final_rows: tuple[int, int] = (11, 18)  # rows optimised (with the colour feature) in the final step
     augment: bool = False  # HairCLIPv2's colour proxy uses the plain CLIP loss
+    # Official (color_proxy.py): the colour codes, and the final codes, from before the last Adam step
+    # (`color_latent_in`, `final_latent_in`); the final colour feature after it (`latent_F_final`).
+    pre_step_codes: bool = True
 
 
 @dataclass
@@ -319,8 +326,9 @@ class ColourProxy(nn.Module):
                 conditions, image, target_labs
             )
 
-        edit_losses = run_adam([free], c.lr, c.edit_steps, edit_loss)
-        colour_codes = torch.cat([head, free.detach(), tail], dim=1)
+        edit_run = run_adam([free], c.lr, c.edit_steps, edit_loss)
+        (edited,) = edit_run.result([free], c.pre_step_codes)
+        colour_codes = torch.cat([head, edited, tail], dim=1)
         with torch.no_grad():
             colour_image = b.resume(colour_codes, feature)
             colour_feature, hair_mask = b.colour(edited_image, src_codes, colour_codes, feature)
@@ -335,10 +343,18 @@ class ColourProxy(nn.Module):
             hair_lpips = self.lpips.distance(image * hair_mask, colour_image * hair_mask)
             return c.hair_mse_lambda * hair_mse + c.not_hair_mse_lambda * rest_mse + c.hair_lpips_lambda * hair_lpips
 
-        final_losses = run_adam([free, final_feature], c.lr, c.final_steps, final_loss)
-        codes = torch.cat([head, free.detach(), tail], dim=1)
+        final_run = run_adam([free, final_feature], c.lr, c.final_steps, final_loss)
+        final, _ = final_run.result([free, final_feature], c.pre_step_codes)
+        codes = torch.cat([head, final, tail], dim=1)
         with torch.no_grad():
             image = b.colour_resume(codes, final_feature.detach())
         return ColourResult(
-            image, codes, final_feature.detach(), hair_mask, colour_codes, colour_image, edit_losses, final_losses
+            image,
+            codes,
+            final_feature.detach(),
+            hair_mask,
+            colour_codes,
+            colour_image,
+            edit_run.losses,
+            final_run.losses,
         )

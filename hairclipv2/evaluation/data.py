@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..editing.latents import read_reference_codes, read_source_fs
 from ..editing.proxies import ColourCondition
 from ..io import pil_to_tensor, read_image, save_image_atomic, to_uint8
 from .pairs import Pair, read_label_png
@@ -30,8 +31,23 @@ class PairsDataset(Dataset):
     """Items {"source", "kind", "id", "row", "condition", and "reference" / "text" / "colour"}, with
     images at `size` px in [-1, 1]; `align` FFHQ-aligns every image first (MTCNN)."""
 
-    def __init__(self, pairs: list[Pair], task: str, size: int, align: bool = False):
+    def __init__(
+        self,
+        pairs: list[Pair],
+        task: str,
+        size: int,
+        align: bool = False,
+        generator: torch.nn.Module | None = None,
+        hairstyle_block: int = 3,
+        src_f_dir: str | Path | None = None,
+        ref_latent_dir: str | Path | None = None,
+    ):
+        """`src_f_dir` / `ref_latent_dir`: HairCLIPv2's cached inversions (`src_F/<stem>.npz`,
+        `ref_latent/<stem>.npy`), used for the images that have one (needs `generator`)."""
         self.pairs, self.task, self.size = pairs, task, size
+        self.generator, self.hairstyle_block = generator, hairstyle_block
+        self.src_f_dir = Path(src_f_dir) if src_f_dir else None
+        self.ref_latent_dir = Path(ref_latent_dir) if ref_latent_dir else None
         self.aligner = None
         if align:
             from ..align import FaceAligner
@@ -65,6 +81,13 @@ class PairsDataset(Dataset):
             item["mask"] = torch.from_numpy(read_label_png(p.mask, "mask", self.size, f"row {p.row}")).long()
         if p.sketch is not None:
             item["sketch"] = torch.from_numpy(read_label_png(p.sketch, "sketch", self.size, f"row {p.row}"))
+        if self.src_f_dir is not None and (self.src_f_dir / f"{p.source.stem}.npz").is_file():
+            cached = self.src_f_dir / f"{p.source.stem}.npz"
+            item["src_latent"], item["src_F"] = read_source_fs(cached, self.generator, self.hairstyle_block)
+        if p.reference is not None and self.ref_latent_dir is not None:
+            cached = self.ref_latent_dir / f"{p.reference.stem}.npy"
+            if cached.is_file():
+                item["reference_codes"] = read_reference_codes(cached, self.generator)
         if self.task == "hair_color":
             if p.color_reference is not None:
                 item["colour"] = ColourCondition(image=self.image(p.color_reference))
@@ -75,10 +98,14 @@ class PairsDataset(Dataset):
         return item
 
 
+# Optional per-item entries: a batch keeps them only when every item has them (else they are recomputed).
+CACHED = ("src_latent", "src_F", "reference_codes")
+
+
 def collate_edits(items: list[dict[str, Any]]) -> dict[str, Any]:
     batch: dict[str, Any] = {"kind": items[0]["kind"]}
     for key in items[0]:
-        if key == "kind":
+        if key == "kind" or (key in CACHED and not all(key in it for it in items)):
             continue
         values = [it[key] for it in items]
         batch[key] = torch.stack(values) if torch.is_tensor(values[0]) else values
