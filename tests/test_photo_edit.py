@@ -1,0 +1,87 @@
+"""Photo in, photo out: `python -m hairclipv2.edit` on skimage's astronaut (a 512 px photo whose face
+is not at FFHQ alignment) with the small random-weight editor, and the paste-back on its own."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hairclipv2.align import ffhq_quad
+from hairclipv2.edit import main
+from hairclipv2.paste import feathered_region, paste_back
+
+SMALL = [
+    "--set", "editing.embedding.w_steps=2", "--set", "editing.embedding.fs_steps=2", "--set", "editing.text.steps=2",
+    "--set", "editing.colour.edit_steps=2", "--set", "editing.colour.final_steps=2", "--set", "editing.use_landmarks=false",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory):
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("photo") / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return path
+
+
+def test_paste_back_changes_only_the_weighted_pixels():
+    photo = np.random.default_rng(0).integers(0, 256, (120, 100, 3), dtype=np.uint8)
+    quad = ffhq_quad(np.array([[40, 50], [60, 50], [50, 60], [42, 72], [58, 72]], dtype=np.float64))
+    hair = torch.zeros(1, 1, 64, 64)
+    hair[..., 5:20, 10:50] = 1
+    region = feathered_region(hair, grow=2, feather=5)
+    assert region.max() == 1 and 0 < region.mean() < 0.5 and ((region > 0) & (region < 1)).any()  # soft edges
+    pasted, weight = paste_back(photo, torch.ones(3, 64, 64), region, quad)
+    assert pasted.shape == photo.shape and weight.shape == photo.shape[:2]
+    assert np.array_equal(pasted[weight == 0], photo[weight == 0])  # bit for bit outside
+    assert (pasted[weight == 1] == 255).all()  # the edit (white) inside
+    assert (weight > 0).sum() < 0.5 * weight.size
+
+
+def test_the_command_edits_the_photo_and_keeps_everything_else(astronaut, tmp_path, capsys, monkeypatch):
+    import functools
+
+    import hairclipv2.edit as edit
+
+    from conftest import ThresholdParser
+
+    # The random-weight BiSeNet of the demo finds no hair; a parser that does makes the region visible.
+    monkeypatch.setattr(edit, "build_editor", functools.partial(edit.build_editor, parser=ThresholdParser()))
+    out = tmp_path / "edited.png"
+    assert main([str(astronaut), "--text", "short curly hair", "-o", str(out), *SMALL]) == 0
+    printed = capsys.readouterr().out
+    for name in ("edited.png", "edited_aligned.png", "edited_edit.png", "edited_region.png"):
+        assert name in printed and (tmp_path / name).is_file()
+    before = np.asarray(Image.open(astronaut).convert("RGB"))
+    after = np.asarray(Image.open(out))
+    region = np.asarray(Image.open(tmp_path / "edited_region.png"))
+    assert after.shape == before.shape == (512, 512, 3)
+    assert np.array_equal(after[region == 0], before[region == 0])  # outside the feathered region: the photo
+    assert 0.01 < (region > 0).mean() < 0.9
+    assert (after[region > 128] != before[region > 128]).any()  # inside: the edit
+    assert Image.open(tmp_path / "edited_aligned.png").size == (64, 64)  # the demo generator's size
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--text", "  "], "--text is empty"),
+        (["--rgb", "300,0,0"], "--rgb must be R,G,B"),
+        (["--reference", "missing.jpg"], "image not found"),
+        (["--sketch", "SKETCH"], "is 20x20, expected 64x64 or 32x32"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(astronaut, tmp_path, capsys, args, message):
+    Image.fromarray(np.full((20, 20), 128, np.uint8)).save(tmp_path / "sketch.png")
+    args = [str(tmp_path / "sketch.png") if a == "SKETCH" else a for a in args]
+    assert main([str(astronaut), *args, "-o", str(tmp_path / "out.png"), *SMALL]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out.png").exists()
+
+
+def test_a_photo_without_a_face_is_refused(tmp_path, capsys):
+    Image.fromarray(np.full((128, 128, 3), 200, np.uint8)).save(tmp_path / "wall.png")
+    assert main([str(tmp_path / "wall.png"), "--text", "bob", "-o", str(tmp_path / "out.png")]) == 2
+    assert "no face found" in capsys.readouterr().err and not (tmp_path / "out.png").exists()
