@@ -28,17 +28,21 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from callbacks.edit_report import EditReportWriter  # noqa: E402
 from callbacks.hair_metrics import HairEditMetrics, HairMetricsCallback  # noqa: E402
+from hairclipv2.config import ConfigError, instantiate_group, positive_int, register_resolvers  # noqa: E402
 from hairclipv2.editing.editor import HairEditModule  # noqa: E402
 from hairclipv2.evaluation.data import PairsDataset, collate_edits, embedded_default  # noqa: E402
 from hairclipv2.evaluation.pairs import PairsError, read_pairs  # noqa: E402
 from hairclipv2.losses import IDLoss, LPIPSLoss  # noqa: E402
 from hairclipv2.weights import CheckpointError, user_error  # noqa: E402
 
+register_resolvers()
+
 RANDOM_WARNING = "RANDOM WEIGHTS: no pretrained networks are used (editing.random_weights=true); the pictures and metric values are meaningless and only show that the pipeline runs."
 
 
 def evaluate(cfg: DictConfig) -> dict:
     """Run the task; returns summary.json's content."""
+    positive_int(cfg.batch_size, "batch_size")
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     task = cfg.task.name
@@ -69,7 +73,7 @@ def evaluate(cfg: DictConfig) -> dict:
         ref_latent_dir=latents.get("ref_latent_dir"),
     )
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_edits)
-    clip = editor.text_proxy.clip_loss.clip if editor.text_proxy is not None else None
+    clip = editor.clip
     metrics_cb = HairMetricsCallback(HairEditMetrics(lpips, identity, clip), hair_of=editor.hair)
     writer = EditReportWriter(
         out,
@@ -82,12 +86,10 @@ def evaluate(cfg: DictConfig) -> dict:
         warning=RANDOM_WARNING if random_weights else None,
     )
     writer.summary_of = metrics_cb
-    trainer = pl.Trainer(
-        **cfg.trainer,
-        inference_mode=False,
-        logger=False,
-        enable_model_summary=False,
-        callbacks=[metrics_cb, writer, pl.callbacks.TQDMProgressBar(refresh_rate=1)],
+    callbacks = [metrics_cb, writer, *instantiate_group(cfg.get("callbacks"))]
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, inference_mode=False, enable_model_summary=False
     )
     trainer.predict(HairEditModule(editor), dataloaders=loader, return_predictions=False)
     return json.loads((out / "summary.json").read_text()) if trainer.is_global_zero else {}
@@ -98,6 +100,10 @@ def main(cfg: DictConfig) -> None:
     try:
         summary = evaluate(cfg)
     except Exception as exc:
+        config = user_error(exc, (ConfigError,))
+        if config is not None:  # a wrong setting: named, exit status 2, no traceback
+            print(f"error: {config}", file=sys.stderr)
+            raise SystemExit(2) from None
         shown = user_error(exc, (PairsError, FileNotFoundError, CheckpointError))
         if shown is None:
             raise
@@ -108,6 +114,12 @@ def main(cfg: DictConfig) -> None:
         )
         for name, value in summary["metrics"].items():
             print(f"  {name:18s} {value:.4g}")
+        if summary["failures"] and not cfg.allow_failures:
+            print(
+                f"error: {summary['failures']} edit(s) failed (see edits.csv); allow_failures=true accepts partial results",
+                file=sys.stderr,
+            )
+            raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python train.py experiment=e4e_demo                     # the embedded default, CPU, minutes
     python train.py experiment=e4e_ffhq                     # the paper's FFHQ run (data + weights needed)
     python train.py -m experiment=e4e_demo model.loss.lpips_lambda=0.4,0.8   # a sweep
-    python train.py experiment=e4e_demo ckpt_path=.../checkpoints/last.ckpt  # resume
+    python train.py experiment=e4e_demo resume_dir=logs/e4e_demo/runs/<time>  # resume in place
 
 Outputs go to the Hydra run folder: checkpoints/, images/, csv/ (metrics), metrics.json,
 data_report.json (what the datamodule found and skipped) and e4e_official.pt.
@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,10 @@ import pytorch_lightning as pl  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from hairclipv2.config import ConfigError, instantiate_group, positive_int, register_resolvers  # noqa: E402
 from hairclipv2.weights import CheckpointError, user_error  # noqa: E402
+
+register_resolvers()
 
 
 def write_json_atomic(payload: Any, path: Path) -> None:
@@ -38,25 +44,74 @@ def write_json_atomic(payload: Any, path: Path) -> None:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Build everything from the config, fit, optionally validate the best checkpoint; return metrics."""
+    check_settings(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
+    ckpt_path = resume_checkpoint(cfg)
     datamodule = instantiate(cfg.data)  # checks the data folders before any model is built
     model = instantiate(cfg.model)  # loads the official weights (clear errors when missing)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    if hasattr(datamodule, "use_generator"):  # synthetic data is rendered by the generator being inverted
+        datamodule.use_generator(model.generator, model.latent_avg)
+    callbacks, loggers = instantiate_group(cfg.get("callbacks")), instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if hasattr(datamodule, "report") and trainer.is_global_zero:
         write_json_atomic(datamodule.report(), out / "data_report.json")
     if cfg.train:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        with stop_on_sigterm():
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        if trainer.state.status == "finished" and not trainer.interrupted:  # the final state, to continue from
+            trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test"):
-        trainer.validate(model, datamodule=datamodule, ckpt_path="best" if cfg.train else cfg.get("ckpt_path"))
+        trainer.validate(model, datamodule=datamodule, ckpt_path="best" if cfg.train else ckpt_path)
         metrics.update({f"best/{k}": float(v) for k, v in trainer.callback_metrics.items()})
     if trainer.is_global_zero:
         write_json_atomic(metrics, out / "metrics.json")
     finish_wandb()
     return metrics
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """The trainer and data settings every run reads, checked before anything is built."""
+    positive_int(cfg.trainer.max_steps, "trainer.max_steps", allow=(-1,))
+    interval = cfg.trainer.get("val_check_interval")
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, (int, float, type(None)))
+        or (interval is not None and interval <= 0)
+    ):
+        raise ConfigError(f"trainer.val_check_interval: expected a number > 0, found {interval!r}")
+    for key in ("batch_size", "val_batch_size", "test_batch_size"):
+        if key in cfg.data:
+            positive_int(cfg.data[key], f"data.{key}")
+
+
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """ckpt_path, or with resume_dir (a run folder, continued in place) its checkpoints/last.ckpt."""
+    if cfg.get("ckpt_path") or not cfg.get("resume_dir"):
+        return cfg.get("ckpt_path")
+    last = Path(cfg.resume_dir) / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise ConfigError(f"resume_dir: {cfg.resume_dir} holds no checkpoints/last.ckpt to resume from")
+    return str(last)
+
+
+@contextmanager
+def stop_on_sigterm():
+    """SIGTERM (a scheduler's stop, `kill`) ends training as Ctrl-C does: Lightning then runs its
+    exception hooks, and the on-exception checkpoint is written before the process exits."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = (
+        signal.signal(signal.SIGTERM, interrupt) if threading.current_thread() is threading.main_thread() else None
+    )
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def finish_wandb() -> None:
@@ -70,6 +125,10 @@ def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
     except Exception as exc:
+        config = user_error(exc, (ConfigError,))
+        if config is not None:  # a wrong setting: named, exit status 2, no traceback
+            print(f"error: {config}", file=sys.stderr)
+            raise SystemExit(2) from None
         shown = user_error(exc, (FileNotFoundError, CheckpointError))
         if shown is None:
             raise

@@ -58,7 +58,7 @@ def bench(name: str, overrides: list[str], batch: int, steps: int) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         module = instantiate(cfg.model)
-    size = cfg.model.input_size
+    size = cfg.model.encoder.input_size
     images = torch.rand(batch * (steps + 1), 3, size, size) * 2 - 1
     loader = DataLoader(
         TensorDataset(images), batch_size=batch, collate_fn=lambda items: {"image": torch.stack([i[0] for i in items])}

@@ -17,6 +17,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytorch_lightning as pl
 import torch
@@ -97,7 +98,7 @@ class EditReportWriter(pl.Callback):
         batch = outputs["batch"]
         metrics = outputs.get("metrics", {})
         for i, pid in enumerate(batch["id"]):
-            save_image_atomic(Image.fromarray(to_uint8(out.result[i])), self.out / "edits" / f"{pid}.png")
+            save_image_atomic(Image.fromarray(to_uint8(out.result[i])), self.inside("edits", f"{pid}.png"))
             tiles = [
                 batch["source"][i],
                 condition_tile(batch, i, batch["source"][i]),
@@ -106,7 +107,7 @@ class EditReportWriter(pl.Callback):
                 out.result_hair[i].expand(3, -1, -1) * 2 - 1,
             ]
             save_image_grid(
-                torch.stack([t.detach().float().cpu() for t in tiles])[None], self.out / "grids" / f"{pid}.png"
+                torch.stack([t.detach().float().cpu() for t in tiles])[None], self.inside("grids", f"{pid}.png")
             )
             row = {
                 "id": pid,
@@ -140,6 +141,14 @@ class EditReportWriter(pl.Callback):
             summary["warning"] = self.warning
         self.write(rows, summary)
 
+    def inside(self, folder: str, name: str) -> Path:
+        """out/folder/name, refused unless it resolves inside the run folder (ids are checked when the
+        pairs file is read; this keeps any other caller from writing elsewhere)."""
+        path = (self.out / folder / name).resolve()
+        if path.parent != (self.out / folder).resolve():
+            raise ValueError(f"output name {name!r} would leave {self.out / folder}")
+        return path
+
     def write(self, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         columns = ["id", "row", "condition", "status", "error"] + sorted(
             {k for r in rows for k in r} - {"id", "row", "condition", "status", "error"}
@@ -147,7 +156,7 @@ class EditReportWriter(pl.Callback):
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows([{k: spreadsheet_safe(v) for k, v in r.items()} for r in rows])
         write_text_atomic(buf.getvalue(), self.out / "edits.csv")
         write_text_atomic(json.dumps(summary, indent=2), self.out / "summary.json")
         plot = self.plot(rows, columns[5:])
@@ -175,6 +184,17 @@ class EditReportWriter(pl.Callback):
         return "summary_plot.png"
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell that a spreadsheet will not run as a formula: text starting with = + - @ or a tab /
+    carriage return gets a leading apostrophe (OWASP's CSV-injection advice); numbers are kept."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def render_html(rows: list[dict[str, Any]], columns: list[str], summary: dict[str, Any], plot: str | None) -> str:
     esc = lambda v: html.escape(str(v))  # noqa: E731
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else esc(v)  # noqa: E731
@@ -182,7 +202,7 @@ def render_html(rows: list[dict[str, Any]], columns: list[str], summary: dict[st
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
     grids = "".join(
-        f'<figure><img src="grids/{esc(r["id"])}.png" alt="{esc(r["id"])}"><figcaption>{esc(r["id"])}: {esc(r["condition"])}</figcaption></figure>'
+        f'<figure><img src="grids/{esc(quote(str(r["id"])))}.png" alt="{esc(r["id"])}"><figcaption>{esc(r["id"])}: {esc(r["condition"])}</figcaption></figure>'
         for r in rows
         if r["status"] == "ok"
     )

@@ -21,23 +21,33 @@ import torch
 ENCODER_PREFIX = "model.encoder."
 
 
+def partial_name(factory: Any) -> str:
+    """e4e's optim_name of a partial optimiser: "ranger" or "adam" (else the class name, lower case)."""
+    return getattr(getattr(factory, "func", factory), "__name__", str(factory)).lower()
+
+
+def partial_arg(factory: Any, name: str) -> Any:
+    return getattr(factory, "keywords", {}).get(name)
+
+
 def official_train_opts(trainer: pl.Trainer, module: pl.LightningModule, checkpoint_path: str) -> dict[str, Any]:
     """The run's settings under e4e's option names (train_options.py @ 99ea505)."""
     hp, dm = module.hparams, trainer.datamodule
     dhp = dm.hparams if dm is not None else {}
-    loss, disc, optim, prog = module.loss_cfg, module.disc_cfg, module.optim_cfg, module.prog_cfg
+    loss, disc, prog = module.loss_cfg, module.disc_cfg, module.prog_cfg
+    optimizer, d_optimizer = module.optimizer, module.discriminator_optimizer
     size = module.model.decoder.size
     steps = module.schedule
     return {
         "exp_dir": str(trainer.default_root_dir),
         "dataset_type": "ffhq_encode",
-        "encoder_type": hp.encoder_type,
+        "encoder_type": type(module.model.encoder).__name__,
         "batch_size": int(dhp.get("batch_size", 4)),
         "test_batch_size": int(dhp.get("test_batch_size", dhp.get("val_batch_size", 2))),
         "workers": int(dhp.get("num_workers", 4)),
         "test_workers": int(dhp.get("test_workers", 2)),
-        "learning_rate": optim.lr,
-        "optim_name": optim.name,
+        "learning_rate": partial_arg(optimizer, "lr"),
+        "optim_name": partial_name(optimizer),
         "train_decoder": False,
         "start_from_latent_avg": bool(hp.start_from_latent_avg),
         "lpips_type": loss.lpips_type,
@@ -53,7 +63,7 @@ def official_train_opts(trainer: pl.Trainer, module: pl.LightningModule, checkpo
         "val_interval": int(trainer.val_check_interval) if isinstance(trainer.val_check_interval, int) else None,
         "save_interval": None,
         "w_discriminator_lambda": disc.w_discriminator_lambda,
-        "w_discriminator_lr": disc.w_discriminator_lr,
+        "w_discriminator_lr": partial_arg(d_optimizer, "lr"),
         "r1": disc.r1,
         "d_reg_every": disc.d_reg_every,
         "use_w_pool": disc.use_w_pool,

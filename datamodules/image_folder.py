@@ -13,17 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from PIL import Image, UnidentifiedImageError
+import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
+from hairclipv2.io import open_rgb
+from hairclipv2.training.checkpointing import resumable_train_loader
+
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
-
-def open_rgb(path: Path) -> Image.Image:
-    """An image file as RGB (grayscale and RGBA converted)."""
-    with Image.open(path) as img:
-        return img.convert("RGB")
 
 
 class ImageFolderDataset(Dataset):
@@ -36,18 +33,15 @@ class ImageFolderDataset(Dataset):
         candidates = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
         self.paths: list[Path] = []
         self.skipped: list[dict[str, str]] = []
-        for p in candidates:
+        for p in candidates:  # a full decode of each: truncated files are found now, not at step k
             try:
-                with Image.open(p) as img:
-                    img.verify()
+                open_rgb(p)
                 self.paths.append(p)
-            except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-                self.skipped.append({"path": str(p), "reason": f"{type(exc).__name__}: {exc}"})
+            except ValueError as exc:
+                self.skipped.append({"path": str(p), "reason": str(exc)})
         if self.skipped:
-            warnings.warn(
-                f"{self.root}: skipped {len(self.skipped)} unreadable image(s), e.g. {self.skipped[0]['path']}",
-                stacklevel=2,
-            )
+            listing = "\n".join(f"  {s['reason']}" for s in self.skipped)
+            warnings.warn(f"{self.root}: skipped {len(self.skipped)} unusable image(s):\n{listing}", stacklevel=2)
         if not self.paths:
             raise FileNotFoundError(
                 f"no readable image in {self.root} ({len(candidates)} candidate files, extensions {sorted(IMAGE_EXTENSIONS)}; set {conf_key})"
@@ -83,6 +77,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         image_size: int = 256,
         align: bool = False,
         aligned_dir: str | None = None,
+        seed: int = 0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -102,7 +97,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"image folder not found: {folder} (set data.{name}_dir)")
         out = Path(aligned_dir) / name
-        self.align_reports[name] = align_folder(folder, out, output_size=self.hparams.image_size)
+        self.align_reports[name] = align_folder(folder, out, output_size=self.hparams.image_size, overwrite=True)
         return str(out)
 
     def report(self) -> dict[str, Any]:
@@ -116,12 +111,12 @@ class ImageFolderDataModule(pl.LightningDataModule):
         return out
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
+        return resumable_train_loader(
             self.train_set,
             self.hparams.batch_size,
-            shuffle=True,
+            self.hparams.seed,
+            lambda: self.trainer.global_step,
             num_workers=self.hparams.num_workers,
-            drop_last=True,
             persistent_workers=self.hparams.num_workers > 0,
         )
 
@@ -132,6 +127,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
             shuffle=False,
             num_workers=self.hparams.test_workers,
             drop_last=True,
+            generator=torch.Generator(),  # leaves torch's global random state to training
         )
 
     test_dataloader = val_dataloader

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from hairclipv2.models.inversion import resize_images
+from hairclipv2.training.checkpointing import resumable_train_loader
 
 
 class TensorPairs(Dataset):
@@ -52,11 +53,19 @@ class SyntheticInversionDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         self.train_set: TensorPairs | None = None
         self.val_set: TensorPairs | None = None
+        self.generator: torch.nn.Module | None = None
+        self.latent_avg: torch.Tensor | None = None
+
+    def use_generator(self, generator: torch.nn.Module, latent_avg: torch.Tensor) -> None:
+        """The generator that renders the images (the one being inverted) and its latent_avg (style_dim,):
+        train.py hands over the model's own, so there is one generator."""
+        self.generator, self.latent_avg = generator, latent_avg.reshape(-1)
 
     @torch.no_grad()
     def render(self, n: int, generator: torch.Generator) -> TensorPairs:
-        module = self.trainer.lightning_module
-        g, latent_avg = module.model.decoder, module.model.latent_avg[0]
+        if self.generator is None or self.latent_avg is None:
+            raise RuntimeError("SyntheticInversionDataModule needs use_generator(generator, latent_avg) before setup")
+        g, latent_avg = self.generator, self.latent_avg
         z = torch.randn(n, g.style_dim, generator=generator).to(latent_avg.device)
         w = g.mapping(z)
         w = latent_avg + self.hparams.truncation * (w - latent_avg)
@@ -75,11 +84,19 @@ class SyntheticInversionDataModule(pl.LightningDataModule):
         self.val_set = self.render(self.hparams.n_val, rng)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
-            self.train_set, self.hparams.batch_size, shuffle=True, drop_last=True, num_workers=self.hparams.num_workers
+        return resumable_train_loader(
+            self.train_set,
+            self.hparams.batch_size,
+            self.hparams.seed,
+            lambda: self.trainer.global_step,
+            num_workers=self.hparams.num_workers,
         )
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(
-            self.val_set, self.hparams.val_batch_size, shuffle=False, num_workers=self.hparams.num_workers
+            self.val_set,
+            self.hparams.val_batch_size,
+            shuffle=False,
+            num_workers=self.hparams.num_workers,
+            generator=torch.Generator(),  # leaves torch's global random state to training
         )

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from .io import save_image_atomic
+from .io import open_rgb, save_image_atomic
 
 TRANSFORM_SIZE = 4096
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -148,6 +148,14 @@ class FaceAligner:
             raise NoFaceError(f"{name}: no face found")
         return np.asarray(points[int(np.argmax(probs))], dtype=np.float64), len(points)
 
+    def faces(self, img: Image.Image, name: str = "image") -> list[np.ndarray]:
+        """The five landmarks of every face found, largest face (detector box area) first."""
+        boxes, _, points = self.mtcnn.detect(img.convert("RGB"), landmarks=True)
+        if points is None or len(points) == 0:
+            raise NoFaceError(f"{name}: no face found")
+        areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes]
+        return [np.asarray(points[i], dtype=np.float64) for i in np.argsort(areas)[::-1]]
+
     def align(self, img: Image.Image, output_size: int = 1024, name: str = "image") -> AlignedFace:
         img = img.convert("RGB")  # grayscale, RGBA and palette images
         lm, n = self.landmarks(img, name)
@@ -156,25 +164,60 @@ class FaceAligner:
 
 
 def open_image(path: Path) -> Image.Image:
-    """Open an image file, with an error naming it when it is not a readable image."""
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-        raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
+    """Open an image file fully decoded as RGB, with an error naming it when it is not usable."""
+    return open_rgb(path)
+
+
+class AlignError(ValueError):
+    """Arguments that would lose or overwrite pictures (names the paths)."""
+
+
+def planned_outputs(in_dir: Path, out_dir: Path, overwrite: bool) -> dict[Path, Path]:
+    """input image -> out_dir/<stem>.png, checked before anything is written: the output folder is
+    not the input folder nor inside it, no two inputs share a name without case and extension, and
+    no existing file is replaced unless `overwrite`."""
+    src, dst = in_dir.resolve(), out_dir.resolve()
+    if dst == src or src in dst.parents:
+        raise AlignError(
+            f"the output folder {out_dir} is the input folder or inside it: the crops would mix with (or replace) the photos"
+        )
+    images = sorted(p for p in in_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    by_name: dict[str, list[Path]] = {}
+    for p in images:
+        by_name.setdefault(p.stem.lower(), []).append(p)
+    clashes = [paths for paths in by_name.values() if len(paths) > 1]
+    if clashes:
+        listing = "; ".join(" and ".join(p.name for p in paths) for paths in clashes)
+        raise AlignError(
+            f"{in_dir}: these inputs would write the same output (<name>.png): {listing}; rename one of each"
+        )
+    plan = {p: out_dir / f"{p.stem}.png" for p in images}
+    existing = [t for t in plan.values() if t.exists()]
+    if existing and not overwrite:
+        names = ", ".join(t.name for t in existing[:5]) + (
+            f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+        )
+        raise AlignError(f"{out_dir} already holds {names}; pass --overwrite (overwrite=True) to replace them")
+    return plan
 
 
 def align_folder(
-    in_dir: str | Path, out_dir: str | Path, output_size: int = 1024, aligner: FaceAligner | None = None
+    in_dir: str | Path,
+    out_dir: str | Path,
+    output_size: int = 1024,
+    aligner: FaceAligner | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Align every image of in_dir into out_dir/<stem>.png; returns (and writes) the report."""
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
         raise FileNotFoundError(f"input folder not found: {in_dir}")
+    if output_size < 64:
+        raise AlignError(f"output size must be at least 64 px, got {output_size}")
+    plan = planned_outputs(in_dir, out_dir, overwrite)
     aligner = aligner or FaceAligner()
     report: dict = {"input": str(in_dir), "output": str(out_dir), "size": output_size, "aligned": [], "skipped": []}
-    for path in sorted(p for p in in_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
-        target = out_dir / f"{path.stem}.png"
+    for path, target in plan.items():
         try:
             face = aligner.align(open_image(path), output_size, name=str(path))
         except (ValueError, NoFaceError) as exc:
@@ -194,12 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("in_dir")
     parser.add_argument("out_dir")
     parser.add_argument("--size", type=int, default=1024, help="output size (1024 as FFHQ; 256 for the encoders)")
+    parser.add_argument("--overwrite", action="store_true", help="replace crops already in OUT_DIR")
     args = parser.parse_args(argv)
     try:
-        report = align_folder(args.in_dir, args.out_dir, args.size)
+        report = align_folder(args.in_dir, args.out_dir, args.size, overwrite=args.overwrite)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except AlignError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"aligned {len(report['aligned'])} image(s) into {args.out_dir}; skipped {len(report['skipped'])}")
     for item in report["skipped"]:
         print(f"  skipped {item['path']}: {item['reason']}")

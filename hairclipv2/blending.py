@@ -27,6 +27,7 @@ from torch import nn
 
 from . import masks as M
 from .models.stylegan2 import Generator
+from .sharing import borrow
 
 
 def blend(inside: torch.Tensor, outside: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -77,7 +78,7 @@ class FeatureBlender(nn.Module):
             raise ValueError(
                 f"need 0 <= hairstyle_block < colour_block < {generator.n_blocks}, got {hairstyle_block}, {colour_block}"
             )
-        self.generator, self.parser = generator, parser
+        borrow(self, generator=generator, parser=parser)  # owned by the pipeline (sharing.py)
         self.hairstyle_block, self.colour_block = hairstyle_block, colour_block
         self.label_map, self.dilate_kernel = label_map, dilate_kernel
         self.randomize_proxy_noise, self.resume_with_skip = randomize_proxy_noise, resume_with_skip
@@ -88,6 +89,11 @@ class FeatureBlender(nn.Module):
         with torch.no_grad():
             logits = self.parser(images)[0 if full else 1]
         return logits.argmax(dim=1, keepdim=True)
+
+    def hair_mask(self, images: torch.Tensor) -> torch.Tensor:
+        """Hair (N, 1, H, W) of images from the parser's full-resolution labels, resized nearest."""
+        hair = M.hair_mask(self.labels(images, full=True), self.label_map)
+        return M.resize_mask(hair, images.shape[-1], mode="nearest")
 
     def kernel(self, resolution: int) -> int:
         return self.dilate_kernel if self.dilate_kernel is not None else M.dilate_kernel(resolution)

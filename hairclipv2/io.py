@@ -47,8 +47,13 @@ def save_image_grid(rows: torch.Tensor, path: str | Path, pad: int = 2) -> Path:
     return save_image_atomic(Image.fromarray(canvas), path)
 
 
-def read_image(path: str | Path, size: int | None = None) -> torch.Tensor:
-    """An image file as (3, size, size) in [-1, 1] (RGB; LANCZOS resize), with errors naming the file."""
+MIN_IMAGE_SIDE = 32  # smaller pictures hold no face worth editing
+
+
+def open_rgb(path: str | Path) -> Image.Image:
+    """An image file fully decoded as 8-bit RGB, with errors naming the file: 16-bit and float images
+    are scaled to 8 bits (not clipped: PIL's convert would turn most 16-bit pixels white); truncated,
+    empty and non-image files, and pictures under MIN_IMAGE_SIDE px, are refused."""
     from PIL import UnidentifiedImageError
 
     path = Path(path)
@@ -56,9 +61,22 @@ def read_image(path: str | Path, size: int | None = None) -> torch.Tensor:
         raise FileNotFoundError(f"image not found: {path}")
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
-    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+            img.load()  # a full decode: verify() lets truncated JPEGs through
+            if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                arr = np.asarray(img, dtype=np.float64)
+                top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+                img = Image.fromarray((arr / top * 255).clip(0, 255).astype(np.uint8))
+            rgb = img.convert("RGB")
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
+    if min(rgb.size) < MIN_IMAGE_SIDE:
+        raise ValueError(f"{path}: {rgb.size[0]}x{rgb.size[1]} px is too small (at least {MIN_IMAGE_SIDE} px a side)")
+    return rgb
+
+
+def read_image(path: str | Path, size: int | None = None) -> torch.Tensor:
+    """An image file as (3, size, size) in [-1, 1] (RGB; LANCZOS resize), with errors naming the file."""
+    img = open_rgb(path)
     if size is not None and img.size != (size, size):
         img = img.resize((size, size), Image.LANCZOS)
     return pil_to_tensor(img)

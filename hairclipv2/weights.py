@@ -92,26 +92,28 @@ class MissingCheckpointError(CheckpointError, FileNotFoundError):
     """A pretrained file is not where the config says it is."""
 
 
-def require_file(path: str | Path | None, kind: str) -> Path:
-    """`path` as a Path if the file exists; else an error naming the file, its conf key and source."""
+def require_file(path: str | Path | None, kind: str, conf_key: str | None = None) -> Path:
+    """`path` as a Path if the file exists; else an error naming the file, the conf key that set it
+    (`conf_key`, else the file's usual key) and where the file comes from."""
     info = OFFICIAL[kind]
+    key = conf_key or info.conf_key
     if path is None or str(path) == "":
         raise MissingCheckpointError(
-            f"no path set for the {kind} weights ({info.filename}): set {info.conf_key}=/path/to/{info.filename}. "
+            f"no path set for the {kind} weights ({info.filename}): set {key}=/path/to/{info.filename}. "
             f"Get the file from: {info.source}."
         )
     p = Path(path).expanduser()
     if not p.is_file():
         raise MissingCheckpointError(
-            f"{kind} weights not found: {p} (conf key {info.conf_key}, expected file {info.filename}). "
-            f"Get the file from: {info.source}; then put it there or set {info.conf_key}=/path/to/{info.filename}."
+            f"{kind} weights not found: {p} (conf key {key}, expected file {info.filename}). "
+            f"Get the file from: {info.source}; then put it there or set {key}=/path/to/{info.filename}."
         )
     return p
 
 
-def load_checkpoint_file(path: str | Path | None, kind: str) -> Any:
+def load_checkpoint_file(path: str | Path | None, kind: str, conf_key: str | None = None) -> Any:
     """torch.load(weights_only=True, map_location='cpu') of an official file, with clear errors."""
-    p = require_file(path, kind)
+    p = require_file(path, kind, conf_key)
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or pickled-object files
@@ -158,10 +160,10 @@ class GeneratorCheckpoint:
     latent_avg: torch.Tensor | None
 
 
-def read_stylegan2_checkpoint(path: str | Path | None) -> GeneratorCheckpoint:
+def read_stylegan2_checkpoint(path: str | Path | None, conf_key: str | None = None) -> GeneratorCheckpoint:
     """Read rosinality's container ({"g_ema", "latent_avg"}, or a training checkpoint with "g_ema")
     or a plain generator state dict."""
-    ckpt = load_checkpoint_file(path, "stylegan2")
+    ckpt = load_checkpoint_file(path, "stylegan2", conf_key)
     if not isinstance(ckpt, Mapping):
         raise CheckpointError(
             f"{path}: expected a dict (state dict or {{'g_ema', 'latent_avg'}}), got {type(ckpt).__name__}"
@@ -178,12 +180,12 @@ def read_stylegan2_checkpoint(path: str | Path | None) -> GeneratorCheckpoint:
     )
 
 
-def load_generator(generator: nn.Module, path: str | Path | None) -> torch.Tensor:
+def load_generator(generator: nn.Module, path: str | Path | None, conf_key: str | None = None) -> torch.Tensor:
     """Load an official StyleGAN2 file into `generator` (strict) and return latent_avg (style_dim,).
 
     When the file stores no latent_avg it is estimated as the mean w of 4096 random z.
     """
-    ckpt = read_stylegan2_checkpoint(path)
+    ckpt = read_stylegan2_checkpoint(path, conf_key)
     load_state_dict_strict(generator, ckpt.state_dict, f"StyleGAN2 checkpoint {path}")
     return ckpt.latent_avg if ckpt.latent_avg is not None else estimate_latent_avg(generator)
 
@@ -195,10 +197,11 @@ def estimate_latent_avg(generator: nn.Module, samples: int = 4096) -> torch.Tens
         return generator.mean_latent(samples)[0]
 
 
-def frozen_generator(generator: nn.Module, path: str | Path | None) -> torch.Tensor:
+def frozen_generator(generator: nn.Module, path: str | Path | None, conf_key: str | None = None) -> torch.Tensor:
     """Load the official weights (or keep the generator's own, random ones, when `path` is None:
-    demos and tests), freeze it, and return latent_avg (style_dim,)."""
-    latent_avg = load_generator(generator, path) if path is not None else estimate_latent_avg(generator)
+    demos and tests), freeze it, and return latent_avg (style_dim,). `conf_key` names the setting
+    that gave `path` in errors."""
+    latent_avg = load_generator(generator, path, conf_key) if path is not None else estimate_latent_avg(generator)
     generator.requires_grad_(False).eval()
     return latent_avg
 

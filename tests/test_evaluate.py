@@ -161,7 +161,7 @@ def test_a_failing_pair_is_reported_and_the_others_kept():
     class Editor(torch.nn.Module):
         """Fails on an all-black source; otherwise returns its sources (a failure-injection double)."""
 
-        def edit(self, batch):
+        def edit(self, batch, source_code=None):
             if (batch.sources == -1).flatten(1).all(1).any():
                 raise RuntimeError("cannot edit a black picture")
             s, hair = batch.sources, torch.zeros_like(batch.sources[:, :1])
@@ -176,10 +176,12 @@ def test_a_failing_pair_is_reported_and_the_others_kept():
         "row": [1, 2, 3],
         "condition": ["", "", ""],
     }
-    out = HairEditModule(Editor()).predict_step(batch, 0)
+    unreadable = {"id": "z", "row": 4, "condition": "", "error": "ValueError: z.png: not a readable image"}
+    out = HairEditModule(Editor()).predict_step({**batch, "failures": [unreadable]}, 0)
     assert out["batch"]["id"] == ["a", "c"] and out["output"].result.shape[0] == 2
-    assert out["failures"] == [
-        {"id": "b", "row": 2, "condition": "", "error": "RuntimeError: cannot edit a black picture"}
+    assert out["failures"] == [  # a pair that could not be loaded is reported with the others
+        unreadable,
+        {"id": "b", "row": 2, "condition": "", "error": "RuntimeError: cannot edit a black picture"},
     ]
 
 

@@ -31,7 +31,7 @@ import train as train_script  # noqa: E402
 # A few seconds per run: 32 px encoder input, 8 training images, batch 2.
 FAST = [
     "experiment=e4e_demo",
-    "model.input_size=32",
+    "model.encoder.input_size=32",
     "data.n_train=8",
     "data.n_val=4",
     "data.batch_size=2",
@@ -41,6 +41,7 @@ FAST = [
     "model.progressive.start=1",
     "model.progressive.step_every=1",
     "callbacks.progress_bar.refresh_rate=0",
+    "checkpoint_every=1",
 ]
 
 
@@ -152,6 +153,7 @@ def test_a_trained_step_updates_encoder_and_discriminator_only(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         module, dm = instantiate(cfg.model), instantiate(cfg.data)
+        dm.use_generator(module.generator, module.latent_avg)  # synthetic data from the generator inverted
         before = {k: v.clone() for k, v in module.state_dict().items()}
         trainer = pl.Trainer(
             max_steps=2,
@@ -190,11 +192,9 @@ def test_validation_decodes_with_fresh_noise_as_the_official_forward():
             p.data.fill_(0.5)
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     with torch.no_grad():
-        a, b = (
-            module.validation_step({"image": x}, 0)["reconstruction"],
-            module.validation_step({"image": x}, 0)["reconstruction"],
-        )
-    assert not torch.equal(a, b)
+        a, b, again = (module.validation_step({"image": x}, k)["reconstruction"] for k in (0, 1, 0))
+    assert not torch.equal(a, b)  # fresh noise per batch
+    assert torch.equal(a, again)  # from validation's own seeded stream: training's sequence is left as it was
 
 
 # ------------------------------------------------------------------------ optimiser, schedule
@@ -233,7 +233,7 @@ def write_images(folder: Path, n: int, mode: str = "RGB") -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (40, 30, len(mode)), dtype=np.uint8).squeeze(), mode).save(
+        Image.fromarray(rng.integers(0, 255, (48, 40, len(mode)), dtype=np.uint8).squeeze(), mode).save(
             folder / f"{i:03d}.png"
         )
 
@@ -246,7 +246,7 @@ def test_image_folder_datamodule(tmp_path):
     write_images(tmp_path / "train" / "rgba", 1, "RGBA")
     (tmp_path / "train" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     write_images(tmp_path / "test", 2)
-    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+    with pytest.warns(UserWarning, match="skipped 1 unusable"):
         dm = ImageFolderDataModule(
             str(tmp_path / "train"), str(tmp_path / "test"), batch_size=2, num_workers=0, test_workers=0, image_size=64
         )
@@ -424,6 +424,7 @@ def test_export_holds_the_best_checkpoint_with_every_official_option(tmp_path):
     assert all(hasattr(opts, k) for k in E4E_TRAIN_OPTIONS), [k for k in E4E_TRAIN_OPTIONS if not hasattr(opts, k)]
     assert opts.dataset_type == "ffhq_encode" and opts.stylegan_size == 64 and opts.encoder_type == "Encoder4Editing"
     assert opts.start_from_latent_avg is True and opts.progressive_steps[:3] == [0, 1, 2]
+    assert opts.optim_name == "ranger" and opts.learning_rate == 1e-3 and opts.w_discriminator_lr == 2e-5
     encoder = {k[len("encoder.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("encoder.")}
     best_path = next((tmp_path / "checkpoints").glob("best_step*.ckpt"))
     best = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
@@ -433,3 +434,93 @@ def test_export_holds_the_best_checkpoint_with_every_official_option(tmp_path):
         assert any(not torch.equal(v, last[f"model.encoder.{k}"]) for k, v in encoder.items())
     assert opts.exported_from == str(best_path)
     InversionModel.from_official(tmp_path / "e4e_official.pt")  # and it loads strictly
+
+
+# ------------------------------------------------------------------------------- kill and resume
+KILL_RUN = [
+    a for a in FAST if not a.startswith(("trainer.max_steps", "trainer.val_check_interval", "checkpoint_every"))
+]
+KILL_RUN += ["checkpoint_every=2", "trainer.val_check_interval=4", "~callbacks.official_export", "logger=csv"]
+
+
+def last_step(run: Path) -> int:
+    last = run / "checkpoints" / "last.ckpt"
+    return torch.load(last, map_location="cpu", weights_only=False)["global_step"] if last.is_file() else -1
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_resumes_in_place_and_ends_bit_identical(tmp_path):
+    import signal
+    import time
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", *KILL_RUN, "trainer.max_steps=1000", f"hydra.run.dir={killed}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while last_step(killed) < 4 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)  # no handler runs: only what was on disk survives
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    at = last_step(killed)
+    assert at >= 4 and at % 2 == 0, at  # checkpoints land every 2 steps, whole
+    assert not list((killed / "checkpoints").glob(".*.tmp"))  # a write cut short leaves no temp file behind
+    end = at + 4
+    resumed = run_train([*KILL_RUN, f"trainer.max_steps={end}", f"resume_dir={killed}"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not (tmp_path / "logs").exists() and last_step(killed) == end  # continued in the same folder
+    clean = tmp_path / "clean"
+    straight = run_train([*KILL_RUN, f"trainer.max_steps={end}", f"hydra.run.dir={clean}"])
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    a = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    b = torch.load(clean / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert a["global_step"] == b["global_step"] == end
+    for key, value in b["state_dict"].items():
+        assert torch.equal(a["state_dict"][key], value), key  # encoder and discriminator, bit for bit
+    assert torch.equal(a["random_state"]["torch"], b["random_state"]["torch"])
+
+
+# ------------------------------------------------------------------------ debug and hparams_search
+@pytest.mark.parametrize("debug", ["fdr", pytest.param("overfit", marks=pytest.mark.slow)])
+def test_debug_configs_run(tmp_path, debug):
+    overrides = (
+        [f"debug={debug}", "trainer.max_steps=4", "trainer.val_check_interval=2"]
+        if debug == "overfit"
+        else [f"debug={debug}"]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        metrics = train_script.train(compose_cfg(tmp_path, overrides))
+    assert "train/loss" in metrics
+
+
+@pytest.mark.slow
+def test_optuna_search_runs_two_trials_and_reports_the_best(tmp_path):
+    result = run_train(
+        [
+            "-m",
+            "hparams_search=e4e_optuna",
+            *FAST,
+            "debug=limit",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.sampler.n_startup_trials=2",
+            f"hydra.sweep.dir={tmp_path}",
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    import yaml
+
+    best = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    assert set(best["best_params"]) >= {"model.optimizer.lr", "model.loss.lpips_lambda"}
+    assert isinstance(best["best_value"], float) and sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [
+        "0",
+        "1",
+    ]

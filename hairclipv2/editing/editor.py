@@ -128,19 +128,29 @@ class HairEditor(nn.Module):
         encoder: InversionModel | None = None,
         sketch_proxy: SketchProxy | None = None,
         source_photo_targets: bool = True,
+        networks: dict[str, nn.Module | None] | None = None,
     ):
         """`source_photo_targets`: HairCLIPv2 parses the real photo for the bald mask, gives it to the
         proxies (landmarks) and uses it as the colour edit's target when the hairstyle is kept
-        (`scripts/*.py`: `src_image`); False uses the image decoded from (F, S) instead."""
+        (`scripts/*.py`: `src_image`); False uses the image decoded from (F, S) instead.
+        `networks`: the networks the parts share (generator, parser, clip, lpips, vgg, fan), registered
+        here once; the parts only refer to them (sharing.py)."""
         super().__init__()
+        shared = {"generator": blender.generator, "parser": blender.parser, **(networks or {})}
+        self.networks = nn.ModuleDict({k: v for k, v in shared.items() if v is not None})
         self.blender, self.embedding, self.bald = blender, embedding, bald
         self.text_proxy, self.ref_proxy, self.colour_proxy, self.encoder = text_proxy, ref_proxy, colour_proxy, encoder
         self.sketch_proxy, self.source_photo_targets = sketch_proxy, source_photo_targets
         self.register_buffer("latent_avg", latent_avg.reshape(-1).clone())
 
     @property
-    def generator(self):
-        return self.blender.generator
+    def generator(self) -> nn.Module:
+        return self.networks["generator"]
+
+    @property
+    def clip(self) -> nn.Module | None:
+        """The CLIP network the proxies use (for CLIP scores), if any."""
+        return self.networks["clip"] if "clip" in self.networks else None
 
     def initial_codes(self, images: torch.Tensor) -> torch.Tensor | None:
         """e4e codes of the images, when an encoder is given (else the embedding starts from the mean)."""
@@ -256,6 +266,15 @@ class HairEditModule(pl.LightningModule):
             return self.editor.edit(batch_to_edits(batch), source_code)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        """Pairs whose files could not be loaded arrive in batch["failures"] and are reported as such."""
+        loaded = batch.pop("failures", [])
+        if "source" not in batch:  # every pair of the batch failed to load
+            return {"output": None, "batch": batch, "failures": loaded}
+        result = self.edit_batch(batch)
+        result["failures"] = loaded + result["failures"]
+        return result
+
+    def edit_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
         try:
             return {"output": self.run(batch), "batch": batch, "failures": []}
         except Exception as exc:

@@ -22,6 +22,7 @@ from torch import nn
 from ..losses import LPIPSLoss
 from ..models.parsing.bicubic import BicubicDownSample
 from ..models.stylegan2 import Generator
+from ..sharing import borrow
 from .optim import run_adam
 from .prior import PNormPrior
 
@@ -78,7 +79,8 @@ class FSEmbedding(nn.Module):
         config: EmbeddingConfig | None = None,
     ):
         super().__init__()
-        self.generator, self.lpips, self.prior = generator, lpips, prior
+        borrow(self, generator=generator, lpips=lpips)
+        self.prior = prior
         self.register_buffer("latent_avg", latent_avg.reshape(-1)[-generator.style_dim :].clone())
         self.hairstyle_block, self.cfg = hairstyle_block, config or EmbeddingConfig()
         self.low_res = 256 if generator.size >= 256 else generator.size

@@ -16,6 +16,7 @@ from torch import nn
 
 from .. import masks as M
 from ..blending import FeatureBlender
+from ..config import build
 from ..losses import LPIPSLoss
 from ..models.encoders import SketchEncoder
 from ..models.inversion import InversionModel
@@ -39,17 +40,6 @@ from .proxies import (
     TextProxyConfig,
 )
 from .sketch import SketchProxy, load_sketch_encoder
-
-
-def _cfg(cls: type, values: Mapping[str, Any] | None) -> Any:
-    values = dict(values or {})
-    for k, v in list(values.items()):
-        if isinstance(v, list):
-            values[k] = tuple(v)
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ValueError(f"{cls.__name__}: {exc}") from None
 
 
 def build_hair_editor(
@@ -93,7 +83,7 @@ def build_hair_editor(
                 "e4e": e4e_weights or "",
             }
         )
-    latent_avg = frozen_generator(generator, stylegan_weights)
+    latent_avg = frozen_generator(generator, stylegan_weights, "editing.stylegan_weights")
     if parser is None:
         parser = BiSeNet(16).eval() if random_weights else load_parser(parser_weights, 16)
     parser.requires_grad_(False)
@@ -114,7 +104,9 @@ def build_hair_editor(
             if sketch_weights
             else None
         )
-    encoder = InversionModel.from_official(e4e_weights, decoder=generator) if e4e_weights else None
+    # The e4e file gives the encoder (and its latent_avg); the editor's generator keeps the weights of
+    # stylegan_weights, from which latent_avg was computed above (the file's decoder is not loaded over them).
+    encoder = InversionModel.from_official(e4e_weights, decoder=generator, load_decoder=False) if e4e_weights else None
     label_map = M.LABEL_MAPS[16]
     blender = FeatureBlender(
         generator,
@@ -127,21 +119,29 @@ def build_hair_editor(
     )
     lpips_vgg = LPIPSLoss("vgg", random_backbone=random_backbones)
     clip = CLIPModel(pretrained=None if random_backbones else clip_pretrained)
+    vgg = VGG16Activations(random_weights=random_backbones)
     text_cfg, ref_cfg, colour_cfg = (
-        _cfg(TextProxyConfig, text),
-        _cfg(RefProxyConfig, reference),
-        _cfg(ColourProxyConfig, colour),
+        build(TextProxyConfig, text, "editing.text"),
+        build(RefProxyConfig, reference, "editing.reference"),
+        build(ColourProxyConfig, colour, "editing.colour"),
     )
     fan = load_fan(landmark_weights, random_weights=random_backbones) if use_landmarks else None
     landmarks_text, landmarks_ref = LandmarkLoss(fan, groups=TEXT_LANDMARKS), LandmarkLoss(fan)
     return HairEditor(
         blender,
-        FSEmbedding(generator, lpips_vgg, prior, latent_avg, hairstyle_block, _cfg(EmbeddingConfig, embedding)),
+        FSEmbedding(
+            generator,
+            lpips_vgg,
+            prior,
+            latent_avg,
+            hairstyle_block,
+            build(EmbeddingConfig, embedding, "editing.embedding"),
+        ),
         bald,
         TextProxy(generator, CLIPLoss(clip, augment=text_cfg.augment), landmarks_text, parser, text_cfg),
         RefProxy(
             generator,
-            StyleLoss(VGG16Activations(random_weights=random_backbones)),
+            StyleLoss(vgg),
             landmarks_ref,
             parser,
             label_map,
@@ -159,6 +159,7 @@ def build_hair_editor(
         encoder,
         sketch,
         source_photo_targets,
+        networks={"generator": generator, "parser": parser, "clip": clip, "lpips": lpips_vgg, "vgg": vgg, "fan": fan},
     )
 
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from .. import masks as M
 from ..losses.frozen import FrozenNetwork
+from ..sharing import borrow
 from ..weights import MissingCheckpointError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -82,7 +83,8 @@ class CLIPLoss(nn.Module):
 
     def __init__(self, clip: CLIPModel, augment: bool = False, n_augmentations: int = 8, p: float = 0.7):
         super().__init__()
-        self.clip, self.augment, self.n = clip, augment, n_augmentations
+        borrow(self, clip=clip)
+        self.augment, self.n = augment, n_augmentations
         if augment:
             import kornia.augmentation as K
 
@@ -173,7 +175,7 @@ class StyleLoss(nn.Module):
 
     def __init__(self, vgg: VGG16Activations):
         super().__init__()
-        self.vgg = vgg
+        borrow(self, vgg=vgg)
 
     def to_size(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[-1] == self.size:
@@ -215,7 +217,8 @@ class BackgroundLoss(nn.Module):
 
     def __init__(self, parser: nn.Module, label_map: M.LabelMap = M.HAIRCLIPV2_16):
         super().__init__()
-        self.parser, self.label_map = parser, label_map
+        borrow(self, parser=parser)
+        self.label_map = label_map
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor, x_hair: torch.Tensor | None = None) -> torch.Tensor:
         """`x_hair`: x's hair mask when already known (x is fixed during an optimisation)."""
@@ -249,7 +252,8 @@ class AvgLabLoss(nn.Module):
 
     def __init__(self, parser: nn.Module, label_map: M.LabelMap = M.HAIRCLIPV2_16):
         super().__init__()
-        self.parser, self.label_map = parser, label_map
+        borrow(self, parser=parser)
+        self.label_map = label_map
 
     def hair_lab(self, images: torch.Tensor) -> torch.Tensor:
         """Average Lab colour (N, 3) of the hair of images (N, 3, H, W), or of 1x1 colour images."""
@@ -281,7 +285,7 @@ class LandmarkLoss(nn.Module):
     def __init__(self, fan: nn.Module | None, groups: Sequence[Sequence[int]] | None = None):
         super().__init__()
         self.groups = [list(g) for g in groups] if groups is not None else None  # one MSE per group, summed
-        self.fan = fan
+        borrow(self, fan=fan)
 
     @property
     def available(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -74,10 +75,12 @@ class PNormPrior(nn.Module):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.tmp.npz")
-        np.savez(
-            tmp, X_mean=self.X_mean.cpu().numpy(), X_comp=self.X_comp.cpu().numpy(), X_stdev=self.X_stdev.cpu().numpy()
-        )
-        os.replace(tmp, path)
+        try:
+            arrays = {"X_mean": self.X_mean, "X_comp": self.X_comp, "X_stdev": self.X_stdev}
+            np.savez(tmp, **{k: v.cpu().numpy() for k, v in arrays.items()})
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from ..weights import load_generator
+    from ..weights import CheckpointError, load_generator
 
     parser = argparse.ArgumentParser(
         description="Write P-norm PCA statistics (X_mean, X_comp, X_stdev) from a generator's mapping network."
@@ -104,11 +107,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     conf = Path(__file__).resolve().parents[2] / "conf" / "generator"
+    names = sorted(p.stem for p in conf.glob("*.yaml"))
+    if args.generator not in names:
+        parser.error(f"--generator: expected one of {names}, found {args.generator!r}")
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         generator = instantiate(compose(args.generator)).eval()
-    if args.ckpt:
-        load_generator(generator, args.ckpt)
-    path = PNormPrior.from_mapping(generator, args.samples, args.seed).save_npz(args.out)
+    if args.samples <= generator.style_dim:
+        parser.error(
+            f"--samples: the PCA of {generator.style_dim}-d codes needs more than {generator.style_dim} samples, found {args.samples}"
+        )
+    try:
+        if args.ckpt:
+            load_generator(generator, args.ckpt, "--ckpt")
+        path = PNormPrior.from_mapping(generator, args.samples, args.seed).save_npz(args.out)
+    except (CheckpointError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {path} ({args.samples} samples of {args.generator})")
     return 0
 

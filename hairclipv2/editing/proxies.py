@@ -17,7 +17,8 @@ from torch import nn
 from .. import masks as M
 from ..blending import FeatureBlender
 from ..losses import LPIPSLoss
-from .losses import AvgLabLoss, BackgroundLoss, CLIPLoss, LandmarkLoss, StyleLoss, hair_mask_loss, parser_hair
+from ..sharing import borrow
+from .losses import AvgLabLoss, BackgroundLoss, CLIPLoss, LandmarkLoss, StyleLoss, hair_mask_loss
 from .optim import run_adam
 
 TEXT_LANDMARKS = (tuple(range(0, 17)), tuple(range(27, 36)))  # jaw line and nose (text proxy)
@@ -62,7 +63,8 @@ class TextProxy(nn.Module):
         config: TextProxyConfig | None = None,
     ):
         super().__init__()
-        self.generator, self.clip_loss, self.landmarks, self.parser = generator, clip_loss, landmarks, parser
+        borrow(self, generator=generator, parser=parser)
+        self.clip_loss, self.landmarks = clip_loss, landmarks
         self.cfg = config or TextProxyConfig()
 
     def optimise(
@@ -128,13 +130,8 @@ class RefProxy(nn.Module):
         config: RefProxyConfig | None = None,
     ):
         super().__init__()
-        self.generator, self.style_loss, self.landmarks, self.parser, self.label_map = (
-            generator,
-            style_loss,
-            landmarks,
-            parser,
-            label_map,
-        )
+        borrow(self, generator=generator, parser=parser)
+        self.style_loss, self.landmarks, self.label_map = style_loss, landmarks, label_map
         self.cfg = config or RefProxyConfig()
 
     def image_and_hair(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -257,13 +254,8 @@ class ColourProxy(nn.Module):
         config: ColourProxyConfig | None = None,
     ):
         super().__init__()
-        self.blender, self.clip_loss, self.avg_lab, self.background, self.lpips = (
-            blender,
-            clip_loss,
-            avg_lab,
-            background,
-            lpips,
-        )
+        borrow(self, blender=blender, lpips=lpips)
+        self.clip_loss, self.avg_lab, self.background = clip_loss, avg_lab, background
         self.cfg = config or ColourProxyConfig()
 
     def target_labs(
@@ -317,7 +309,7 @@ class ColourProxy(nn.Module):
         feature = feature.detach()
 
         # What stays fixed during the edit is computed once: the edited image's hair, the targets' colours.
-        edited_hair = parser_hair(self.background.parser, edited_image, self.background.label_map)
+        edited_hair = b.hair_mask(edited_image)
         target_labs = self.target_labs(conditions, edited_image.shape[-1], edited_image.device)
 
         def edit_loss() -> torch.Tensor:

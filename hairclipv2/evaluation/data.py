@@ -65,7 +65,16 @@ class PairsDataset(Dataset):
         return pil_to_tensor(self.aligner.align(open_image(path), self.size, name=str(path)).image)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        """The pair's item; a pair whose files cannot be decoded (or aligned) gives {"id", "row",
+        "condition", "kind", "error"} instead, so that it fails alone and the run goes on."""
         p = self.pairs[i]
+        try:
+            return self.load(p)
+        except Exception as exc:  # a bad image, mask, latent or a faceless photo: this pair only
+            error = f"{type(exc).__name__}: {exc}"
+            return {"kind": TASK_KIND[self.task], "id": p.id, "row": p.row, "condition": p.condition, "error": error}
+
+    def load(self, p: Pair) -> dict[str, Any]:
         item: dict[str, Any] = {
             "source": self.image(p.source),
             "kind": TASK_KIND[self.task],
@@ -103,7 +112,14 @@ CACHED = ("src_latent", "src_F", "reference_codes")
 
 
 def collate_edits(items: list[dict[str, Any]]) -> dict[str, Any]:
-    batch: dict[str, Any] = {"kind": items[0]["kind"]}
+    """One batch dict; items that could not be loaded go to batch["failures"] (id, row, condition, error)."""
+    failed = [it for it in items if "error" in it]
+    items = [it for it in items if "error" not in it]
+    batch: dict[str, Any] = {"kind": (items or failed)[0]["kind"]}
+    if failed:
+        batch["failures"] = [{k: it[k] for k in ("id", "row", "condition", "error")} for it in failed]
+    if not items:
+        return batch
     for key in items[0]:
         if key == "kind" or (key in CACHED and not all(key in it for it in items)):
             continue

@@ -23,6 +23,8 @@ column, an empty file, a missing image or a bad value is an error naming the fil
 from __future__ import annotations
 
 import csv
+import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +96,36 @@ def _rgb(value: str, where: str) -> tuple[int, int, int]:
     return parts  # type: ignore[return-value]
 
 
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_id(pid: str, where: str, seen: set[str]) -> str:
+    """An output id: letters, digits, '.', '_', '-' (not first), at most 100 characters, unique
+    whatever the case (ids name files: `a` and `A` would share one on some file systems)."""
+    if not ID_PATTERN.fullmatch(pid):
+        raise PairsError(
+            f"{where}: id {pid[:120]!r} cannot name an output file: use at most 100 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    if pid.lower() in seen:
+        raise PairsError(f"{where}: duplicate id {pid!r} (ids are compared without case)")
+    seen.add(pid.lower())
+    return pid
+
+
+def read_text(path: Path) -> str:
+    """A CSV's text: UTF-8 (with or without Excel's BOM) or UTF-16 with its BOM; else a clear error."""
+    data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PairsError(
+            f"{path}: not UTF-8 or UTF-16 text (byte {exc.start}: {data[exc.start : exc.start + 1]!r}); save it as UTF-8"
+        ) from None
+
+
 def read_label_png(path: Path, what: str, size: int | None, where: str) -> np.ndarray:
     """A mask or sketch PNG as an (L, L) uint8 array, checked (mode, squareness, size, labels)."""
     try:
@@ -128,29 +160,32 @@ def read_pairs_csv(path: str | Path, task: str, size: int | None = None) -> list
     if not path.is_file():
         raise PairsError(f"pairs file not found: {path}")
     required, optional = TASKS[task]
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames:
-            raise PairsError(f"{path}: empty file (expected a header row with {sorted(required)})")
-        columns = {c.strip() for c in reader.fieldnames}
-        unknown = sorted(columns - required - optional)
-        if unknown:
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    if not reader.fieldnames:
+        raise PairsError(f"{path}: empty file (expected a header row with {sorted(required)})")
+    columns = {c.strip() for c in reader.fieldnames}
+    unknown = sorted(columns - required - optional)
+    if unknown:
+        raise PairsError(
+            f"{path}: unknown column(s) {unknown} for task {task}; expected {sorted(required)} and optionally {sorted(optional)}"
+        )
+    missing = sorted(required - columns)
+    if missing:
+        raise PairsError(f"{path}: missing column(s) {missing} for task {task}")
+    rows = []
+    for i, r in enumerate(reader, start=1):
+        if None in r:  # csv puts values past the header's columns under the key None
             raise PairsError(
-                f"{path}: unknown column(s) {unknown} for task {task}; expected {sorted(required)} and optionally {sorted(optional)}"
+                f"{path}, row {i}: {len(r[None])} value(s) more than the header's {len(reader.fieldnames)} columns "
+                f"({r[None]!r}); quote values that contain commas"
             )
-        missing = sorted(required - columns)
-        if missing:
-            raise PairsError(f"{path}: missing column(s) {missing} for task {task}")
-        rows = [{k.strip(): (v or "") for k, v in r.items()} for r in reader]
+        rows.append({k.strip(): (v or "") for k, v in r.items()})
     if not rows:
         raise PairsError(f"{path}: no rows after the header")
     pairs, ids = [], set()
     for i, r in enumerate(rows, start=1):
         where = f"{path}, row {i}"
-        pid = r.get("id", "").strip() or f"{i:04d}"
-        if pid in ids:
-            raise PairsError(f"{where}: duplicate id {pid!r}")
-        ids.add(pid)
+        pid = check_id(r.get("id", "").strip() or f"{i:04d}", where, ids)
         pair = Pair(i, pid, _image(path.parent, r["source"], where))
         if task == "hair_transfer":
             pair.reference = _image(path.parent, r["reference"], where)
@@ -191,9 +226,9 @@ def read_pairs(path: str | Path, task: str, size: int | None = None) -> list[Pai
         sources = sorted(p for p in (path / "sources").glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not sources:
             raise PairsError(f"{path}/sources: no images")
-        pairs = []
+        pairs, ids = [], set()
         for i, src in enumerate(sources, start=1):
-            pair = Pair(i, src.stem, src.resolve())
+            pair = Pair(i, check_id(src.stem, f"{path / 'sources'}, {src.name}", ids), src.resolve())
             if task == "hair_transfer":
                 refs = sorted(
                     p for p in (path / "references").glob(f"{src.stem}.*") if p.suffix.lower() in IMAGE_EXTENSIONS

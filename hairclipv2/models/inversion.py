@@ -140,11 +140,14 @@ class InversionModel(nn.Module):
         )
 
     @classmethod
-    def from_official(cls, path: str | Path | None, decoder: Generator | None = None) -> InversionModel:
+    def from_official(
+        cls, path: str | Path | None, decoder: Generator | None = None, load_decoder: bool = True
+    ) -> InversionModel:
         """Load an official e4e / pSp checkpoint: encoder, decoder and latent_avg, strictly.
 
         The opts that matter are mapped: stylegan_size (generator size), encoder_type,
-        start_from_latent_avg. Pass `decoder` to load the weights into an existing generator.
+        start_from_latent_avg. Pass `decoder` to load the weights into an existing generator, or to
+        share it as it is with `load_decoder=False` (the file's decoder weights are then not used).
         """
         ckpt = read_encoder_checkpoint(path)
         opts = ckpt.opts
@@ -163,6 +166,6 @@ class InversionModel(nn.Module):
         load_state_dict_strict(
             encoder, ckpt.encoder, f"encoder of {path} (opts.encoder_type={opts.get('encoder_type')!r})"
         )
-        if ckpt.decoder:
+        if ckpt.decoder and load_decoder:
             load_state_dict_strict(decoder, ckpt.decoder, f"decoder of {path}")
         return cls(encoder, decoder, ckpt.latent_avg, bool(opts.get("start_from_latent_avg", True)))

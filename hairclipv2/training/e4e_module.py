@@ -16,47 +16,28 @@ Lightning's counter).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
-from torchmetrics import MeanMetric, MeanSquaredError, SumMetric
+from torch import nn
+from torchmetrics import MeanMetric, MeanSquaredError, MetricCollection, SumMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from ..config import build, plain
 from ..losses import IDLoss, LPIPSLoss
-from ..models.encoders.psp import INFERENCE_STAGE, INPUT_SIZE
-from ..models.inversion import InversionModel, build_encoder
+from ..models.encoders.psp import INFERENCE_STAGE
+from ..models.inversion import InversionModel
 from ..models.stylegan2 import Generator
 from ..weights import CheckpointError, frozen_generator, load_checkpoint_file
 from .objective import DiscriminatorConfig, E4EObjective, LatentAdversary, LossConfig, discriminated_rows
 from .progressive import progressive_steps, stage_at
 from .ranger import Ranger
-
-
-def _plain(values: Mapping[str, Any] | None) -> dict[str, Any]:
-    if isinstance(values, DictConfig):
-        return OmegaConf.to_container(values, resolve=True)  # type: ignore[return-value]
-    return dict(values or {})
-
-
-def _from_mapping(cls: type, values: Mapping[str, Any] | None, what: str) -> Any:
-    """A config dataclass from a mapping, with an error naming unknown keys."""
-    values = dict(values or {})
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{what}: unknown keys {unknown}; expected some of {sorted(known)}")
-    return cls(**values)
-
-
-@dataclass
-class OptimConfig:
-    name: str = "ranger"  # or "adam"
-    lr: float = 1e-4
 
 
 @dataclass
@@ -70,10 +51,13 @@ class E4EModule(pl.LightningModule):
 
     Args:
         generator: the generator (from conf/generator); frozen.
+        encoder: the encoder to train (`Encoder4Editing`, or pSp's `GradualStyleEncoder`), built by Hydra.
+        optimizer / discriminator_optimizer: partial optimisers (`_partial_: true`) for the encoder's and
+            the latent discriminator's parameters (official: Ranger 1e-4 and Adam 2e-5).
+        scheduler: an optional partial LR scheduler for the encoder's optimiser, stepped every
+            training step (e4e uses none).
         stylegan_weights: official generator file (paths.weights.stylegan2); None keeps the
             generator's own (random) weights and estimates latent_avg: demos and tests.
-        encoder_type: "Encoder4Editing" or "GradualStyleEncoder".
-        input_size: encoder input (256 officially).
         encoder_init: IR-SE50 file to initialise the encoder body with (pSp/e4e do), or None.
         id_weights: identity network file (paths.weights.ir_se50 or .facenet).
         random_loss_networks: LPIPS and ID with random weights (offline demos; numbers meaningless).
@@ -84,9 +68,11 @@ class E4EModule(pl.LightningModule):
     def __init__(
         self,
         generator: Generator,
+        encoder: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer] = partial(Ranger, lr=1e-4),
+        discriminator_optimizer: Callable[..., torch.optim.Optimizer] = partial(torch.optim.Adam, lr=2e-5),
+        scheduler: Callable[..., Any] | None = None,
         stylegan_weights: str | None = None,
-        encoder_type: str = "Encoder4Editing",
-        input_size: int = INPUT_SIZE,
         encoder_init: str | None = None,
         start_from_latent_avg: bool = True,
         randomize_noise: bool = True,
@@ -94,42 +80,61 @@ class E4EModule(pl.LightningModule):
         random_loss_networks: bool = False,
         loss: Mapping[str, Any] | None = None,
         discriminator: Mapping[str, Any] | None = None,
-        optim: Mapping[str, Any] | None = None,
         progressive: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         self.automatic_optimization = False
         # Plain containers (not OmegaConf nodes) in the hyperparameters: checkpoints stay loadable
         # with torch.load(weights_only=True), which Lightning uses to resume.
-        loss, discriminator, optim, progressive = (_plain(v) for v in (loss, discriminator, optim, progressive))
-        self.loss_cfg: LossConfig = _from_mapping(LossConfig, loss, "model.loss")
-        self.disc_cfg: DiscriminatorConfig = _from_mapping(DiscriminatorConfig, discriminator, "model.discriminator")
-        self.optim_cfg: OptimConfig = _from_mapping(OptimConfig, optim, "model.optim")
-        self.prog_cfg: ProgressiveConfig = _from_mapping(ProgressiveConfig, progressive, "model.progressive")
-        if self.optim_cfg.name not in ("ranger", "adam"):
-            raise ValueError(f"model.optim.name must be 'ranger' or 'adam', got {self.optim_cfg.name!r}")
-        self.save_hyperparameters(ignore=["generator"])
+        loss, discriminator, progressive = (plain(v) for v in (loss, discriminator, progressive))
+        self.loss_cfg: LossConfig = build(LossConfig, loss, "model.loss")
+        self.disc_cfg: DiscriminatorConfig = build(DiscriminatorConfig, discriminator, "model.discriminator")
+        self.prog_cfg: ProgressiveConfig = build(ProgressiveConfig, progressive, "model.progressive")
+        # The networks and the partial optimisers stay out of the hyperparameters (checkpoints load with
+        # weights_only); they are rebuilt from the config.
+        self.save_hyperparameters(ignore=["generator", "encoder", "optimizer", "discriminator_optimizer", "scheduler"])
+        self.optimizer, self.discriminator_optimizer, self.scheduler = optimizer, discriminator_optimizer, scheduler
         self.randomize_noise = randomize_noise
 
-        latent_avg = frozen_generator(generator, stylegan_weights)
-        encoder = build_encoder(encoder_type, generator.size, input_size=input_size)
+        latent_avg = frozen_generator(generator, stylegan_weights, "model.stylegan_weights")
         if encoder_init is not None:
             init_encoder_from_ir_se50(encoder, encoder_init)
         self.model = InversionModel(encoder, generator, latent_avg, start_from_latent_avg)
         self.schedule = progressive_steps(generator.n_latent, self.prog_cfg.start, self.prog_cfg.step_every)
 
         self.lpips = LPIPSLoss(self.loss_cfg.lpips_type, random_backbone=random_loss_networks)
-        self.id_loss = IDLoss(self.loss_cfg.id_backbone, weights=id_weights, random_weights=random_loss_networks)
+        # The identity network (175 MB, frozen) only when its loss is on: not built, not checkpointed otherwise.
+        self.id_loss = (
+            IDLoss(self.loss_cfg.id_backbone, weights=id_weights, random_weights=random_loss_networks)
+            if self.loss_cfg.id_lambda > 0
+            else None
+        )
         self.adversary = (
             LatentAdversary(generator.style_dim, self.disc_cfg) if self.disc_cfg.w_discriminator_lambda > 0 else None
         )
         self.objective = E4EObjective(self.loss_cfg, self.lpips, self.id_loss, self.adversary)
 
-        self.val_mse = MeanSquaredError()
-        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
-        self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+        # Image metrics on [0, 1] images, updated together (one MetricCollection).
+        self.val_images = MetricCollection(
+            {
+                "mse": MeanSquaredError(),
+                "psnr": PeakSignalNoiseRatio(data_range=1.0),
+                "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
+            },
+            prefix="val/",
+        )
         self.val_lpips, self.val_id_sim, self.val_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_latent_mse, self.val_count, self.val_d_loss = MeanMetric(), SumMetric(), MeanMetric()
+
+    @property
+    def generator(self) -> Generator:
+        """The frozen generator being inverted."""
+        return self.model.decoder
+
+    @property
+    def latent_avg(self) -> torch.Tensor:
+        """Its average code (style_dim,)."""
+        return self.model.latent_avg[0]
 
     # ------------------------------------------------------------------------------ schedule
     @property
@@ -209,6 +214,8 @@ class E4EModule(pl.LightningModule):
         e_opt.zero_grad(set_to_none=True)
         self.manual_backward(terms["loss"])
         e_opt.step()
+        if self.scheduler is not None:  # manual optimisation: the scheduler is stepped here
+            self.lr_schedulers().step()
         logs.update({k: v.detach() for k, v in terms.items()})
         logs["progressive_stage"] = torch.tensor(float(self.stage))
         self.log_dict(
@@ -222,24 +229,28 @@ class E4EModule(pl.LightningModule):
 
     # ---------------------------------------------------------------------------- validation
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Validation draws its noise and latent samples from its own seeded stream (step, batch), so
+        that it leaves training's random sequence as it found it: a resumed run then matches an
+        uninterrupted one whether or not validation ran in between."""
         x = batch["image"]
+        devices = [x.device.index or 0] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(1_000_003 * self.global_step + batch_idx)
+            return self.validate_batch(batch, x)
+
+    def validate_batch(self, batch: Mapping[str, torch.Tensor], x: torch.Tensor) -> dict[str, torch.Tensor]:
         codes, y_hat = self.reconstruct(x, self.randomize_noise)  # official: psp.forward's fresh noise
-        lpips, id_sim = self.lpips.distance(y_hat, x), self.id_loss.similarity(y_hat, x)
+        lpips = self.lpips.distance(y_hat, x)
+        id_sim = self.id_loss.similarity(y_hat, x) if self.id_loss is not None else None
         terms = self.encoder_losses(x, codes, y_hat, lpips=lpips, id_sim=id_sim)
         x01, y01 = (x + 1) / 2, ((y_hat + 1) / 2).clamp(0, 1)
-        self.val_mse(y01, x01)
-        self.val_psnr(y01, x01)
-        self.val_ssim(y01, x01)
+        self.val_images.update(y01, x01)
         self.val_lpips.update(lpips)
-        self.val_id_sim.update(id_sim)
         self.val_loss.update(terms["loss"], weight=x.shape[0])
         self.val_count.update(torch.tensor(float(x.shape[0]), device=x.device))
+        self.log_dict(self.val_images, on_step=False, on_epoch=True, batch_size=x.shape[0])
         metrics = {
-            "val/mse": self.val_mse,
-            "val/psnr": self.val_psnr,
-            "val/ssim": self.val_ssim,
             "val/lpips": self.val_lpips,
-            "val/id_similarity": self.val_id_sim,
             "val/loss": self.val_loss,
             "val/n_images": self.val_count,
         }
@@ -257,6 +268,9 @@ class E4EModule(pl.LightningModule):
                     self.adversary.discriminator_loss(real, fake)["discriminator_loss"], weight=x.shape[0]
                 )
             metrics["val/discriminator_loss"] = self.val_d_loss
+        if id_sim is not None:
+            self.val_id_sim.update(id_sim)
+            metrics["val/id_similarity"] = self.val_id_sim
         if "w" in batch:
             self.val_latent_mse.update(((codes - batch["w"]) ** 2).mean(dim=(1, 2)))
             metrics["val/latent_mse"] = self.val_latent_mse
@@ -264,20 +278,38 @@ class E4EModule(pl.LightningModule):
         return {"input": x.detach(), "reconstruction": y_hat.detach()}
 
     # ----------------------------------------------------------------------- optimisers, I/O
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        params = list(self.model.encoder.parameters())
-        cfg = self.optim_cfg
-        opt = torch.optim.Adam(params, lr=cfg.lr) if cfg.name == "adam" else Ranger(params, lr=cfg.lr)
-        if not self.use_discriminator:
-            return [opt]
-        return [opt, torch.optim.Adam(self.adversary.discriminator.parameters(), lr=self.disc_cfg.w_discriminator_lr)]
+    def configure_optimizers(self) -> Any:
+        """The encoder's optimiser (official: the encoder only; the generator is frozen), the
+        discriminator's when it is on, and the encoder's LR scheduler when one is configured."""
+        optimizers = [self.optimizer(self.model.encoder.parameters())]
+        if self.use_discriminator:
+            optimizers.append(self.discriminator_optimizer(self.adversary.discriminator.parameters()))
+        if self.scheduler is None:
+            return optimizers
+        return optimizers, [{"scheduler": self.scheduler(optimizers[0]), "interval": "step"}]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The stage, and the random state a resumed run needs to continue the same sequence: torch's
+        and Python's generators, the code pools' generator and contents."""
         checkpoint["progressive_stage"] = self.stage
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        if self.adversary is not None:
+            rng["pools"] = self.adversary.pool_state()
+        checkpoint["random_state"] = rng
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "progressive_stage" in checkpoint and hasattr(self.model.encoder, "set_progressive_stage"):
             self.model.encoder.set_progressive_stage(int(checkpoint["progressive_stage"]))
+        rng = checkpoint.get("random_state")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            random.setstate(rng["python"])
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+            if "pools" in rng and self.adversary is not None:
+                self.adversary.load_pool_state(rng["pools"])
 
 
 def init_encoder_from_ir_se50(encoder: torch.nn.Module, path: str | Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -43,10 +44,10 @@ class LossConfig:
 
 @dataclass
 class DiscriminatorConfig:
-    """The latent discriminator (defaults: train_options.py; off unless w_discriminator_lambda > 0)."""
+    """The latent discriminator (defaults: train_options.py; off unless w_discriminator_lambda > 0).
+    Its optimiser (official: Adam at w_discriminator_lr 2e-5) is the module's `discriminator_optimizer`."""
 
     w_discriminator_lambda: float = 0.0
-    w_discriminator_lr: float = 2e-5
     r1: float = 10.0
     d_reg_every: int = 16
     use_w_pool: bool = False
@@ -84,6 +85,20 @@ class LatentAdversary(nn.Module):
         size = config.w_pool_size if config.use_w_pool else 0
         rng = rng or random.Random(0)
         self.real_pool, self.fake_pool = LatentCodesPool(size, rng), LatentCodesPool(size, rng)
+
+    def pool_state(self) -> dict[str, Any]:
+        """The pools' contents and their generator's state (for exact resumes)."""
+        return {
+            "rng": self.real_pool.rng.getstate(),
+            "real": [c.detach().cpu() for c in self.real_pool.codes],
+            "fake": [c.detach().cpu() for c in self.fake_pool.codes],
+        }
+
+    def load_pool_state(self, state: dict[str, Any]) -> None:
+        device = self.discriminator.mlp[0].weight.device
+        self.real_pool.rng.setstate(state["rng"])
+        self.real_pool.codes = [c.to(device) for c in state["real"]]
+        self.fake_pool.codes = [c.to(device) for c in state["fake"]]
 
     def fake_codes(self, encoder_out: torch.Tensor, latent_avg: torch.Tensor | None, rows: list[int]) -> torch.Tensor:
         """The encoder's codes the discriminator judges, before the pool: (N, len(rows), D)."""

@@ -1,0 +1,110 @@
+"""Every config of every group composes with the entry point that reads it, and the model, data,
+callbacks, loggers and trainers they describe are built by Hydra alone."""
+
+from __future__ import annotations
+
+import warnings
+from functools import partial
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from hairclipv2.config import instantiate_group, register_resolvers
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
+# Which entry point reads each group (experiment entries: by name, below).
+GROUPS = {
+    "data": "train",
+    "model": "train",
+    "debug": "train",
+    "hparams_search": "train",
+    "task": "evaluate",
+    "editing": "evaluate",
+    "generator": "both",
+    "callbacks": "both",
+    "logger": "both",
+    "trainer": "both",
+    "paths": "both",
+    "hydra": "both",
+    "experiment": "both",
+}
+EXPERIMENTS = {"e4e_demo": "train", "e4e_ffhq": "train", "hairclipv2_demo": "evaluate", "hairclipv2_ffhq": "evaluate"}
+OWN = {"callbacks": {"evaluate": "evaluate"}}  # group options meant for one entry point only
+
+
+def options() -> list[tuple[str, str, str]]:
+    cases = []
+    for folder in sorted(p for p in CONF.iterdir() if p.is_dir()):
+        assert folder.name in GROUPS, f"conf/{folder.name}: a new group; say which entry point reads it in GROUPS"
+        for option in sorted(p.stem for p in folder.glob("*.yaml")):
+            reader = (
+                EXPERIMENTS.get(option)
+                if folder.name == "experiment"
+                else OWN.get(folder.name, {}).get(option, GROUPS[folder.name])
+            )
+            assert reader is not None, f"conf/experiment/{option}.yaml: say which entry point it is for in EXPERIMENTS"
+            for entry in ("train", "evaluate") if reader == "both" else (reader,):
+                cases.append((entry, folder.name, option))
+    return cases
+
+
+@pytest.mark.parametrize(("entry", "group", "option"), options())
+def test_every_option_of_every_group_composes(entry, group, option):
+    register_resolvers()
+    override = f"{group}={option}"
+    if group == "hydra":
+        override = f"hydra={option}"
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(entry, overrides=[override], return_hydra_config=group in ("hparams_search", "hydra"))
+    assert cfg.paths.weights_dir and cfg.seed == 0
+
+
+def test_hydra_builds_the_module_optimisers_callbacks_and_loggers(tmp_path):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                "experiment=e4e_demo",
+                "model.encoder.input_size=32",
+                f"paths.output_dir={tmp_path}",
+                "logger=csv",
+            ],
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = instantiate(cfg.model)
+    assert isinstance(module.optimizer, partial) and module.optimizer.func.__name__ == "Ranger"
+    assert module.optimizer.keywords["lr"] == 1e-3 and module.discriminator_optimizer.keywords["lr"] == 2e-5
+    encoder_opt, disc_opt = module.configure_optimizers()
+    assert {id(p) for g in encoder_opt.param_groups for p in g["params"]} == {
+        id(p) for p in module.model.encoder.parameters()
+    }
+    assert type(disc_opt).__name__ == "Adam"
+    names = sorted(type(c).__name__ for c in instantiate_group(cfg.callbacks))
+    assert names == [
+        "ImageGridCallback",
+        "LearningRateMonitor",
+        "ModelCheckpoint",
+        "ModelCheckpoint",
+        "OfficialExport",
+        "OnExceptionCheckpoint",
+        "TQDMProgressBar",
+    ]
+    assert [type(logger).__name__ for logger in instantiate_group(cfg.logger)] == ["CSVLogger"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                "experiment=e4e_demo",
+                "model.encoder.input_size=32",
+                "+model.scheduler={_target_: torch.optim.lr_scheduler.StepLR, _partial_: true, step_size: 1, gamma: 0.5}",
+            ],
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = instantiate(cfg.model)
+    optimisers, schedulers = module.configure_optimizers()
+    assert schedulers[0]["interval"] == "step" and type(schedulers[0]["scheduler"]).__name__ == "StepLR"
