@@ -97,15 +97,16 @@ def require_file(path: str | Path | None, kind: str, conf_key: str | None = None
     (`conf_key`, else the file's usual key) and where the file comes from."""
     info = OFFICIAL[kind]
     key = conf_key or info.conf_key
+    default = f", which defaults to ${{{info.conf_key}}}" if key != info.conf_key else ""
     if path is None or str(path) == "":
         raise MissingCheckpointError(
-            f"no path set for the {kind} weights ({info.filename}): set {key}=/path/to/{info.filename}. "
+            f"no path set for the {kind} weights ({info.filename}): set {key}=/path/to/{info.filename}{default}. "
             f"Get the file from: {info.source}."
         )
     p = Path(path).expanduser()
     if not p.is_file():
         raise MissingCheckpointError(
-            f"{kind} weights not found: {p} (conf key {key}, expected file {info.filename}). "
+            f"{kind} weights not found: {p} (conf key {key}{default}; expected file {info.filename}). "
             f"Get the file from: {info.source}; then put it there or set {key}=/path/to/{info.filename}."
         )
     return p
