@@ -588,3 +588,22 @@ def test_the_editor_holds_each_network_once(editor):
     assert not any(
         k.startswith(("text_proxy.", "ref_proxy.", "colour_proxy.", "blender.")) for k in editor.state_dict()
     )
+
+
+def test_the_bald_mask_and_the_proxies_use_the_source_photo(editor, sources, monkeypatch):
+    """HairCLIPv2: `input_mask = argmax(seg(src_image)[1])` and the proxies get `src_image`."""
+    seen = {}
+    labels, optimise = editor.blender.labels, editor.text_proxy.optimise
+
+    def spy_labels(images, full=False):
+        seen.setdefault("labels", images)
+        return labels(images, full)
+
+    def spy_optimise(images, *args, **kwargs):
+        seen["proxy"] = images
+        return optimise(images, *args, **kwargs)
+
+    monkeypatch.setattr(editor.blender, "labels", spy_labels)
+    monkeypatch.setattr(editor.text_proxy, "optimise", spy_optimise)
+    editor.edit(EditBatch(sources[:1], "text", texts=["bob"]))
+    assert torch.equal(seen["labels"], sources[:1]) and torch.equal(seen["proxy"], sources[:1])

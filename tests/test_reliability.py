@@ -281,3 +281,50 @@ def test_missing_weights_name_the_key_that_set_them_and_prior_arguments_are_chec
         assert exit_.value.code == 2 and message in capsys.readouterr().err
     assert prior_main([str(tmp_path / "p.npz"), "--generator", "stylegan2_tiny", "--ckpt", str(tmp_path / "x.pt")]) == 2
     assert "conf key --ckpt" in capsys.readouterr().err and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_checkpoints_are_written_whole_and_stale_temporary_files_removed(tmp_path):
+    from hairclipv2.training.checkpointing import AtomicCheckpointIO
+
+    stale = tmp_path / ".last.ckpt.tmp"
+    stale.write_bytes(b"half a checkpoint from a killed write")
+    AtomicCheckpointIO().save_checkpoint({"global_step": 3}, tmp_path / "last.ckpt")
+    assert not stale.exists() and torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_writes_its_checkpoint_before_it_ends(tmp_path, signal_name):
+    import signal
+    import time
+
+    from test_training import FAST
+
+    args = [a for a in FAST if not a.startswith(("trainer.max_steps", "checkpoint_every"))]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "train.py",
+            *args,
+            "trainer.max_steps=100000",
+            "checkpoint_every=100000",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (tmp_path / "csv" / "metrics.csv").is_file() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # a few steps in
+        proc.send_signal(getattr(signal, signal_name))
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] >= 1  # the periodic checkpoint never came: this one is the interruption's
