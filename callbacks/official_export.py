@@ -36,7 +36,7 @@ def official_train_opts(trainer: pl.Trainer, module: pl.LightningModule, checkpo
     dhp = dm.hparams if dm is not None else {}
     loss, disc, prog = module.loss_cfg, module.disc_cfg, module.prog_cfg
     optimizer, d_optimizer = module.optimizer, module.discriminator_optimizer
-    size = module.model.decoder.size
+    size = module.generator.size
     steps = module.schedule
     return {
         "exp_dir": str(trainer.default_root_dir),

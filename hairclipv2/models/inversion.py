@@ -16,7 +16,7 @@ from torch import nn
 
 from ..weights import CheckpointError, atomic_torch_save, load_state_dict_strict, read_encoder_checkpoint
 from .encoders import Encoder4Editing, GradualStyleEncoder
-from .encoders.psp import INPUT_SIZE
+from .encoders.psp import INFERENCE_STAGE, INPUT_SIZE
 from .stylegan2 import Generator, default_channels
 
 ENCODER_TYPES: dict[str, type[nn.Module]] = {
@@ -80,6 +80,20 @@ class InversionModel(nn.Module):
         self.register_buffer(
             "latent_avg", latent_avg.reshape(-1, decoder.style_dim).expand(decoder.n_latent, -1).clone()
         )
+
+    @property
+    def progressive_stage(self) -> int:
+        """e4e's progressive stage of the encoder (INFERENCE_STAGE for encoders without stages)."""
+        return getattr(self.encoder, "progressive_stage", INFERENCE_STAGE)
+
+    def set_progressive_stage(self, stage: int) -> None:
+        if hasattr(self.encoder, "set_progressive_stage"):
+            self.encoder.set_progressive_stage(stage)
+
+    @property
+    def code_offset(self) -> torch.Tensor | None:
+        """What encode() adds to the encoder's output: latent_avg (n_latent, D), or None."""
+        return self.latent_avg if self.start_from_latent_avg else None
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """W+ codes (N, n_latent, style_dim) of images (N, 3, input_size, input_size) (256 officially)."""

@@ -143,15 +143,10 @@ class E4EModule(pl.LightningModule):
 
     @property
     def stage(self) -> int:
-        return (
-            self.model.encoder.progressive_stage
-            if hasattr(self.model.encoder, "progressive_stage")
-            else INFERENCE_STAGE
-        )
+        return self.model.progressive_stage
 
     def apply_stage(self, step: int) -> None:
-        if hasattr(self.model.encoder, "set_progressive_stage"):
-            self.model.encoder.set_progressive_stage(stage_at(step, self.schedule, INFERENCE_STAGE))
+        self.model.set_progressive_stage(stage_at(step, self.schedule, INFERENCE_STAGE))
 
     # -------------------------------------------------------------------------------- losses
     def encoder_losses(
@@ -170,16 +165,17 @@ class E4EModule(pl.LightningModule):
         return codes, self.model.decode(codes, randomize_noise=randomize_noise)
 
     # ------------------------------------------------------------------------- discriminator
+    @torch.no_grad()
+    def real_and_fake_codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """w = mapping(z) (N, D) and the encoder's codes of the discriminated rows (N, K, D), no gradient."""
+        g = self.generator
+        real = g.mapping(torch.randn(x.shape[0], g.style_dim, device=x.device))
+        rows = discriminated_rows(self.stage, g.n_latent)
+        return real, self.adversary.fake_codes(self.model.encoder(x), self.model.code_offset, rows)
+
     def sample_real_and_fake(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """e4e's `sample_real_and_fake_latents`: w = mapping(z) and the encoder's codes, no gradient."""
-        decoder = self.model.decoder
-        with torch.no_grad():
-            real = decoder.mapping(torch.randn(x.shape[0], decoder.style_dim, device=x.device))
-            latent_avg = self.model.latent_avg if self.model.start_from_latent_avg else None
-            fake = self.adversary.fake_codes(
-                self.model.encoder(x), latent_avg, discriminated_rows(self.stage, decoder.n_latent)
-            )
-            return self.adversary.sample(real, fake)
+        """e4e's `sample_real_and_fake_latents`: the codes above through the pools."""
+        return self.adversary.sample(*self.real_and_fake_codes(x))
 
     def discriminator_step(self, x: torch.Tensor, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
         d = self.adversary.discriminator
@@ -255,18 +251,10 @@ class E4EModule(pl.LightningModule):
             "val/n_images": self.val_count,
         }
         if self.adversary is not None:  # e4e's validate_discriminator (without the training pools)
+            real, fake = self.real_and_fake_codes(x)
             with torch.no_grad():
-                decoder, latent_avg = (
-                    self.model.decoder,
-                    self.model.latent_avg if self.model.start_from_latent_avg else None,
-                )
-                real = decoder.mapping(torch.randn(x.shape[0], decoder.style_dim, device=x.device))
-                fake = self.adversary.fake_codes(
-                    self.model.encoder(x), latent_avg, discriminated_rows(self.stage, decoder.n_latent)
-                )[:, 0]
-                self.val_d_loss.update(
-                    self.adversary.discriminator_loss(real, fake)["discriminator_loss"], weight=x.shape[0]
-                )
+                d_loss = self.adversary.discriminator_loss(real, fake[:, 0])["discriminator_loss"]
+            self.val_d_loss.update(d_loss, weight=x.shape[0])
             metrics["val/discriminator_loss"] = self.val_d_loss
         if id_sim is not None:
             self.val_id_sim.update(id_sim)
@@ -300,8 +288,8 @@ class E4EModule(pl.LightningModule):
         checkpoint["random_state"] = rng
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "progressive_stage" in checkpoint and hasattr(self.model.encoder, "set_progressive_stage"):
-            self.model.encoder.set_progressive_stage(int(checkpoint["progressive_stage"]))
+        if "progressive_stage" in checkpoint:
+            self.model.set_progressive_stage(int(checkpoint["progressive_stage"]))
         rng = checkpoint.get("random_state")
         if rng:
             torch.set_rng_state(rng["torch"])
