@@ -473,11 +473,11 @@ def test_a_run_killed_with_sigkill_resumes_in_place_and_ends_bit_identical(tmp_p
             proc.kill()
     at = last_step(killed)
     assert at >= 4 and at % 2 == 0, at  # checkpoints land every 2 steps, whole
-    assert not list((killed / "checkpoints").glob(".*.tmp"))  # a write cut short leaves no temp file behind
     end = at + 4
     resumed = run_train([*KILL_RUN, f"trainer.max_steps={end}", f"resume_dir={killed}"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert not (tmp_path / "logs").exists() and last_step(killed) == end  # continued in the same folder
+    assert not list((killed / "checkpoints").glob(".*.tmp"))  # a write the kill cut short was cleaned up
     clean = tmp_path / "clean"
     straight = run_train([*KILL_RUN, f"trainer.max_steps={end}", f"hydra.run.dir={clean}"])
     assert straight.returncode == 0, straight.stderr[-3000:]
