@@ -30,6 +30,7 @@ from callbacks.edit_report import EditReportWriter  # noqa: E402
 from callbacks.hair_metrics import HairEditMetrics, HairMetricsCallback  # noqa: E402
 from hairclipv2.config import ConfigError, instantiate_group, positive_int, register_resolvers  # noqa: E402
 from hairclipv2.editing.editor import HairEditModule  # noqa: E402
+from hairclipv2.editing.factory import editor_from_config  # noqa: E402
 from hairclipv2.evaluation.data import PairsDataset, collate_edits, embedded_default  # noqa: E402
 from hairclipv2.evaluation.pairs import PairsError, read_pairs  # noqa: E402
 from hairclipv2.losses import IDLoss, LPIPSLoss  # noqa: E402
@@ -50,12 +51,10 @@ def evaluate(cfg: DictConfig) -> dict:
         read_pairs(cfg.pairs, task, int(cfg.generator.size)) if cfg.pairs else None
     )  # checked before anything is written
     random_weights = bool(cfg.editing.random_weights)
-    if random_weights:
-        print(f"\n{'!' * 100}\n{RANDOM_WARNING}\n{'!' * 100}\n", file=sys.stderr)
+    editor = editor_from_config(cfg.editing, RANDOM_WARNING)
     with warnings.catch_warnings():
         if random_weights:
             warnings.simplefilter("ignore")
-        editor = instantiate(cfg.editing)
         m = cfg.metrics
         identity = IDLoss(m.identity_backbone, weights=m.identity_weights, random_weights=bool(m.random_weights))
         lpips = LPIPSLoss(m.lpips_net, random_backbone=bool(m.random_weights))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from PIL import Image
 
 from .align import FaceAligner, NoFaceError, ffhq_quad, warp_to_quad
 from .editing.editor import EditBatch
+from .editing.factory import editor_from_config
 from .editing.proxies import ColourCondition
 from .evaluation.pairs import PairsError, read_label_png
 from .io import open_rgb, pil_to_tensor, save_image_atomic, to_uint8
@@ -83,15 +83,7 @@ def editor_config(weights: str | None, overrides: list[str]) -> Any:
 
 def build_editor(cfg: Any, **parts: Any):
     """The editor of `cfg.editing`; `parts` replace arguments of its factory (a parser, say)."""
-    from hydra.utils import instantiate
-
-    random_weights = bool(cfg.editing.random_weights)
-    if random_weights:
-        print(f"\n{RANDOM_WARNING}\n", file=sys.stderr)
-    with warnings.catch_warnings():
-        if random_weights:
-            warnings.simplefilter("ignore")
-        return instantiate(cfg.editing, **parts)
+    return editor_from_config(cfg.editing, RANDOM_WARNING, **parts)
 
 
 def read_condition_image(path: str, what: str, size: int) -> np.ndarray:

@@ -183,3 +183,19 @@ def check_official_files(paths: Mapping[str, str | None]) -> None:
             + "\nPoint paths.weights_dir at a folder holding them (HairCLIPv2's pretrained_models/ works with experiment=hairclipv2_ffhq), "
             "or set each key; editing=hairclipv2_demo runs without any file."
         )
+
+
+def editor_from_config(editing: Any, warning: str, **parts: Any) -> HairEditor:
+    """Hydra-instantiate a conf/editing config; with random weights, print `warning` in a banner on
+    stderr (and leave out the per-network warnings it sums up). `parts` replace factory arguments."""
+    import sys
+
+    from hydra.utils import instantiate
+
+    random_weights = bool(editing.random_weights)
+    if random_weights:
+        print(f"\n{'!' * 100}\n{warning}\n{'!' * 100}\n", file=sys.stderr)
+    with warnings.catch_warnings():
+        if random_weights:
+            warnings.simplefilter("ignore")
+        return instantiate(editing, **parts)
