@@ -163,11 +163,6 @@ class FaceAligner:
         return AlignedFace(warp_to_quad(img, quad, output_size), lm, quad.to_output(lm, output_size), quad, n)
 
 
-def open_image(path: Path) -> Image.Image:
-    """Open an image file fully decoded as RGB, with an error naming it when it is not usable."""
-    return open_rgb(path)
-
-
 class AlignError(ValueError):
     """Arguments that would lose or overwrite pictures (names the paths)."""
 
@@ -219,7 +214,7 @@ def align_folder(
     report: dict = {"input": str(in_dir), "output": str(out_dir), "size": output_size, "aligned": [], "skipped": []}
     for path, target in plan.items():
         try:
-            face = aligner.align(open_image(path), output_size, name=str(path))
+            face = aligner.align(open_rgb(path), output_size, name=str(path))
         except (ValueError, NoFaceError) as exc:
             report["skipped"].append({"path": str(path), "reason": str(exc)})
             continue

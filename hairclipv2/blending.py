@@ -92,8 +92,7 @@ class FeatureBlender(nn.Module):
 
     def hair_mask(self, images: torch.Tensor) -> torch.Tensor:
         """Hair (N, 1, H, W) of images from the parser's full-resolution labels, resized nearest."""
-        hair = M.hair_mask(self.labels(images, full=True), self.label_map)
-        return M.resize_mask(hair, images.shape[-1], mode="nearest")
+        return M.parser_hair(self.parser, images, self.label_map)
 
     def kernel(self, resolution: int) -> int:
         return self.dilate_kernel if self.dilate_kernel is not None else M.dilate_kernel(resolution)

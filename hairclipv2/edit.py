@@ -33,7 +33,7 @@ from .align import FaceAligner, NoFaceError, ffhq_quad, warp_to_quad
 from .editing.editor import EditBatch
 from .editing.factory import editor_from_config
 from .editing.proxies import ColourCondition
-from .evaluation.pairs import PairsError, read_label_png
+from .evaluation.pairs import PairsError, parse_rgb, read_label_png
 from .io import open_rgb, pil_to_tensor, save_image_atomic, to_uint8
 from .paste import feathered_region, paste_back
 
@@ -111,7 +111,7 @@ def edit_batch(args: argparse.Namespace, source: torch.Tensor, aligner: FaceAlig
         if args.color is not None and not args.color.strip():
             raise EditError("--color is empty")
         colour = (
-            ColourCondition(text=args.color) if args.color is not None else ColourCondition(rgb=parse_rgb(args.rgb))
+            ColourCondition(text=args.color) if args.color is not None else ColourCondition(rgb=rgb_argument(args.rgb))
         )
         return EditBatch(source, "colour", colours=[colour])
     if sketches is not None:
@@ -119,14 +119,11 @@ def edit_batch(args: argparse.Namespace, source: torch.Tensor, aligner: FaceAlig
     return EditBatch(source, "mask", masks=masks)
 
 
-def parse_rgb(value: str) -> tuple[int, int, int]:
+def rgb_argument(value: str) -> tuple[int, int, int]:
     try:
-        rgb = tuple(int(v) for v in value.replace(" ", "").split(","))
-    except ValueError:
-        rgb = ()
-    if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
-        raise EditError(f"--rgb must be R,G,B with values in 0..255, got {value!r}")
-    return rgb  # type: ignore[return-value]
+        return parse_rgb(value, "--rgb")
+    except PairsError as exc:
+        raise EditError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> dict[str, Path]:

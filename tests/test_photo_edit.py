@@ -69,7 +69,7 @@ def test_the_command_edits_the_photo_and_keeps_everything_else(astronaut, tmp_pa
     ("args", "message"),
     [
         (["--text", "  "], "--text is empty"),
-        (["--rgb", "300,0,0"], "--rgb must be R,G,B"),
+        (["--rgb", "300,0,0"], "--rgb: rgb must be 'r,g,b' with values in 0..255"),
         (["--reference", "missing.jpg"], "image not found"),
         (["--sketch", "SKETCH"], "is 20x20, expected 64x64 or 32x32"),
     ],

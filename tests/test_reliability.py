@@ -299,32 +299,18 @@ def test_an_interrupted_run_writes_its_checkpoint_before_it_ends(tmp_path, signa
     import signal
     import time
 
-    from test_training import FAST
+    from test_training import FAST, signal_training
 
     args = [a for a in FAST if not a.startswith(("trainer.max_steps", "checkpoint_every"))]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "train.py",
-            *args,
-            "trainer.max_steps=100000",
-            "checkpoint_every=100000",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while not (tmp_path / "csv" / "metrics.csv").is_file() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1.0)  # a few steps in
-        proc.send_signal(getattr(signal, signal_name))
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    args += ["trainer.max_steps=100000", "checkpoint_every=100000", f"hydra.run.dir={tmp_path}"]
+    started = tmp_path / "csv" / "metrics.csv"  # written once the first steps are logged
+
+    def a_few_steps_in() -> bool:
+        if not started.is_file():
+            return False
+        time.sleep(1.0)
+        return True
+
+    signal_training(args, a_few_steps_in, getattr(signal, signal_name))
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] >= 1  # the periodic checkpoint never came: this one is the interruption's

@@ -444,6 +444,29 @@ KILL_RUN = [
 KILL_RUN += ["checkpoint_every=2", "trainer.val_check_interval=4", "~callbacks.official_export", "logger=csv"]
 
 
+def signal_training(args: list[str], ready, signum: int, timeout: float = 300) -> None:
+    """Start `train.py args`, wait until `ready()` (or the process ends, or `timeout`), send `signum`,
+    and wait for the process to end."""
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def last_step(run: Path) -> int:
     last = run / "checkpoints" / "last.ckpt"
     return torch.load(last, map_location="cpu", weights_only=False)["global_step"] if last.is_file() else -1
@@ -452,25 +475,12 @@ def last_step(run: Path) -> int:
 @pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_in_place_and_ends_bit_identical(tmp_path):
     import signal
-    import time
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, "train.py", *KILL_RUN, "trainer.max_steps=1000", f"hydra.run.dir={killed}"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    # SIGKILL: no handler runs, only what was on disk survives.
+    signal_training(
+        [*KILL_RUN, "trainer.max_steps=1000", f"hydra.run.dir={killed}"], lambda: last_step(killed) >= 4, signal.SIGKILL
     )
-    try:
-        deadline = time.monotonic() + 300
-        while last_step(killed) < 4 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)  # no handler runs: only what was on disk survives
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     at = last_step(killed)
     assert at >= 4 and at % 2 == 0, at  # checkpoints land every 2 steps, whole
     end = at + 4

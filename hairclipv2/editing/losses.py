@@ -205,13 +205,6 @@ class StyleLoss(nn.Module):
         return loss / len(feats_t)
 
 
-def parser_hair(parser: nn.Module, images: torch.Tensor, label_map: M.LabelMap) -> torch.Tensor:
-    """Hair mask (N, 1, H, W) of images from the parser's full-resolution output, resized to H."""
-    with torch.no_grad():
-        labels = parser(images)[0].argmax(1, keepdim=True)
-    return M.resize_mask(M.hair_mask(labels, label_map), images.shape[-1], mode="nearest")
-
-
 class BackgroundLoss(nn.Module):
     """MSE between x and x_hat where neither is hair, per sample."""
 
@@ -222,8 +215,8 @@ class BackgroundLoss(nn.Module):
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor, x_hair: torch.Tensor | None = None) -> torch.Tensor:
         """`x_hair`: x's hair mask when already known (x is fixed during an optimisation)."""
-        x_hair = parser_hair(self.parser, x, self.label_map) if x_hair is None else x_hair
-        keep = (1 - x_hair) * (1 - parser_hair(self.parser, x_hat, self.label_map))
+        x_hair = M.parser_hair(self.parser, x, self.label_map) if x_hair is None else x_hair
+        keep = (1 - x_hair) * (1 - M.parser_hair(self.parser, x_hat, self.label_map))
         return (x * keep - x_hat * keep).pow(2).mean(dim=(1, 2, 3))
 
 
@@ -260,7 +253,7 @@ class AvgLabLoss(nn.Module):
         lab = rgb_to_lab((images + 1) / 2)
         if images.shape[-1] == 1:
             return lab.flatten(1)
-        return masked_mean(lab, parser_hair(self.parser, images, self.label_map))
+        return masked_mean(lab, M.parser_hair(self.parser, images, self.label_map))
 
     def forward(
         self, target: torch.Tensor | None, result: torch.Tensor, target_lab: torch.Tensor | None = None

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from ..editing.latents import read_reference_codes, read_source_fs
 from ..editing.proxies import ColourCondition
-from ..io import pil_to_tensor, read_image, save_image_atomic, to_uint8
+from ..io import open_rgb, pil_to_tensor, read_image, save_image_atomic, to_uint8
 from .pairs import Pair, read_label_png
 
 TASK_KIND = {
@@ -60,9 +60,7 @@ class PairsDataset(Dataset):
     def image(self, path: Path) -> torch.Tensor:
         if self.aligner is None:
             return read_image(path, self.size)
-        from ..align import open_image
-
-        return pil_to_tensor(self.aligner.align(open_image(path), self.size, name=str(path)).image)
+        return pil_to_tensor(self.aligner.align(open_rgb(path), self.size, name=str(path)).image)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         """The pair's item; a pair whose files cannot be decoded (or aligned) gives {"id", "row",

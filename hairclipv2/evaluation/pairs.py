@@ -86,7 +86,7 @@ def _image(base: Path, value: str, where: str) -> Path:
     return path
 
 
-def _rgb(value: str, where: str) -> tuple[int, int, int]:
+def parse_rgb(value: str, where: str) -> tuple[int, int, int]:
     try:
         parts = tuple(int(v) for v in value.replace(" ", "").split(","))
     except ValueError:
@@ -209,7 +209,7 @@ def read_pairs_csv(path: str | Path, task: str, size: int | None = None) -> list
             elif col == "color_reference":
                 pair.color_reference = _image(path.parent, r[col], where)
             else:
-                pair.rgb = _rgb(r[col], where)
+                pair.rgb = parse_rgb(r[col], where)
         pairs.append(pair)
     return pairs
 
