@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from . import masks as M
+from .models.parsing import HairSegmenter
 from .models.stylegan2 import Generator
 from .sharing import borrow
 
@@ -55,20 +56,18 @@ class FeatureBlender(nn.Module):
 
     Args:
         generator: the split generator (frozen).
-        parser: a face parser returning (logits_1024, logits_half) like HairCLIPv2's BiSeNet.
+        segmenter: the face parser and its classes.
         hairstyle_block: the block whose output is F (3 at 1024 px).
         colour_block: the block whose output is blended for colour (6 at 1024 px).
-        label_map: the parser's classes.
         dilate_kernel: HairCLIPv2's 30 at 512 px labels; None scales it to the label resolution.
     """
 
     def __init__(
         self,
         generator: Generator,
-        parser: nn.Module,
+        segmenter: HairSegmenter,
         hairstyle_block: int = 3,
         colour_block: int = 6,
-        label_map: M.LabelMap = M.HAIRCLIPV2_16,
         dilate_kernel: int | None = None,
         randomize_proxy_noise: bool = True,
         resume_with_skip: bool = False,
@@ -78,22 +77,12 @@ class FeatureBlender(nn.Module):
             raise ValueError(
                 f"need 0 <= hairstyle_block < colour_block < {generator.n_blocks}, got {hairstyle_block}, {colour_block}"
             )
-        borrow(self, generator=generator, parser=parser)  # owned by the pipeline (sharing.py)
+        borrow(self, generator=generator, segmenter=segmenter)  # owned by the pipeline (sharing.py)
         self.hairstyle_block, self.colour_block = hairstyle_block, colour_block
-        self.label_map, self.dilate_kernel = label_map, dilate_kernel
+        self.dilate_kernel = dilate_kernel
         self.randomize_proxy_noise, self.resume_with_skip = randomize_proxy_noise, resume_with_skip
 
     # ------------------------------------------------------------------------------ helpers
-    def labels(self, images: torch.Tensor, full: bool = False) -> torch.Tensor:
-        """Parser labels (N, 1, H/2, W/2) as HairCLIPv2's `seg(x)[1]`, or its 1024 output with `full`."""
-        with torch.no_grad():
-            logits = self.parser(images)[0 if full else 1]
-        return logits.argmax(dim=1, keepdim=True)
-
-    def hair_mask(self, images: torch.Tensor) -> torch.Tensor:
-        """Hair (N, 1, H, W) of images from the parser's full-resolution labels, resized nearest."""
-        return M.parser_hair(self.parser, images, self.label_map)
-
     def kernel(self, resolution: int) -> int:
         return self.dilate_kernel if self.dilate_kernel is not None else M.dilate_kernel(resolution)
 
@@ -134,13 +123,11 @@ class FeatureBlender(nn.Module):
         if global_codes is not None:
             if bald_codes is None:
                 raise ValueError("a global hairstyle proxy needs the bald proxy's codes (bald_codes)")
-            bald_mask = M.dilate_erode(
-                M.hair_and_ear_mask(src_labels, self.label_map), self.kernel(src_labels.shape[-1])
-            )
+            bald_mask = M.dilate_erode(self.segmenter.hair_and_ears(src_labels), self.kernel(src_labels.shape[-1]))
             feature = blend(self.proxy_feature(bald_codes), feature, bald_mask)
             with torch.no_grad():
                 global_image = self.generator.synthesis(global_codes)
-            global_mask = M.hair_mask(self.labels(global_image), self.label_map)
+            global_mask = self.segmenter.hair_of_labels(self.segmenter.labels(global_image))
             feature = blend(self.proxy_feature(global_codes), feature, global_mask)
         if local_codes is not None:
             if local_mask is None:
@@ -153,7 +140,7 @@ class FeatureBlender(nn.Module):
     # ------------------------------------------------------------------------------- colour
     def colour_hair_mask(self, edited_image: torch.Tensor) -> torch.Tensor:
         """HairCLIPv2's `final_hair_mask`: the enlarged hair of the edited image at image size, {0, 1}."""
-        hair = M.hair_mask(self.labels(edited_image), self.label_map)
+        hair = self.segmenter.hair_of_labels(self.segmenter.labels(edited_image))
         enlarged = M.dilate_erode(hair, self.kernel(hair.shape[-1]))
         return M.resize_mask(enlarged, edited_image.shape[-1], mode="nearest")
 
@@ -204,7 +191,7 @@ def hairstyle_feature_blending(
     `local_blending_mask` is HairCLIPv2's (H, W, C) numpy painting (channel 0 == 1 marks the region)
     or a (N, 1, H, W) tensor.
     """
-    blender = FeatureBlender(generator, seg, hairstyle_block=3, colour_block=6, dilate_kernel=30)
+    blender = FeatureBlender(generator, HairSegmenter(seg), hairstyle_block=3, colour_block=6, dilate_kernel=30)
     if local_blending_mask is not None and not torch.is_tensor(local_blending_mask):
         local_blending_mask = torch.as_tensor(local_blending_mask[:, :, 0])[None, None].to(src_feature.device)
     out = blender.hairstyle(
@@ -215,5 +202,5 @@ def hairstyle_feature_blending(
 
 def color_feature_blending(generator, seg, edited_hairstyle_img, src_latent, color_latent_in, latent_F):
     """HairCLIPv2's `color_feature_blending` (blocks 4..6 at 1024 px): (colour feature, final hair mask)."""
-    blender = FeatureBlender(generator, seg, hairstyle_block=3, colour_block=6, dilate_kernel=30)
+    blender = FeatureBlender(generator, HairSegmenter(seg), hairstyle_block=3, colour_block=6, dilate_kernel=30)
     return blender.colour(edited_hairstyle_img, src_latent, color_latent_in, latent_F)

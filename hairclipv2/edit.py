@@ -31,13 +31,12 @@ from PIL import Image
 
 from .align import FaceAligner, NoFaceError, ffhq_quad, warp_to_quad
 from .editing.editor import EditBatch
-from .editing.factory import editor_from_config
 from .editing.proxies import ColourCondition
 from .evaluation.pairs import PairsError, parse_rgb, read_label_png
 from .io import open_rgb, pil_to_tensor, save_image_atomic, to_uint8
 from .paste import feathered_region, paste_back
+from .pipeline import editor_config, from_config
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 RANDOM_WARNING = "RANDOM WEIGHTS (no --weights): the edit is a meaningless picture; it shows that the pipeline runs"
 
 
@@ -69,21 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def editor_config(weights: str | None, overrides: list[str]) -> Any:
-    """conf/evaluate composed for the demo editor, or the official one with `weights`."""
-    from hydra import compose, initialize_config_dir
-
-    from .config import register_resolvers
-
-    register_resolvers()
-    base = ["experiment=hairclipv2_ffhq", f"paths.weights_dir={weights}"] if weights else []
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("evaluate", overrides=[*base, *overrides])
-
-
 def build_editor(cfg: Any, **parts: Any):
     """The editor of `cfg.editing`; `parts` replace arguments of its factory (a parser, say)."""
-    return editor_from_config(cfg.editing, RANDOM_WARNING, **parts)
+    return from_config(cfg, RANDOM_WARNING, **parts)
 
 
 def read_condition_image(path: str, what: str, size: int) -> np.ndarray:

@@ -11,7 +11,6 @@ as in HairCLIPv2; pass `clamp=True` for the cleaner variant.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -149,13 +148,3 @@ def resize_mask(mask: torch.Tensor, size: int, mode: str = "bicubic", clamp: boo
         mask.float(), size=(size, size), mode=mode, **({"align_corners": False} if mode == "bicubic" else {})
     )
     return out.clamp(0, 1) if clamp else out
-
-
-def parser_hair(
-    parser: Callable[[torch.Tensor], tuple[torch.Tensor, ...]], images: torch.Tensor, label_map: LabelMap
-) -> torch.Tensor:
-    """Hair mask (N, 1, H, W) of images from a parser's full-resolution output (HairCLIPv2's
-    `seg(x)[0]`), resized to the images' size by nearest; no gradient."""
-    with torch.no_grad():
-        labels = parser(images)[0].argmax(1, keepdim=True)
-    return resize_mask(hair_mask(labels, label_map), images.shape[-1], mode="nearest")

@@ -253,3 +253,21 @@ def user_error(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> Ba
             return seen
         seen = seen.__cause__
     return None
+
+
+def backbone_file(net: str) -> Path:
+    """Where torchvision keeps the ImageNet weights of a backbone ("alex" or "vgg": lpips' `net`, and
+    the VGG16 of the style loss)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(backbone_url(net))
+
+
+def backbone_url(net: str) -> str:
+    """torchvision's download address of a backbone's ImageNet weights ("alex" or "vgg")."""
+    import torchvision
+
+    if net not in BACKBONES:
+        raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {net!r}")
+    return getattr(torchvision.models, BACKBONES[net]).IMAGENET1K_V1.url
+
+
+BACKBONES = {"alex": "AlexNet_Weights", "vgg": "VGG16_Weights"}

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from hairclipv2 import masks as M
 from hairclipv2.blending import FeatureBlender, blend, color_feature_blending, hairstyle_feature_blending
+from hairclipv2.models.parsing import HairSegmenter
 from hairclipv2.models.stylegan2 import Generator
 
 from conftest import ThresholdParser
@@ -17,7 +18,9 @@ from conftest import ThresholdParser
 def setup():
     torch.manual_seed(0)
     g = Generator(64, 512, 2, channels={4: 32, 8: 32, 16: 16, 32: 16, 64: 8}).eval().requires_grad_(False)
-    blender = FeatureBlender(g, ThresholdParser(), hairstyle_block=1, colour_block=3, randomize_proxy_noise=False)
+    blender = FeatureBlender(
+        g, HairSegmenter(ThresholdParser()), hairstyle_block=1, colour_block=3, randomize_proxy_noise=False
+    )
     avg = g.mean_latent(2000)[0]
     src, proxy = avg + 0.5 * torch.randn(2, 10, 512), avg + 0.5 * torch.randn(2, 10, 512)
     return g, blender, src, proxy
@@ -28,11 +31,11 @@ def test_zero_mask_returns_the_source_and_one_mask_the_proxy(setup):
     f_src = g.features(src, 1)[0]
     f_proxy = blender.proxy_feature(proxy)
     zero = blender.hairstyle(
-        src, f_src, blender.labels(g.synthesis(src)), local_codes=proxy, local_mask=torch.zeros(2, 1, 8, 8)
+        src, f_src, blender.segmenter.labels(g.synthesis(src)), local_codes=proxy, local_mask=torch.zeros(2, 1, 8, 8)
     )
     assert torch.equal(zero.feature, f_src) and torch.equal(zero.image, g.resume(src, 2, f_src))
     one = blender.hairstyle(
-        src, f_src, blender.labels(g.synthesis(src)), local_codes=proxy, local_mask=torch.ones(2, 1, 8, 8)
+        src, f_src, blender.segmenter.labels(g.synthesis(src)), local_codes=proxy, local_mask=torch.ones(2, 1, 8, 8)
     )
     assert torch.equal(one.feature, f_proxy) and torch.equal(one.image, g.resume(src, 2, f_proxy))
 
@@ -54,7 +57,7 @@ def test_change_outside_the_mask_stays_within_the_receptive_field(setup):
     f_src = g.features(src, 1)[0]
     mask = torch.zeros(2, 1, 8, 8)
     mask[:, :, 0, 7] = 1  # one corner pixel of F (no resize, so the mask's support is exact)
-    out = blender.hairstyle(src, f_src, blender.labels(g.synthesis(src)), local_codes=proxy, local_mask=mask)
+    out = blender.hairstyle(src, f_src, blender.segmenter.labels(g.synthesis(src)), local_codes=proxy, local_mask=mask)
     change = (out.image - g.resume(src, 2, f_src)).abs().amax(dim=1, keepdim=True)
     region = influence_region(mask, g.n_blocks - 1)
     assert region.mean() < 0.25  # the bound is informative
@@ -65,12 +68,12 @@ def test_change_outside_the_mask_stays_within_the_receptive_field(setup):
 def test_bald_and_global_masks_follow_hairclipv2(setup):
     g, blender, src, proxy = setup
     image = g.synthesis(src)
-    labels = blender.labels(image)
+    labels = blender.segmenter.labels(image)
     f_src = g.features(src, 1)[0]
     out = blender.hairstyle(src, f_src, labels, bald_codes=src.flip(0), global_codes=proxy)
     bald = M.dilate_erode(M.hair_and_ear_mask(labels), M.dilate_kernel(labels.shape[-1]))
     expected = blend(blender.proxy_feature(src.flip(0)), f_src, bald)
-    glob = M.hair_mask(blender.labels(g.synthesis(proxy)))
+    glob = M.hair_mask(blender.segmenter.labels(g.synthesis(proxy)))
     expected = blend(blender.proxy_feature(proxy), expected, glob)
     assert torch.equal(out.bald_mask, bald) and torch.equal(out.global_mask, glob)
     torch.testing.assert_close(out.feature, expected)

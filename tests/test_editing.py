@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from hairclipv2.editing.bald import BaldProxy, LevelMapper, load_bald_proxy
-from hairclipv2.editing.editor import EditBatch, HairEditModule
+from hairclipv2.editing.editor import EditBatch, HairEditModule, HairEditor
 from hairclipv2.editing.factory import build_hair_editor
 from hairclipv2.editing.optim import run_adam
 from hairclipv2.editing.prior import PNormPrior
@@ -139,7 +139,7 @@ def test_batched_optimisation_equals_one_by_one(editor, sources, kind):
         r = editor.colour_proxy.edit([colours[i] for i in idx], sources[idx], fs.codes[idx], fs.feature[idx])
         return r.edit_losses[0], r.colour_codes, editor.colour_proxy.cfg
 
-    parser = editor.blender.parser
+    parser = editor.segmenter.parser
     parser.fixed_layout = True
     try:
         first, codes, cfg = run([0, 1, 2, 3])
@@ -295,8 +295,8 @@ def test_sketch_combines_with_a_global_text_edit(editor, sources):
 
 
 def test_painted_mask_alone_drives_the_proxy_and_lowers_its_loss(editor, sources):
-    from hairclipv2.editing.losses import hair_mask_loss
     from hairclipv2.evaluation.data import painted_mask
+    from hairclipv2.losses import hair_mask_loss
 
     labels = torch.from_numpy(painted_mask(32)).long().expand(2, -1, -1).clone()
     editor.text_proxy.cfg.steps = 8
@@ -308,7 +308,7 @@ def test_painted_mask_alone_drives_the_proxy_and_lowers_its_loss(editor, sources
     assert h.shape == (8, 2) and torch.all(h[-1] < h[0])
     with torch.no_grad():  # the history is the mask loss itself (no CLIP, no landmarks here)
         start = hair_mask_loss(
-            editor.text_proxy.parser, editor.generator.synthesis(editor.latent_avg.expand(2, 10, -1)), labels
+            editor.segmenter, editor.generator.synthesis(editor.latent_avg.expand(2, 10, -1)), labels
         )
     torch.testing.assert_close(h[0], start, rtol=1e-4, atol=1e-6)
     out = editor.edit(EditBatch(sources[:1], "mask", masks=labels[:1]))
@@ -362,35 +362,28 @@ def official_folder(folder: Path) -> Generator:
 
 @pytest.mark.slow
 def test_an_official_folder_runs_every_mode_from_one_key(tmp_path, sources):
-    from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
-
     from hairclipv2.evaluation.data import hair_strokes, painted_mask
 
-    official_folder(tmp_path / "pretrained_models")
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(
-            "evaluate",
-            overrides=[
-                "experiment=hairclipv2_ffhq",
-                f"paths.weights_dir={tmp_path / 'pretrained_models'}",
-                "generator=stylegan2_demo",
-                "generator.channels={4: 32, 8: 32, 16: 16, 32: 16, 64: 8}",
-                "+editing.random_backbones=true",
-                "editing.clip_pretrained=null",
-                *[
-                    f"editing.{k}={v}"
-                    for k, v in {"hairstyle_block": 1, "colour_block": 3, "use_landmarks": False}.items()
-                ],
-                "editing.embedding={w_steps: 2, fs_steps: 2, randomize_noise: false}",
-                "editing.text={steps: 2, rows: 4, augment: false}",
-                "editing.reference={steps: 2, rows: 3}",
-                "editing.colour={edit_steps: 2, final_steps: 2, edit_rows: [5, 8], final_rows: [6, 10]}",
-            ],
-        )
+    folder = tmp_path / "pretrained_models"
+    official_folder(folder)
+    small = [
+        "generator=stylegan2_demo",
+        "generator.channels={4: 32, 8: 32, 16: 16, 32: 16, 64: 8}",
+        "+editing.random_backbones=true",
+        "editing.clip_pretrained=null",
+        *[f"editing.{k}={v}" for k, v in {"hairstyle_block": 1, "colour_block": 3, "use_landmarks": False}.items()],
+        "editing.embedding={w_steps: 2, fs_steps: 2, randomize_noise: false}",
+        "editing.text={steps: 2, rows: 4, augment: false}",
+        "editing.reference={steps: 2, rows: 3}",
+        "editing.colour={edit_steps: 2, final_steps: 2, edit_rows: [5, 8], final_rows: [6, 10]}",
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        editor = instantiate(cfg.editing)
+        editor = HairEditor.from_pretrained(folder, overrides=small)
+    assert set(editor.networks) == {"generator", "segmenter", "clip", "lpips", "vgg"}
+    assert torch.equal(
+        editor.generator.state_dict()["to_rgb1.bias"], torch.load(folder / "ffhq.pt")["g_ema"]["to_rgb1.bias"]
+    )
     src = sources[:1]
     labels = torch.from_numpy(painted_mask(32)).long()[None]
     batches = [
@@ -408,13 +401,15 @@ def test_an_official_folder_runs_every_mode_from_one_key(tmp_path, sources):
     (tmp_path / "pretrained_models" / "seg.pth").unlink()
     with pytest.raises(Exception) as err, warnings.catch_warnings():  # Hydra wraps the CheckpointError
         warnings.simplefilter("ignore")
-        instantiate(cfg.editing)
+        HairEditor.from_pretrained(folder, overrides=small)
     message = str(err.value)
     assert (
         "2 pretrained file(s) missing" in message
         and "paths.weights.sketch_proxy" in message
         and "paths.weights.bisenet" in message
     )
+    with pytest.raises(FileNotFoundError, match="no_such_folder"):
+        HairEditor.from_pretrained(tmp_path / "no_such_folder")
 
 
 def test_clip_is_openai_vit_b32_with_quickgelu(editor):
@@ -546,8 +541,8 @@ def test_fan_loads_both_official_file_formats_strictly(fan, tmp_path):
 
 
 def test_landmark_terms_use_hairclipv2s_indices_and_inputs():
-    from hairclipv2.editing.losses import LandmarkLoss
     from hairclipv2.editing.proxies import TEXT_LANDMARKS
+    from hairclipv2.losses import LandmarkLoss
     from hairclipv2.models.landmarks import FAN
 
     torch.manual_seed(1)
@@ -583,7 +578,7 @@ def test_the_editor_holds_each_network_once(editor):
     repeated = [keys for keys in names.values() if len(keys) > 1]
     # The lpips package itself registers its heads twice (`lin0` and `lins.0`): nothing of ours repeats.
     assert all(all(k.startswith("networks.lpips.net.lin") for k in keys) for keys in repeated), repeated[:3]
-    assert set(editor.networks) >= {"generator", "parser", "clip", "lpips", "vgg"}
+    assert set(editor.networks) >= {"generator", "segmenter", "clip", "lpips", "vgg"}
     assert editor.text_proxy.generator is editor.generator and editor.colour_proxy.blender is editor.blender
     assert not any(
         k.startswith(("text_proxy.", "ref_proxy.", "colour_proxy.", "blender.")) for k in editor.state_dict()
@@ -593,7 +588,7 @@ def test_the_editor_holds_each_network_once(editor):
 def test_the_bald_mask_and_the_proxies_use_the_source_photo(editor, sources, monkeypatch):
     """HairCLIPv2: `input_mask = argmax(seg(src_image)[1])` and the proxies get `src_image`."""
     seen = {}
-    labels, optimise = editor.blender.labels, editor.text_proxy.optimise
+    labels, optimise = editor.segmenter.labels, editor.text_proxy.optimise
 
     def spy_labels(images, full=False):
         seen.setdefault("labels", images)
@@ -603,7 +598,7 @@ def test_the_bald_mask_and_the_proxies_use_the_source_photo(editor, sources, mon
         seen["proxy"] = images
         return optimise(images, *args, **kwargs)
 
-    monkeypatch.setattr(editor.blender, "labels", spy_labels)
+    monkeypatch.setattr(editor.segmenter, "labels", spy_labels)
     monkeypatch.setattr(editor.text_proxy, "optimise", spy_optimise)
     editor.edit(EditBatch(sources[:1], "text", texts=["bob"]))
     assert torch.equal(seen["labels"], sources[:1]) and torch.equal(seen["proxy"], sources[:1])

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from hairclipv2.editing.bald import BALD_ROWS, load_bald_proxy
-from hairclipv2.editing.losses import StyleLoss, VGG16Activations
 from hairclipv2.editing.sketch import SketchProxy, load_sketch_encoder, sketch_input, sketch_mask
+from hairclipv2.losses import StyleLoss
 from hairclipv2.masks import dilate_erode
 from hairclipv2.models.encoders import SketchEncoder
+from hairclipv2.models.vgg import VGG16Activations
 
 from conftest import GOLDEN, golden_tolerance, load_golden, synth_state
 

@@ -117,3 +117,33 @@ def test_load_parser_drops_only_unused_heads(tmp_path):
         load_parser(tmp_path / "seg.pth", 16)
     with pytest.raises(Exception, match="seg.pth.*paths.weights.bisenet"):
         load_parser(tmp_path / "nothing.pth", 16)
+
+
+def test_hair_segmenter_answers_hair_at_any_size_for_either_label_map():
+    """Hair comes from the full-resolution labels resized by nearest (HairCLIPv2's background and
+    colour losses), or the half-resolution ones; the label map decides which class is hair."""
+    from hairclipv2 import masks as M
+    from hairclipv2.models.parsing import HairSegmenter
+
+    from conftest import ThresholdParser
+
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    seg = HairSegmenter(ThresholdParser())
+    full = seg.labels(images, full=True)
+    assert full.shape == (2, 1, 1024, 1024) and seg.labels(images).shape == (2, 1, 16, 16)
+    hair = seg.hair(images)
+    assert hair.shape == (2, 1, 32, 32)
+    assert torch.equal(hair, M.resize_mask((full == 10).float(), 32, mode="nearest"))
+    assert 0 < hair.mean() < 1
+    assert torch.equal(
+        seg.hair(images, size=8, full=False), M.resize_mask((seg.labels(images) == 10).float(), 8, "nearest")
+    )
+    assert torch.equal(seg.hair_and_ears(torch.tensor([[[6, 10, 1]]])), torch.tensor([[[[1.0, 1.0, 0.0]]]]))
+
+    celeba = HairSegmenter(ThresholdParser(), M.CELEBAMASK_19)
+    labels = torch.tensor([[[17, 10, 7]]])
+    assert torch.equal(celeba.hair_of_labels(labels), torch.tensor([[[[1.0, 0.0, 0.0]]]]))
+    assert torch.equal(celeba.hair_and_ears(labels), torch.tensor([[[[1.0, 0.0, 1.0]]]]))
+    weights = seg.class_weights(("background", "hair", "no such class"), torch.device("cpu"))
+    assert weights.tolist() == [1.0 if i in (0, 10) else 0.0 for i in range(16)]

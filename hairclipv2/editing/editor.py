@@ -14,6 +14,7 @@ Every optimisation is batched with per-sample codes and per-sample losses. `Hair
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,9 +22,9 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from .. import masks as M
 from ..blending import FeatureBlender
 from ..models.inversion import InversionModel, resize_images
+from ..models.parsing import HairSegmenter
 from .bald import BaldProxy
 from .embedding import FSCode, FSEmbedding
 from .latents import fs_code
@@ -133,10 +134,10 @@ class HairEditor(nn.Module):
         """`source_photo_targets`: HairCLIPv2 parses the real photo for the bald mask, gives it to the
         proxies (landmarks) and uses it as the colour edit's target when the hairstyle is kept
         (`scripts/*.py`: `src_image`); False uses the image decoded from (F, S) instead.
-        `networks`: the networks the parts share (generator, parser, clip, lpips, vgg, fan), registered
+        `networks`: the networks the parts share (generator, segmenter, clip, lpips, vgg, fan), registered
         here once; the parts only refer to them (sharing.py)."""
         super().__init__()
-        shared = {"generator": blender.generator, "parser": blender.parser, **(networks or {})}
+        shared = {"generator": blender.generator, "segmenter": blender.segmenter, **(networks or {})}
         self.networks = nn.ModuleDict({k: v for k, v in shared.items() if v is not None})
         self.blender, self.embedding, self.bald = blender, embedding, bald
         self.text_proxy, self.ref_proxy, self.colour_proxy, self.encoder = text_proxy, ref_proxy, colour_proxy, encoder
@@ -146,6 +147,22 @@ class HairEditor(nn.Module):
     @property
     def generator(self) -> nn.Module:
         return self.networks["generator"]
+
+    @classmethod
+    def from_pretrained(cls, weights_dir: str | None = None, overrides: Sequence[str] = (), **parts: Any) -> HairEditor:
+        """The editor of HairCLIPv2's files in `weights_dir` (the demo without it): see pipeline.py."""
+        from ..pipeline import from_pretrained
+
+        return from_pretrained(weights_dir, overrides, **parts)
+
+    @property
+    def segmenter(self) -> HairSegmenter:
+        return self.networks["segmenter"]
+
+    @property
+    def hairstyle_block(self) -> int:
+        """The generator block whose output is F (the FS space's feature)."""
+        return self.blender.hairstyle_block
 
     @property
     def clip(self) -> nn.Module | None:
@@ -157,15 +174,15 @@ class HairEditor(nn.Module):
         if self.encoder is None:
             return None
         with torch.no_grad():
-            return self.encoder.encode(resize_images(images, self.encoder.encoder.input_size))
+            return self.encoder.encode(resize_images(images, self.encoder.input_size))
 
     def embed(self, images: torch.Tensor) -> FSCode:
         return self.embedding.invert_fs(images, self.initial_codes(images))
 
     def hair(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Hair masks (N, 1, S, S) of images (from their parser labels, when already computed)."""
-        labels = self.blender.labels(images) if labels is None else labels
-        return M.resize_mask(M.hair_mask(labels, self.blender.label_map), images.shape[-1], mode="nearest")
+        labels = self.segmenter.labels(images) if labels is None else labels
+        return self.segmenter.hair_of_labels(labels, images.shape[-1])
 
     def global_proxy(self, batch: EditBatch, source_images: torch.Tensor):
         """The text, reference or painted-mask proxy of a batch (a mask alone: the text proxy's
@@ -193,7 +210,7 @@ class HairEditor(nn.Module):
         seconds["embedding"] = time.perf_counter() - tic
         image, feature = fs.image, fs.feature
         target = batch.sources if self.source_photo_targets else fs.image  # HairCLIPv2's src_image
-        src_labels = self.blender.labels(target)
+        src_labels = self.segmenter.labels(target)
         if batch.kind in (*GLOBAL_KINDS, "sketch"):
             bald_codes = global_codes = local = None
             if batch.kind in GLOBAL_KINDS:
@@ -261,7 +278,7 @@ class HairEditModule(pl.LightningModule):
         source_code = None
         if "src_latent" in batch:  # HairCLIPv2's cached src_F/<name>.npz for every source of the batch
             e = self.editor
-            source_code = fs_code(e.generator, e.blender.hairstyle_block, batch["src_latent"], batch["src_F"])
+            source_code = fs_code(e.generator, e.hairstyle_block, batch["src_latent"], batch["src_F"])
         with torch.enable_grad():
             return self.editor.edit(batch_to_edits(batch), source_code)
 

@@ -14,21 +14,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import masks as M
 from ..blending import FeatureBlender
 from ..config import build
-from ..losses import LPIPSLoss
+from ..losses import AvgLabLoss, BackgroundLoss, CLIPLoss, LandmarkLoss, LPIPSLoss, StyleLoss
+from ..models.clip import CLIPModel
 from ..models.encoders import SketchEncoder
 from ..models.inversion import InversionModel
 from ..models.landmarks import load_fan
 from ..models.landmarks.fan import default_fan_file
-from ..models.parsing import BiSeNet, load_parser
+from ..models.parsing import BiSeNet, HairSegmenter, load_parser
 from ..models.stylegan2 import Generator
+from ..models.vgg import VGG16Activations
 from ..weights import OFFICIAL, MissingCheckpointError, frozen_generator
 from .bald import BALD_ALPHA_SCALE, BaldProxy, LevelMapper, load_bald_proxy
 from .editor import HairEditor
 from .embedding import EmbeddingConfig, FSEmbedding
-from .losses import AvgLabLoss, BackgroundLoss, CLIPLoss, CLIPModel, LandmarkLoss, StyleLoss, VGG16Activations
 from .prior import PNormPrior
 from .proxies import (
     TEXT_LANDMARKS,
@@ -107,13 +107,12 @@ def build_hair_editor(
     # The e4e file gives the encoder (and its latent_avg); the editor's generator keeps the weights of
     # stylegan_weights, from which latent_avg was computed above (the file's decoder is not loaded over them).
     encoder = InversionModel.from_official(e4e_weights, decoder=generator, load_decoder=False) if e4e_weights else None
-    label_map = M.LABEL_MAPS[16]
+    segmenter = HairSegmenter(parser)
     blender = FeatureBlender(
         generator,
-        parser,
+        segmenter,
         hairstyle_block,
         colour_block,
-        label_map,
         randomize_proxy_noise=randomize_proxy_noise,
         resume_with_skip=resume_with_skip,
     )
@@ -138,20 +137,20 @@ def build_hair_editor(
             build(EmbeddingConfig, embedding, "editing.embedding"),
         ),
         bald,
-        TextProxy(generator, CLIPLoss(clip, augment=text_cfg.augment), landmarks_text, parser, text_cfg),
+        TextProxy(generator, CLIPLoss(clip, augment=text_cfg.augment), landmarks_text, segmenter, text_cfg),
         RefProxy(
             generator,
             StyleLoss(vgg),
             landmarks_ref,
-            parser,
-            label_map,
+            segmenter,
             ref_cfg,
         ),
         ColourProxy(
             blender,
+            segmenter,
             CLIPLoss(clip, augment=colour_cfg.augment),
-            AvgLabLoss(parser, label_map),
-            BackgroundLoss(parser, label_map),
+            AvgLabLoss(segmenter),
+            BackgroundLoss(segmenter),
             lpips_vgg,
             colour_cfg,
         ),
@@ -159,7 +158,14 @@ def build_hair_editor(
         encoder,
         sketch,
         source_photo_targets,
-        networks={"generator": generator, "parser": parser, "clip": clip, "lpips": lpips_vgg, "vgg": vgg, "fan": fan},
+        networks={
+            "generator": generator,
+            "segmenter": segmenter,
+            "clip": clip,
+            "lpips": lpips_vgg,
+            "vgg": vgg,
+            "fan": fan,
+        },
     )
 
 

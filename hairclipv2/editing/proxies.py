@@ -14,11 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import masks as M
 from ..blending import FeatureBlender
-from ..losses import LPIPSLoss
+from ..losses import AvgLabLoss, BackgroundLoss, CLIPLoss, LandmarkLoss, LPIPSLoss, StyleLoss, hair_mask_loss
+from ..models.parsing import HairSegmenter
 from ..sharing import borrow
-from .losses import AvgLabLoss, BackgroundLoss, CLIPLoss, LandmarkLoss, StyleLoss, hair_mask_loss
 from .optim import run_adam
 
 TEXT_LANDMARKS = (tuple(range(0, 17)), tuple(range(27, 36)))  # jaw line and nose (text proxy)
@@ -59,11 +58,11 @@ class TextProxy(nn.Module):
         generator: nn.Module,
         clip_loss: CLIPLoss,
         landmarks: LandmarkLoss,
-        parser: nn.Module,
+        segmenter: HairSegmenter,
         config: TextProxyConfig | None = None,
     ):
         super().__init__()
-        borrow(self, generator=generator, parser=parser)
+        borrow(self, generator=generator, segmenter=segmenter)
         self.clip_loss, self.landmarks = clip_loss, landmarks
         self.cfg = config or TextProxyConfig()
 
@@ -82,7 +81,7 @@ class TextProxy(nn.Module):
         if texts is not None and len(texts) != n:
             raise ValueError(f"one text per source image: {len(texts)} texts, {n} images")
         if texts is not None:
-            self.clip_loss.clip.encode_text(list(texts))  # validates and caches the text embeddings
+            self.clip_loss.prepare(texts)
         start = latent_avg.reshape(-1)[-g.style_dim :].expand(n, g.n_latent, -1)
         _, free, fixed = _split_codes(start, 0, c.rows)
         with torch.no_grad():
@@ -94,7 +93,7 @@ class TextProxy(nn.Module):
             if texts is not None:
                 loss = loss + c.clip_lambda * self.clip_loss(image, texts)
             if painted_labels is not None:
-                loss = loss + c.hair_mask_lambda * hair_mask_loss(self.parser, image, painted_labels)
+                loss = loss + c.hair_mask_lambda * hair_mask_loss(self.segmenter, image, painted_labels)
             return loss
 
         run = run_adam([free], c.lr, c.steps, loss_fn)
@@ -125,21 +124,18 @@ class RefProxy(nn.Module):
         generator: nn.Module,
         style_loss: StyleLoss,
         landmarks: LandmarkLoss,
-        parser: nn.Module,
-        label_map: M.LabelMap = M.HAIRCLIPV2_16,
+        segmenter: HairSegmenter,
         config: RefProxyConfig | None = None,
     ):
         super().__init__()
-        borrow(self, generator=generator, parser=parser)
-        self.style_loss, self.landmarks, self.label_map = style_loss, landmarks, label_map
+        borrow(self, generator=generator, segmenter=segmenter)
+        self.style_loss, self.landmarks = style_loss, landmarks
         self.cfg = config or RefProxyConfig()
 
     def image_and_hair(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """HairCLIPv2's `gen_256_img_hairmask`: nearest 256 px image and hair mask of the parser's 1024 output."""
         s = self.cfg.style_size
-        with torch.no_grad():
-            labels = self.parser(images)[0].argmax(1, keepdim=True)
-        return F.interpolate(images, size=(s, s)), M.resize_mask(M.hair_mask(labels, self.label_map), s, mode="nearest")
+        return F.interpolate(images, size=(s, s)), self.segmenter.hair(images, size=s)
 
     def optimise(
         self,
@@ -168,7 +164,7 @@ class RefProxy(nn.Module):
                 + c.landmark_lambda * self.landmarks(src_kp, image)
             )
             if painted_labels is not None:
-                loss = loss + c.hair_mask_lambda * hair_mask_loss(self.parser, image, painted_labels, self.label_map)
+                loss = loss + c.hair_mask_lambda * hair_mask_loss(self.segmenter, image, painted_labels)
             prev = free.detach().clone()  # the delta-w loss compares with the previous step's codes
             return loss
 
@@ -247,6 +243,7 @@ class ColourProxy(nn.Module):
     def __init__(
         self,
         blender: FeatureBlender,
+        segmenter: HairSegmenter,
         clip_loss: CLIPLoss | None,
         avg_lab: AvgLabLoss,
         background: BackgroundLoss,
@@ -254,7 +251,7 @@ class ColourProxy(nn.Module):
         config: ColourProxyConfig | None = None,
     ):
         super().__init__()
-        borrow(self, blender=blender, lpips=lpips)
+        borrow(self, blender=blender, segmenter=segmenter, lpips=lpips)
         self.clip_loss, self.avg_lab, self.background = clip_loss, avg_lab, background
         self.cfg = config or ColourProxyConfig()
 
@@ -303,13 +300,13 @@ class ColourProxy(nn.Module):
         c, b = self.cfg, self.blender
         if len(conditions) != edited_image.shape[0]:
             raise ValueError(f"one colour condition per image: {len(conditions)} for {edited_image.shape[0]}")
-        g = b.generator
+        g = self.blender.generator
         lo, hi = c.edit_rows
         head, free, tail = _split_codes(src_codes, lo, min(hi, g.n_latent))
         feature = feature.detach()
 
         # What stays fixed during the edit is computed once: the edited image's hair, the targets' colours.
-        edited_hair = b.hair_mask(edited_image)
+        edited_hair = self.segmenter.hair(edited_image)
         target_labs = self.target_labs(conditions, edited_image.shape[-1], edited_image.device)
 
         def edit_loss() -> torch.Tensor:

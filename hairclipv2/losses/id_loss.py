@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from ..models.encoders import Backbone
 from ..models.encoders.irse import check_images
+from ..models.frozen import FrozenNetwork
 from ..weights import load_checkpoint_file, load_state_dict_strict
-from .frozen import FrozenNetwork
 
 FACE_CROP = (35, 223, 32, 220)  # rows, cols of e4e's crop of a 256 px aligned face
 BACKBONES = {"ir_se50": 112, "facenet": 160}

@@ -6,26 +6,12 @@ a missing backbone file is an error naming it (or `random_backbone=True` for tes
 
 from __future__ import annotations
 
-import os
 import warnings
-from pathlib import Path
 
 import torch
-import torchvision
 
-from ..weights import MissingCheckpointError
-from .frozen import FrozenNetwork
-
-BACKBONE_WEIGHTS = {
-    "alex": torchvision.models.AlexNet_Weights.IMAGENET1K_V1,
-    "vgg": torchvision.models.VGG16_Weights.IMAGENET1K_V1,
-}
-
-
-def backbone_file(net: str) -> Path:
-    """Where torchvision keeps the ImageNet weights that lpips' `net` backbone loads."""
-    url = BACKBONE_WEIGHTS[net].url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+from ..models.frozen import FrozenNetwork
+from ..weights import BACKBONES, MissingCheckpointError, backbone_file, backbone_url
 
 
 class LPIPSLoss(FrozenNetwork):
@@ -33,8 +19,8 @@ class LPIPSLoss(FrozenNetwork):
 
     def __init__(self, net: str = "alex", random_backbone: bool = False):
         super().__init__()
-        if net not in BACKBONE_WEIGHTS:
-            raise ValueError(f"LPIPS net must be one of {sorted(BACKBONE_WEIGHTS)}, got {net!r}")
+        if net not in BACKBONES:
+            raise ValueError(f"LPIPS net must be one of {sorted(BACKBONES)}, got {net!r}")
         if random_backbone:
             warnings.warn(f"LPIPS({net}) with a random backbone: the distances are meaningless", stacklevel=2)
         else:
@@ -42,7 +28,7 @@ class LPIPSLoss(FrozenNetwork):
             if not path.is_file():
                 raise MissingCheckpointError(
                     f"LPIPS({net}) needs torchvision's ImageNet backbone {path.name} in {path.parent} "
-                    f"(download {BACKBONE_WEIGHTS[net].url} there, or set TORCH_HOME); "
+                    f"(download {backbone_url(net)} there, or set TORCH_HOME); "
                     "tests and demos can use random_backbone=True"
                 )
         import lpips

@@ -7,6 +7,7 @@ container that e4e's and pSp's inference scripts load.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,15 @@ class InversionModel(nn.Module):
         self.register_buffer(
             "latent_avg", latent_avg.reshape(-1, decoder.style_dim).expand(decoder.n_latent, -1).clone()
         )
+
+    @property
+    def input_size(self) -> int:
+        """The encoder's input resolution (256 officially)."""
+        return self.encoder.input_size
+
+    def encoder_parameters(self) -> Iterator[nn.Parameter]:
+        """What training updates: the encoder's parameters (the decoder stays frozen)."""
+        return self.encoder.parameters()
 
     @property
     def progressive_stage(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import torch
 from torch import nn
@@ -39,6 +40,14 @@ class LatentCodesPool:
         self.pool_size = pool_size
         self.codes: list[torch.Tensor] = []
         self.rng = rng or random.Random(0)
+
+    def state(self) -> dict[str, Any]:
+        """The stored codes (on the CPU) and the random generator's state: what an exact resume needs."""
+        return {"rng": self.rng.getstate(), "codes": [c.detach().cpu() for c in self.codes]}
+
+    def load_state(self, state: dict[str, Any], device: torch.device | None = None) -> None:
+        self.rng.setstate(state["rng"])
+        self.codes = [c.to(device) for c in state["codes"]]
 
     def query(self, ws: torch.Tensor) -> torch.Tensor:
         if self.pool_size == 0:

@@ -269,9 +269,9 @@ class E4EModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         """The encoder's optimiser (official: the encoder only; the generator is frozen), the
         discriminator's when it is on, and the encoder's LR scheduler when one is configured."""
-        optimizers = [self.optimizer(self.model.encoder.parameters())]
+        optimizers = [self.optimizer(self.model.encoder_parameters())]
         if self.use_discriminator:
-            optimizers.append(self.discriminator_optimizer(self.adversary.discriminator.parameters()))
+            optimizers.append(self.discriminator_optimizer(self.adversary.parameters()))
         if self.scheduler is None:
             return optimizers
         return optimizers, [{"scheduler": self.scheduler(optimizers[0]), "interval": "step"}]

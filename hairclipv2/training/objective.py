@@ -88,17 +88,14 @@ class LatentAdversary(nn.Module):
 
     def pool_state(self) -> dict[str, Any]:
         """The pools' contents and their generator's state (for exact resumes)."""
-        return {
-            "rng": self.real_pool.rng.getstate(),
-            "real": [c.detach().cpu() for c in self.real_pool.codes],
-            "fake": [c.detach().cpu() for c in self.fake_pool.codes],
-        }
+        real, fake = self.real_pool.state(), self.fake_pool.state()
+        return {"rng": real["rng"], "real": real["codes"], "fake": fake["codes"]}
 
     def load_pool_state(self, state: dict[str, Any]) -> None:
-        device = self.discriminator.mlp[0].weight.device
-        self.real_pool.rng.setstate(state["rng"])
-        self.real_pool.codes = [c.to(device) for c in state["real"]]
-        self.fake_pool.codes = [c.to(device) for c in state["fake"]]
+        """The pools share one random generator: restoring it once restores both."""
+        device = next(self.discriminator.parameters()).device
+        self.real_pool.load_state({"rng": state["rng"], "codes": state["real"]}, device)
+        self.fake_pool.load_state({"rng": state["rng"], "codes": state["fake"]}, device)
 
     def fake_codes(self, encoder_out: torch.Tensor, latent_avg: torch.Tensor | None, rows: list[int]) -> torch.Tensor:
         """The encoder's codes the discriminator judges, before the pool: (N, len(rows), D)."""

@@ -1,0 +1,65 @@
+"""OpenAI's CLIP ViT-B/32 through open_clip, and HairCLIPv2's resize of images to CLIP's 224 px."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..weights import MissingCheckpointError
+from .frozen import FrozenNetwork
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class CLIPModel(FrozenNetwork):
+    """OpenAI's CLIP ViT-B/32 through open_clip (HairCLIPv2: `clip.load("ViT-B/32")`); text embeddings
+    are cached per string. OpenAI's network uses QuickGELU, which open_clip builds only under the
+    `-quickgelu` name (plain `ViT-B-32` is GELU: another function with the same weights)."""
+
+    def __init__(self, name: str = "ViT-B-32-quickgelu", pretrained: str | None = "openai"):
+        super().__init__()
+        import open_clip
+
+        if pretrained is None:
+            warnings.warn(f"CLIP {name} with random weights: CLIP losses and scores are meaningless", stacklevel=2)
+        try:
+            self.model = open_clip.create_model(name, pretrained=pretrained)
+        except Exception as exc:  # offline without the cached file, or a bad path
+            raise MissingCheckpointError(
+                f"CLIP {name} weights {pretrained!r} could not be loaded ({type(exc).__name__}: {exc}). Put the OpenAI ViT-B-32 (quickgelu) "
+                "checkpoint in open_clip's cache (HF hub timm/vit_base_patch32_clip_224.openai) or set editing.clip_pretrained to a "
+                "local file; tests and demos can use pretrained=None"
+            ) from exc
+        self.tokenizer = open_clip.get_tokenizer(name)
+        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
+        self._text_cache: dict[str, torch.Tensor] = {}
+        self.freeze()
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Unnormalised text embeddings (N, D), cached per string."""
+        for t in texts:
+            if not isinstance(t, str) or not t.strip():
+                raise ValueError(f"text conditions must be non-empty strings, got {t!r}")
+        missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
+        if missing:
+            with torch.no_grad():
+                emb = self.model.encode_text(self.tokenizer(missing).to(self.mean.device)).float()
+            self._text_cache.update(zip(missing, emb))
+        return torch.stack([self._text_cache[t].to(self.mean.device) for t in texts])
+
+    def encode_image(self, images01: torch.Tensor) -> torch.Tensor:
+        """Unnormalised image embeddings of (N, 3, 224, 224) images in [0, 1]."""
+        return self.model.encode_image((images01 - self.mean) / self.std).float()
+
+
+def clip_input(images: torch.Tensor) -> torch.Tensor:
+    """HairCLIPv2's resize to 224: nearest x7 upsampling, then average pooling (32 at 1024 px)."""
+    size = images.shape[-1]
+    if (size * 7) % 224:
+        return F.interpolate(images, size=224, mode="bilinear", align_corners=False, antialias=True)
+    return F.avg_pool2d(F.interpolate(images, scale_factor=7, mode="nearest"), size * 7 // 224)
