@@ -26,22 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from PIL import Image
 
-from .align import FaceAligner, NoFaceError, ffhq_quad, warp_to_quad
-from .editing.editor import EditBatch
-from .editing.proxies import ColourCondition
+from .align import FaceAligner, NoFaceError
 from .evaluation.pairs import PairsError, parse_rgb, read_label_png
-from .io import open_rgb, pil_to_tensor, save_image_atomic, to_uint8
-from .paste import feathered_region, paste_back
+from .io import open_rgb, save_image_atomic
+from .photo import Condition, EditError, PhotoEditor, prepare
 from .pipeline import editor_config, from_config
 
 RANDOM_WARNING = "RANDOM WEIGHTS (no --weights): the edit is a meaningless picture; it shows that the pipeline runs"
-
-
-class EditError(ValueError):
-    """Input the command cannot use (the message says which and why)."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -63,7 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--grow", type=int, default=None, help="px the hair region grows by (default: size / 32)")
     p.add_argument("--feather", type=int, default=None, help="px of soft edge (default: size / 32)")
     args = p.parse_args(argv)
-    if not any((args.text, args.reference, args.color, args.rgb, args.sketch, args.mask)):
+    if all(v is None for v in (args.text, args.reference, args.color, args.rgb, args.sketch, args.mask)):
         p.error("give one of --text, --reference, --color, --rgb, or a --sketch / --mask")
     return args
 
@@ -80,37 +72,22 @@ def read_condition_image(path: str, what: str, size: int) -> np.ndarray:
         raise EditError(str(exc)) from None
 
 
-def edit_batch(args: argparse.Namespace, source: torch.Tensor, aligner: FaceAligner, size: int) -> EditBatch:
-    """The EditBatch of one aligned face (1, 3, S, S) for the command's condition."""
-    masks = sketches = None
-    if args.mask:
-        masks = torch.from_numpy(read_condition_image(args.mask, "mask", size)).long()[None]
-    if args.sketch:
-        sketches = torch.from_numpy(read_condition_image(args.sketch, "sketch", size))[None]
-    if args.text is not None:
-        if not args.text.strip():
-            raise EditError("--text is empty")
-        return EditBatch(source, "text", texts=[args.text], masks=masks, sketches=sketches)
-    if args.reference:
-        ref = aligner.align(open_rgb(args.reference), size, name=args.reference).image
-        return EditBatch(source, "reference", references=pil_to_tensor(ref)[None], masks=masks, sketches=sketches)
-    if args.color is not None or args.rgb:
-        if args.color is not None and not args.color.strip():
-            raise EditError("--color is empty")
-        colour = (
-            ColourCondition(text=args.color) if args.color is not None else ColourCondition(rgb=rgb_argument(args.rgb))
-        )
-        return EditBatch(source, "colour", colours=[colour])
-    if sketches is not None:
-        return EditBatch(source, "sketch", sketches=sketches)
-    return EditBatch(source, "mask", masks=masks)
-
-
-def rgb_argument(value: str) -> tuple[int, int, int]:
-    try:
-        return parse_rgb(value, "--rgb")
-    except PairsError as exc:
-        raise EditError(str(exc)) from None
+def condition(args: argparse.Namespace, size: int) -> Condition:
+    """The command's condition, its files read and checked (sketch and mask: size or half of it)."""
+    rgb = None
+    if args.rgb:
+        try:
+            rgb = parse_rgb(args.rgb, "--rgb")
+        except PairsError as exc:
+            raise EditError(str(exc)) from None
+    return Condition(
+        text=args.text,
+        reference=open_rgb(args.reference) if args.reference else None,
+        colour_text=args.color,
+        rgb=rgb,
+        sketch=read_condition_image(args.sketch, "sketch", size) if args.sketch else None,
+        mask=read_condition_image(args.mask, "mask", size) if args.mask else None,
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Path]:
@@ -118,35 +95,18 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     cfg = editor_config(args.weights, args.set)
     size = int(cfg.generator.size)
     photo = open_rgb(args.photo)
+    wanted = condition(args, size)
     aligner = FaceAligner()
-    faces = aligner.faces(photo, name=args.photo)
-    faces = faces if args.all_faces else faces[:1]
-    probe = pil_to_tensor(warp_to_quad(photo, ffhq_quad(faces[0]), size))[None]
-    edit_batch(args, probe, aligner, size)  # the condition, checked before the editor is built
-    editor = build_editor(cfg)
-    grow = args.grow if args.grow is not None else max(1, size // 32)
-    feather = args.feather if args.feather is not None else max(1, size // 32)
-    pasted, alpha = np.asarray(photo).copy(), np.zeros(photo.size[::-1], np.float32)
-    crops, edits = [], []
-    for landmarks in faces:
-        quad = ffhq_quad(landmarks)
-        crop = warp_to_quad(photo, quad, size)
-        source = pil_to_tensor(crop)[None]
-        with torch.enable_grad():
-            out = editor.edit(edit_batch(args, source, aligner, size))
-        hair = torch.maximum(out.source_hair, out.result_hair).cpu()
-        pasted, weight = paste_back(pasted, out.result[0], feathered_region(hair, grow, feather), quad)
-        alpha = np.maximum(alpha, weight)
-        crops.append(crop)
-        edits.append(Image.fromarray(to_uint8(out.result[0])))
+    prepared = prepare(aligner, size, photo, wanted, args.photo, args.all_faces)  # before the editor is built
+    result = PhotoEditor(build_editor(cfg), aligner, args.grow, args.feather).edit_prepared(prepared)
     target = Path(args.out) if args.out else Path(args.photo).with_name(f"{Path(args.photo).stem}_edited.png")
     stem = target.with_suffix("")
-    written = {"photo": save_image_atomic(Image.fromarray(pasted), target)}
-    for i, (crop, edit) in enumerate(zip(crops, edits)):
-        tag = "" if len(crops) == 1 else f"_face{i}"
-        written[f"aligned{tag}"] = save_image_atomic(crop, Path(f"{stem}{tag}_aligned.png"))
-        written[f"edit{tag}"] = save_image_atomic(edit, Path(f"{stem}{tag}_edit.png"))
-    written["region"] = save_image_atomic(Image.fromarray(np.uint8(np.rint(alpha * 255))), Path(f"{stem}_region.png"))
+    written = {"photo": save_image_atomic(result.photo, target)}
+    for i, face in enumerate(result.faces):
+        tag = "" if len(result.faces) == 1 else f"_face{i}"
+        written[f"aligned{tag}"] = save_image_atomic(face.crop, Path(f"{stem}{tag}_aligned.png"))
+        written[f"edit{tag}"] = save_image_atomic(face.edit, Path(f"{stem}{tag}_edit.png"))
+    written["region"] = save_image_atomic(result.region, Path(f"{stem}_region.png"))
     return written
 
 

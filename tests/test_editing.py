@@ -188,8 +188,9 @@ def test_bad_conditions_are_rejected(editor, sources):
         EditBatch(sources[:1], "hairdo")
     with pytest.raises(ValueError, match="a sketch edit needs one sketch per source"):
         EditBatch(sources[:1], "sketch")
-    with pytest.raises(ValueError, match=r"labels \(0, 1, 6, 10\).*found \[3\]"):
-        EditBatch(sources[:1], "mask", masks=torch.full((1, 32, 32), 3))
+    with pytest.raises(ValueError, match=r"class ids 0..15 .*found \[16\]"):
+        EditBatch(sources[:1], "mask", masks=torch.full((1, 32, 32), 16))
+    EditBatch(sources[:1], "mask", masks=torch.full((1, 32, 32), 15))  # a parsed class left unpainted
     with pytest.raises(ValueError, match="L = 64 or 32"):
         EditBatch(sources[:1], "sketch", sketches=torch.zeros(1, 20, 20, dtype=torch.uint8))
     with pytest.raises(ValueError, match="a mask goes with the kinds"):

@@ -68,7 +68,8 @@ def test_the_command_edits_the_photo_and_keeps_everything_else(astronaut, tmp_pa
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--text", "  "], "--text is empty"),
+        (["--text", "  "], "the hairstyle text is empty"),
+        (["--color", ""], "the colour text is empty"),
         (["--rgb", "300,0,0"], "--rgb: rgb must be 'r,g,b' with values in 0..255"),
         (["--reference", "missing.jpg"], "image not found"),
         (["--sketch", "SKETCH"], "is 20x20, expected 64x64 or 32x32"),

@@ -14,7 +14,7 @@ Every optimisation is batched with per-sample codes and per-sample losses. `Hair
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,14 +34,17 @@ from .sketch import SketchProxy
 KINDS = ("text", "reference", "mask", "sketch", "colour", "reconstruction")
 GLOBAL_KINDS = ("text", "reference", "mask")  # kinds with a global hairstyle proxy (and the bald proxy)
 PAINT_LABELS = (0, 1, 6, 10)  # HairCLIPv2's painting classes: background, face, ear, hair
+# A painted mask starts from the source's parsed labels (utils/mask_ui.py), so any of the parser's
+# classes may remain; only the painting classes weigh in the mask loss.
+PARSER_CLASSES = 16
 
 
 @dataclass
 class EditBatch:
     """A batch of edits of one kind: sources (N, 3, S, S) in [-1, 1] and one condition per source.
 
-    masks: painted label maps (N, L, L) int64 with HairCLIPv2's painting classes (0 background,
-        1 face, 6 ear, 10 hair) at the parser's H/2 (or S) resolution: the mask loss of the global
+    masks: painted label maps (N, L, L) int64 of the parser's classes, painted with HairCLIPv2's
+        painting classes (0 background, 1 face, 6 ear, 10 hair) at the parser's H/2 (or S) resolution: the mask loss of the global
         proxy (kinds text, reference, mask).
     sketches: hair strokes (N, L, L) uint8, > 0 on a stroke (kinds text, reference, sketch): a local
         proxy blended inside the dilated strokes.
@@ -94,12 +97,11 @@ class EditBatch:
                 raise ValueError(
                     f"{name}s must be (N={n}, L, L) with L = {size} or {size // 2}, got {tuple(value.shape)}"
                 )
-        if self.masks is not None:
-            unknown = sorted(set(self.masks.unique().tolist()) - set(PAINT_LABELS))
-            if unknown:
-                raise ValueError(
-                    f"painted masks may only hold the labels {PAINT_LABELS} (background, face, ear, hair), found {unknown}"
-                )
+        if self.masks is not None and (self.masks.min() < 0 or self.masks.max() >= PARSER_CLASSES):
+            raise ValueError(
+                f"painted masks hold the parser's class ids 0..{PARSER_CLASSES - 1} (painting: {PAINT_LABELS}), "
+                f"found {sorted(set(self.masks.unique().tolist()))}"
+            )
         if self.sketches is not None and self.sketches.dtype != torch.uint8:
             raise ValueError(f"sketches must be uint8 stroke images, got {self.sketches.dtype}")
 
@@ -114,6 +116,8 @@ class EditOutput:
     codes: torch.Tensor
     feature: torch.Tensor
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, for the whole batch
+    bald_codes: torch.Tensor | None = None  # the bald proxy's W+ (hairstyle edits with a global proxy)
+    proxy_codes: torch.Tensor | None = None  # the hairstyle proxy's W+: global (text, reference, mask), else sketch
 
 
 class HairEditor(nn.Module):
@@ -203,29 +207,40 @@ class HairEditor(nn.Module):
             ref_codes = self.embedding.invert_w(batch.references, self.initial_codes(batch.references))
         return self.ref_proxy.optimise(source_images, batch.references, ref_codes, painted_labels=batch.masks)
 
-    def edit(self, batch: EditBatch, source_code: FSCode | None = None) -> EditOutput:
+    def edit(
+        self, batch: EditBatch, source_code: FSCode | None = None, progress: Callable[[str], None] | None = None
+    ) -> EditOutput:
+        """One batch of edits. `progress(stage)` is called as each stage starts: "embedding", "bald
+        proxy", "<kind> proxy", "sketch proxy", "blending", "colour proxy"."""
+        progress = progress or (lambda stage: None)
         seconds: dict[str, float] = {}
         tic = time.perf_counter()
+        if source_code is None:
+            progress("embedding")
         fs = source_code or self.embed(batch.sources)
         seconds["embedding"] = time.perf_counter() - tic
         image, feature = fs.image, fs.feature
         target = batch.sources if self.source_photo_targets else fs.image  # HairCLIPv2's src_image
         src_labels = self.segmenter.labels(target)
+        bald_codes = global_codes = local = None
         if batch.kind in (*GLOBAL_KINDS, "sketch"):
-            bald_codes = global_codes = local = None
             if batch.kind in GLOBAL_KINDS:
+                progress("bald proxy")
                 tic = time.perf_counter()
                 bald_codes = self.bald(fs.codes)
                 seconds["bald"] = time.perf_counter() - tic
+                progress(f"{batch.kind} proxy")
                 tic = time.perf_counter()
                 global_codes = self.global_proxy(batch, target).codes
                 seconds[f"{batch.kind}_proxy"] = time.perf_counter() - tic
             if batch.sketches is not None:
                 if self.sketch_proxy is None:
                     raise ValueError("this editor has no sketch proxy (paths.weights.sketch_proxy)")
+                progress("sketch proxy")
                 tic = time.perf_counter()
                 local = self.sketch_proxy(batch.sketches)
                 seconds["sketch_proxy"] = time.perf_counter() - tic
+            progress("blending")
             blended = self.blender.hairstyle(
                 fs.codes,
                 fs.feature,
@@ -240,6 +255,7 @@ class HairEditor(nn.Module):
         if batch.colours is not None:
             if self.colour_proxy is None:
                 raise ValueError("this editor has no colour proxy")
+            progress("colour proxy")
             tic = time.perf_counter()
             # A colour-only edit keeps the hairstyle: HairCLIPv2 then targets the photo itself.
             colour_target = target if batch.kind == "colour" else hairstyle_image
@@ -256,6 +272,8 @@ class HairEditor(nn.Module):
                 codes.detach(),
                 feature.detach(),
                 seconds,
+                bald_codes,
+                global_codes if global_codes is not None else None if local is None else local.codes,
             )
 
 
