@@ -32,12 +32,15 @@ from hairclipv2.config import ConfigError, instantiate_group, positive_int, regi
 from hairclipv2.editing.editor import HairEditModule  # noqa: E402
 from hairclipv2.editing.factory import editor_from_config  # noqa: E402
 from hairclipv2.evaluation.data import PairsDataset, collate_edits, embedded_default  # noqa: E402
+from hairclipv2.evaluation.fid import CLIPFeatures, RandomFeatures, frechet  # noqa: E402
 from hairclipv2.evaluation.pairs import PairsError, read_pairs  # noqa: E402
+from hairclipv2.evaluation.records import EditRecords  # noqa: E402
 from hairclipv2.losses import IDLoss, LPIPSLoss  # noqa: E402
 from hairclipv2.weights import CheckpointError, user_error  # noqa: E402
 
 register_resolvers()
 
+SHOWN_PER_SCENARIO = ("fid", "fid_clip", "lpips", "psnr", "ssim", "identity", "clip_i", "seconds_per_edit")
 RANDOM_WARNING = "RANDOM WEIGHTS: no pretrained networks are used (editing.random_weights=true); the pictures and metric values are meaningless and only show that the pipeline runs."
 
 
@@ -58,16 +61,30 @@ def evaluate(cfg: DictConfig) -> dict:
         m = cfg.metrics
         identity = IDLoss(m.identity_backbone, weights=m.identity_weights, random_weights=bool(m.random_weights))
         lpips = LPIPSLoss(m.lpips_net, random_backbone=bool(m.random_weights))
+    distributions = distribution_metrics(cfg, editor.clip)
+    protocol = {
+        "task": task,
+        "pairs": str(cfg.pairs) if cfg.pairs else "embedded default",
+        "format": pairs_format(cfg.pairs),
+        "weights": "random (demo)" if random_weights else str(cfg.paths.weights_dir),
+        "size": int(cfg.generator.size),
+        "inversion": str(cfg.inversion),
+        "fid": "random features (demo)" if cfg.metrics.random_weights else "Inception v3 (torch-fidelity)",
+    }
     if pairs is None:
         pairs = embedded_default(out, task, editor.generator, editor.latent_avg)
+    records = EditRecords(out)
+    done = records.finished(pairs) if cfg.resume else set()
+    if done:
+        print(f"resuming in {out}: {len(done)} of {len(pairs)} pairs already edited", file=sys.stderr)
     latents = cfg.get("latents") or {}
     dataset = PairsDataset(
-        pairs,
+        [p for p in pairs if p.id not in done],
         task,
         editor.generator.size,
         align=bool(cfg.align),
         generator=editor.generator,
-        hairstyle_block=editor.blender.hairstyle_block,
+        hairstyle_block=editor.hairstyle_block,
         src_f_dir=latents.get("src_F_dir"),
         ref_latent_dir=latents.get("ref_latent_dir"),
     )
@@ -77,6 +94,9 @@ def evaluate(cfg: DictConfig) -> dict:
     writer = EditReportWriter(
         out,
         task,
+        pairs,
+        distributions=distributions,
+        protocol=protocol,
         settings={
             "pairs": str(cfg.pairs),
             "editing": OmegaConf.to_container(cfg.editing, resolve=True),
@@ -84,14 +104,40 @@ def evaluate(cfg: DictConfig) -> dict:
         },
         warning=RANDOM_WARNING if random_weights else None,
     )
-    writer.summary_of = metrics_cb
     callbacks = [metrics_cb, writer, *instantiate_group(cfg.get("callbacks"))]
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, inference_mode=False, enable_model_summary=False
     )
-    trainer.predict(HairEditModule(editor), dataloaders=loader, return_predictions=False)
+    seed = int(cfg.seed) if cfg.batch_size == 1 else None
+    trainer.predict(
+        HairEditModule(editor, seed=seed, inversion=cfg.inversion), dataloaders=loader, return_predictions=False
+    )
     return json.loads((out / "summary.json").read_text()) if trainer.is_global_zero else {}
+
+
+def distribution_metrics(cfg: DictConfig, clip) -> dict:
+    """FID and FID_CLIP (torchmetrics FrechetInceptionDistance); random features with random weights.
+    A missing Inception file stops here, before any edit."""
+    if not cfg.metrics.distributions:
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        metrics = {
+            "fid": frechet(RandomFeatures())
+            if cfg.metrics.random_weights
+            else frechet(2048, cfg.metrics.inception_weights)
+        }
+        if clip is not None:
+            metrics["fid_clip"] = frechet(CLIPFeatures(clip))
+    return metrics
+
+
+def pairs_format(pairs: str | None) -> str:
+    if not pairs:
+        return "embedded default"
+    path = Path(pairs)
+    return "HairFastGAN triples" if path.suffix.lower() == ".txt" else "folder" if path.is_dir() else "CSV"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
@@ -113,6 +159,9 @@ def main(cfg: DictConfig) -> None:
         )
         for name, value in summary["metrics"].items():
             print(f"  {name:18s} {value:.4g}")
+        for scenario, values in summary.get("scenarios", {}).items():
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if k in SHOWN_PER_SCENARIO)
+            print(f"  [{scenario}] {values['edits']} edits: {shown}")
         if summary["failures"] and not cfg.allow_failures:
             print(
                 f"error: {summary['failures']} edit(s) failed (see edits.csv); allow_failures=true accepts partial results",

@@ -23,7 +23,12 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 
+from hairclipv2.evaluation.fid import set_distances
+from hairclipv2.evaluation.pairs import SCENARIOS, Pair
+from hairclipv2.evaluation.published import published
+from hairclipv2.evaluation.records import EditRecords, pair_key
 from hairclipv2.io import save_image_atomic, save_image_grid, to_uint8
+from hairclipv2.masks import PAINT_COLOURS
 
 
 def write_text_atomic(text: str, path: Path) -> None:
@@ -31,10 +36,6 @@ def write_text_atomic(text: str, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-# HairCLIPv2's painting colours (utils/mask_ui.py): background, face, ear, hair.
-PAINT_COLOURS = {0: (0, 0, 0), 1: (255, 204, 102), 6: (51, 255, 51), 10: (255, 102, 204)}
 
 
 def label_tile(labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -73,17 +74,40 @@ def condition_tile(batch: dict[str, Any], i: int, like: torch.Tensor) -> torch.T
 
 
 class EditReportWriter(pl.Callback):
+    """Saves each edit and its record as it finishes (`hairclipv2.evaluation.records`), and at the end
+    of the run (rank 0, after every process is done) the summary of all the pairs' records: means per
+    metric and per scenario, the set metrics (FID, FID_CLIP) of the edits against the real images, the
+    protocol, and the published numbers of the field for it.
+
+    `distributions`: FrechetInceptionDistance objects by name (`hairclipv2.evaluation.fid`).
+    """
+
     def __init__(
-        self, out_dir: str | Path, task: str, settings: dict[str, Any] | None = None, warning: str | None = None
+        self,
+        out_dir: str | Path,
+        task: str,
+        pairs: list[Pair],
+        settings: dict[str, Any] | None = None,
+        warning: str | None = None,
+        distributions: dict[str, Any] | None = None,
+        protocol: dict[str, Any] | None = None,
     ):
         self.out = Path(out_dir)
         self.task, self.settings, self.warning = task, settings or {}, warning
-        self.rows: list[dict[str, Any]] = []
-        self.summary_of: Any = None  # a HairMetricsCallback, for the means
+        self.pairs, self.by_id = pairs, {p.id: p for p in pairs}
+        self.records = EditRecords(self.out)
+        self.distributions, self.protocol = distributions or {}, protocol or {}
+        self.timed = False  # the first edit of each process is its warm-up (excluded from the runtime)
+
+    def record(self, row: dict[str, Any]) -> None:
+        pair = self.by_id.get(row["id"])
+        if pair is not None and pair.scenario is not None:
+            row["scenario"] = pair.scenario
+        self.records.write({**row, "pair": pair_key(pair) if pair is not None else None})
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         for failure in outputs.get("failures", []):
-            self.rows.append(
+            self.record(
                 {
                     "id": failure["id"],
                     "row": failure["row"],
@@ -115,31 +139,45 @@ class EditReportWriter(pl.Callback):
                 "condition": batch["condition"][i],
                 "status": "ok",
                 "error": "",
+                "warmup": not self.timed,
             }
             row.update({k: round(float(v[i]), 6) for k, v in metrics.items()})
-            self.rows.append(row)
+            self.record(row)
+        self.timed = True
 
     def on_predict_end(self, trainer, pl_module) -> None:
-        rows = self.rows
         if trainer.world_size > 1:
-            gathered: list[Any] = [None] * trainer.world_size
-            torch.distributed.all_gather_object(gathered, rows)
-            rows = [r for part in gathered for r in part]
+            trainer.strategy.barrier("edit_records")  # every process has written its records
         if not trainer.is_global_zero:
             return
-        rows.sort(key=lambda r: r["row"])
-        summary_means = getattr(self.summary_of, "summary", {})
+        rows = self.records.rows(self.pairs)
         ok = [r for r in rows if r["status"] == "ok"]
         summary = {
             "task": self.task,
+            "protocol": self.protocol,
             "edits": len(ok),
             "failures": len(rows) - len(ok),
-            "metrics": summary_means,
+            "not_run": len(self.pairs) - len(rows),
+            "metrics": {**metric_means(ok), **self.set_metrics(ok)},
+            "scenarios": {},
+            "published": published(self.task),
             "settings": self.settings,
         }
+        for name in sorted({r["scenario"] for r in ok if r.get("scenario")}):
+            part = [r for r in ok if r.get("scenario") == name]
+            summary["scenarios"][name] = {"edits": len(part), **metric_means(part), **self.set_metrics(part)}
         if self.warning:
             summary["warning"] = self.warning
         self.write(rows, summary)
+
+    def set_metrics(self, ok: list[dict[str, Any]]) -> dict[str, float]:
+        """FID-like distances of the edits (files in edits/) against the real images: the distinct
+        sources of the pairs, read from their files."""
+        if not self.distributions:
+            return {}
+        real = sorted({str(p.source) for p in self.pairs})
+        fake = [self.inside("edits", f"{r['id']}.png") for r in ok]
+        return set_distances(self.distributions, real, fake)
 
     def inside(self, folder: str, name: str) -> Path:
         """out/folder/name, refused unless it resolves inside the run folder (ids are checked when the
@@ -150,21 +188,25 @@ class EditReportWriter(pl.Callback):
         return path
 
     def write(self, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
-        columns = ["id", "row", "condition", "status", "error"] + sorted(
-            {k for r in rows for k in r} - {"id", "row", "condition", "status", "error"}
-        )
+        rows = [{k: v for k, v in r.items() if k != "pair"} for r in rows]
+        first = ["id", "row", "condition", "status", "error", "scenario", "warmup"]
+        present = {k for r in rows for k in r}
+        columns = [c for c in first if c in present] + sorted(present - set(first))
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns)
         writer.writeheader()
         writer.writerows([{k: spreadsheet_safe(v) for k, v in r.items()} for r in rows])
         write_text_atomic(buf.getvalue(), self.out / "edits.csv")
         write_text_atomic(json.dumps(summary, indent=2), self.out / "summary.json")
-        plot = self.plot(rows, columns[5:])
+        plot = self.plot(rows, sorted(present - ROW_FIELDS), summary.get("scenarios", {}))
         write_text_atomic(render_html(rows, columns, summary, plot), self.out / "report.html")
 
-    def plot(self, rows: list[dict[str, Any]], metrics: list[str]) -> str | None:
+    def plot(self, rows: list[dict[str, Any]], metrics: list[str], scenarios: dict[str, dict]) -> str | None:
+        """Per metric: the distribution over the edits, or with scenarios the mean of each scenario."""
         values = {m: [r[m] for r in rows if r["status"] == "ok" and r.get(m) not in (None, "")] for m in metrics}
         values = {m: v for m, v in values.items() if v}
+        if scenarios:
+            values = {m: [s.get(m) for s in scenarios.values()] for m in values}
         if not values:
             return None
         import matplotlib
@@ -174,7 +216,11 @@ class EditReportWriter(pl.Callback):
 
         fig, axes = plt.subplots(1, len(values), figsize=(3 * len(values), 2.6), squeeze=False)
         for ax, (name, v) in zip(axes[0], values.items()):
-            ax.hist(v, bins=min(20, max(3, len(v))), color="#4a7ab5")
+            if scenarios:
+                ax.bar(range(len(v)), [x if x is not None else 0 for x in v], color="#4a7ab5")
+                ax.set_xticks(range(len(v)), list(scenarios), rotation=60, fontsize=6)
+            else:
+                ax.hist(v, bins=min(20, max(3, len(v))), color="#4a7ab5")
             ax.set_title(name, fontsize=9)
         fig.tight_layout()
         tmp = self.out / ".summary_plot.tmp.png"
@@ -184,6 +230,22 @@ class EditReportWriter(pl.Callback):
         return "summary_plot.png"
 
 
+def metric_means(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean of each metric over the rows that have it; the runtime leaves out warm-up edits (the first
+    of each process) unless only those exist."""
+    names = sorted({k for r in rows for k in r} - ROW_FIELDS)
+    means = {}
+    for name in names:
+        pool = rows
+        if name == "seconds_per_edit" and any(not r.get("warmup") for r in rows):
+            pool = [r for r in rows if not r.get("warmup")]
+        values = [r[name] for r in pool if isinstance(r.get(name), (int, float))]
+        if values:
+            means[name] = sum(values) / len(values)
+    return means
+
+
+ROW_FIELDS = {"id", "row", "condition", "status", "error", "warmup", "scenario", "pair"}
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -193,6 +255,43 @@ def spreadsheet_safe(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
     return value
+
+
+def scenario_table(summary: dict[str, Any], fmt: Any) -> str:
+    """One row per scenario of a triples protocol, one column per metric."""
+    scenarios = summary.get("scenarios") or {}
+    if not scenarios:
+        return ""
+    names = sorted({k for s in scenarios.values() for k in s})
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    body = "".join(
+        f"<tr><th>{html.escape(SCENARIOS.get(s, s))}</th>"
+        + "".join(f"<td>{fmt(v.get(n, ''))}</td>" for n in names)
+        + "</tr>"
+        for s, v in scenarios.items()
+    )
+    return f'<h2>Scenarios</h2><table id="scenarios"><tr><th>scenario</th>{head}</tr>{body}</table>'
+
+
+def comparison_table(summary: dict[str, Any], fmt: Any) -> str:
+    """This run's numbers beside the field's published ones for the same protocol (source per row)."""
+    rows = summary.get("published") or []
+    if not rows:
+        return ""
+    names = sorted({k for r in rows for k in r["metrics"]})
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    ours = "".join(f"<td>{fmt(summary['metrics'].get(n, ''))}</td>" for n in names)
+    theirs = "".join(
+        f"<tr><th>{html.escape(r['method'])}</th>"
+        + "".join(f"<td>{fmt(r['metrics'].get(n, ''))}</td>" for n in names)
+        + f"<td>{html.escape(r['source'])}</td></tr>"
+        for r in rows
+    )
+    return (
+        f'<h2>Against published numbers</h2><table id="published"><tr><th>method</th>{head}<th>source</th></tr>'
+        f"<tr><th>this run</th>{ours}<td>{html.escape(str(summary.get('protocol', {}).get('weights', '')))}</td></tr>"
+        f"{theirs}</table>"
+    )
 
 
 def render_html(rows: list[dict[str, Any]], columns: list[str], summary: dict[str, Any], plot: str | None) -> str:
@@ -207,13 +306,16 @@ def render_html(rows: list[dict[str, Any]], columns: list[str], summary: dict[st
         if r["status"] == "ok"
     )
     warning = f'<p class="warning">{esc(summary["warning"])}</p>' if summary.get("warning") else ""
+    protocol = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in summary.get("protocol", {}).items())
     plot_html = f'<img src="{plot}" alt="metric distributions">' if plot else ""
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{esc(summary["task"])} report</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;margin:1em 0}} td,th{{border:1px solid #bbb;padding:3px 8px;font-size:13px}}
 .warning{{background:#fdd;border:2px solid #c00;padding:.6em;font-weight:bold}} figure{{display:inline-block;margin:.5em}} figure img{{width:660px;image-rendering:pixelated}} img{{max-width:100%}}</style></head>
 <body><h1>{esc(summary["task"])}: {summary["edits"]} edits, {summary["failures"]} failed</h1>{warning}
-<h2>Summary</h2><table id="summary"><tr><th>metric</th><th>mean</th></tr>{summary_rows}</table>{plot_html}
+<h2>Protocol</h2><table id="protocol">{protocol}</table>
+<h2>Summary</h2><table id="summary"><tr><th>metric</th><th>mean</th></tr>{summary_rows}</table>
+{scenario_table(summary, fmt)}{comparison_table(summary, fmt)}{plot_html}
 <p>Non-hair metrics compare source and result outside the dilated union of both hair masks.</p>
 <h2>Edits</h2><table id="edits"><tr>{head}</tr>{body}</table>
 <h2>Grids</h2><p>source | condition | result | source hair | result hair</p>{grids}

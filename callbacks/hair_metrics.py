@@ -11,6 +11,10 @@ masks dilated by the HairCLIPv2 kernel (30 px at 512 px, scaled with the image s
 - `clip_score` (text edits): 100 * max(cos(CLIP(y), CLIP(text)), 0), as torchmetrics' CLIPScore.
 - `hair_similarity` (reference edits): cosine of the CLIP embeddings of the hair regions of y and of
   the reference (image * hair mask).
+- whole-image `psnr`, `ssim`, `ms_ssim`, `lpips` and `l2` (MSE of images in [0, 1]) of y against x:
+  the inversion table's metrics (SFE, CVPR'24, Table 1) and the hair-transfer table's (Stable-Hair,
+  Table 1); MS-SSIM uses as many of its five scales as the image size allows (all five from 176 px).
+- `clip_i` (reference edits): cosine of the CLIP embeddings of y and of the whole reference image.
 - `seconds_per_edit`.
 The callback reads edits from `outputs["output"]` (an EditOutput) and `outputs["batch"]` of
 `predict_step` (or `validation_step`), stores the per-edit values in `outputs["metrics"]` for the
@@ -38,8 +42,29 @@ METRICS = (
     "identity",
     "clip_score",
     "hair_similarity",
+    "clip_i",
+    "psnr",
+    "ssim",
+    "ms_ssim",
+    "lpips",
+    "l2",
     "seconds_per_edit",
 )
+MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # torchmetrics' (Wang et al. 2003)
+
+
+def ms_ssim(x: torch.Tensor, y: torch.Tensor, kernel_size: int = 11) -> torch.Tensor:
+    """MS-SSIM per sample of images in [0, 1], with the scales the size allows (each halves it; the
+    coarsest must exceed the kernel), the weights of the scales kept renormalised."""
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
+
+    scales = len(MS_SSIM_BETAS)
+    while scales > 1 and x.shape[-1] <= (kernel_size - 1) * 2 ** (scales - 1):
+        scales -= 1
+    betas = torch.tensor(MS_SSIM_BETAS[:scales])
+    return multiscale_structural_similarity_index_measure(
+        x, y, data_range=1.0, kernel_size=kernel_size, betas=tuple((betas / betas.sum()).tolist()), reduction="none"
+    )
 
 
 def keep_mask(source_hair: torch.Tensor, result_hair: torch.Tensor) -> torch.Tensor:
@@ -68,6 +93,10 @@ class HairEditMetrics(nn.Module):
         self.lpips, self.identity, self.clip = lpips, identity, clip
         self.means = nn.ModuleDict({name: MeanMetric() for name in METRICS})
 
+    def clip_embedding(self, images: torch.Tensor) -> torch.Tensor:
+        """CLIP image embeddings of images in [-1, 1], bilinearly resized to 224."""
+        return self.clip.encode_image(F.interpolate((images + 1) / 2, size=224, mode="bilinear", align_corners=False))
+
     @torch.no_grad()
     def per_edit(
         self,
@@ -88,22 +117,23 @@ class HairEditMetrics(nn.Module):
             ),
             "nonhair_lpips": self.lpips.distance(mixed, source),
             "identity": self.identity.similarity(result, source),
+            "psnr": masked_psnr(source, result, torch.ones_like(source_hair)),
+            "ssim": structural_similarity_index_measure(
+                (result + 1) / 2, (source + 1) / 2, data_range=1.0, reduction="none"
+            ),
+            "ms_ssim": ms_ssim((result + 1) / 2, (source + 1) / 2),
+            "lpips": self.lpips.distance(result, source),
+            "l2": ((result - source) / 2).pow(2).mean(dim=(1, 2, 3)),
         }
         if self.clip is not None and texts is not None:
-            image = F.normalize(
-                self.clip.encode_image(F.interpolate((result + 1) / 2, size=224, mode="bilinear", align_corners=False)),
-                dim=-1,
-            )
+            image = F.normalize(self.clip_embedding(result), dim=-1)
             text = F.normalize(self.clip.encode_text(texts), dim=-1)
             values["clip_score"] = 100 * (image * text).sum(-1).clamp_min(0)
         if self.clip is not None and reference is not None and reference_hair is not None:
-            a = self.clip.encode_image(
-                F.interpolate((result * result_hair + 1) / 2, size=224, mode="bilinear", align_corners=False)
-            )
-            b = self.clip.encode_image(
-                F.interpolate((reference * reference_hair + 1) / 2, size=224, mode="bilinear", align_corners=False)
-            )
+            a, b = self.clip_embedding(result * result_hair), self.clip_embedding(reference * reference_hair)
             values["hair_similarity"] = F.cosine_similarity(a, b, dim=-1)
+        if self.clip is not None and reference is not None:
+            values["clip_i"] = F.cosine_similarity(self.clip_embedding(result), self.clip_embedding(reference), dim=-1)
         for name, v in values.items():
             self.means[name].update(v)
         return values

@@ -29,12 +29,11 @@ import torch
 from PIL import Image
 
 from .io import open_rgb, save_image_atomic
+from .masks import PAINT_COLOURS
 from .photo import Condition, EditError, PhotoEditor
 from .pipeline import from_pretrained
 
 MODES = ("text", "reference", "sketch", "mask", "colour (text)", "colour (RGB)")
-# HairCLIPv2's painting classes and their colours (utils/seg_utils.py `vis_seg`, RGB).
-PAINT_COLOURS = {0: (0, 0, 0), 1: (102, 204, 255), 6: (51, 255, 51), 10: (204, 102, 255)}
 OTHER_CLASS_COLOUR = (128, 128, 128)  # classes the painting cannot produce (cloth, ...)
 CANVAS = 512  # px of the drawing canvases (the aligned face is shown at this size)
 STAGES = ("aligning", "embedding", "bald proxy", "proxy", "sketch proxy", "blending", "colour proxy", "pasting back")

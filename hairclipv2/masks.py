@@ -82,6 +82,10 @@ CELEBAMASK_19 = LabelMap(
 
 LABEL_MAPS = {16: HAIRCLIPV2_16, 19: CELEBAMASK_19}
 
+# HairCLIPv2's painting classes and their colours on screen, RGB (utils/seg_utils.py `vis_seg`; the
+# BGR tuples of utils/mask_ui.py drawn on OpenCV's BGR canvas): background, face, ear, hair.
+PAINT_COLOURS = {0: (0, 0, 0), 1: (102, 204, 255), 6: (51, 255, 51), 10: (204, 102, 255)}
+
 
 def _check_labels(labels: torch.Tensor) -> torch.Tensor:
     """(N, H, W) or (N, 1, H, W) integer labels -> (N, 1, H, W)."""

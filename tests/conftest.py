@@ -80,3 +80,16 @@ class ThresholdParser(torch.nn.Module):
         logits = logits.index_copy(1, torch.tensor([1, 10], device=x.device), torch.cat([-score, score], dim=1))
         half = torch.nn.functional.avg_pool2d(logits, 2)
         return torch.nn.functional.interpolate(half, size=(1024, 1024), mode="nearest"), half
+
+
+# evaluate.py overrides for small, fast runs (few optimisation steps, no FAN: unit tests cover it).
+EVAL_FAST = [
+    "editing.embedding.w_steps=2",
+    "editing.embedding.fs_steps=2",
+    "editing.text.steps=2",
+    "editing.reference.steps=2",
+    "editing.colour.edit_steps=2",
+    "editing.colour.final_steps=2",
+    "trainer.devices=1",
+    "editing.use_landmarks=false",  # the random FAN-4 costs seconds a step on a CPU; unit tests cover it
+]

@@ -19,17 +19,9 @@ from callbacks.hair_metrics import PSNR_CAP, HairEditMetrics, keep_mask
 from hairclipv2.evaluation.pairs import PairsError, read_pairs
 from hairclipv2.losses import IDLoss, LPIPSLoss
 
+from conftest import EVAL_FAST as FAST
+
 ROOT = Path(__file__).resolve().parent.parent
-FAST = [
-    "editing.embedding.w_steps=2",
-    "editing.embedding.fs_steps=2",
-    "editing.text.steps=2",
-    "editing.reference.steps=2",
-    "editing.colour.edit_steps=2",
-    "editing.colour.final_steps=2",
-    "trainer.devices=1",
-    "editing.use_landmarks=false",  # the random FAN-4 costs seconds a step on a CPU; unit tests cover it
-]
 
 
 def run_eval(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:

@@ -68,7 +68,7 @@ def test_ids_are_unique_without_case_in_files_and_folders(tmp_path):
 
 
 def test_the_report_writer_never_writes_outside_its_folder(tmp_path):
-    writer = EditReportWriter(tmp_path / "run", "reconstruction")
+    writer = EditReportWriter(tmp_path / "run", "reconstruction", pairs=[])
     assert writer.inside("edits", "a.png") == (tmp_path / "run" / "edits" / "a.png").resolve()
     for name in ("../../x.png", "/tmp/x.png", "a/b.png"):
         with pytest.raises(ValueError, match="would leave"):
@@ -92,7 +92,7 @@ def test_excel_bom_utf16_extra_fields_and_other_encodings(tmp_path):
 def test_spreadsheet_formulas_are_neutralised_and_links_encoded(tmp_path):
     assert spreadsheet_safe("=HYPERLINK(1)") == "'=HYPERLINK(1)" and spreadsheet_safe("@cmd") == "'@cmd"
     assert spreadsheet_safe("curly hair") == "curly hair" and spreadsheet_safe(-0.5) == -0.5
-    writer = EditReportWriter(tmp_path, "hair_text")
+    writer = EditReportWriter(tmp_path, "hair_text", pairs=[])
     row = {"id": "a", "row": 1, "condition": "=1+2", "status": "ok", "error": "", "score": -1.0}
     writer.write([row], {"task": "hair_text", "edits": 1, "failures": 0, "metrics": {}})
     lines = (tmp_path / "edits.csv").read_text().splitlines()

@@ -14,6 +14,7 @@ Every optimisation is batched with per-sample codes and per-sample losses. `Hair
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,6 +153,13 @@ class HairEditor(nn.Module):
     def generator(self) -> nn.Module:
         return self.networks["generator"]
 
+    def clock(self) -> float:
+        """Seconds for stage timings: on a GPU, after the queued kernels have run (synchronised)."""
+        device = self.latent_avg.device
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
     @classmethod
     def from_pretrained(cls, weights_dir: str | None = None, overrides: Sequence[str] = (), **parts: Any) -> HairEditor:
         """The editor of HairCLIPv2's files in `weights_dir` (the demo without it): see pipeline.py."""
@@ -182,6 +190,16 @@ class HairEditor(nn.Module):
 
     def embed(self, images: torch.Tensor) -> FSCode:
         return self.embedding.invert_fs(images, self.initial_codes(images))
+
+    def encoder_code(self, images: torch.Tensor) -> FSCode:
+        """The e4e encoder's inversion as an FSCode, in one forward pass: its W+ codes, their F, and
+        the generator's image of them (fixed noise). Needs `e4e_weights`."""
+        codes = self.initial_codes(images)
+        if codes is None:
+            raise ValueError("inversion=e4e needs the e4e encoder (editing.e4e_weights)")
+        with torch.no_grad():
+            feature = self.generator.features(codes, self.hairstyle_block)[0]
+            return FSCode(codes, feature, self.generator.synthesis(codes))
 
     def hair(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Hair masks (N, 1, S, S) of images (from their parser labels, when already computed)."""
@@ -214,11 +232,11 @@ class HairEditor(nn.Module):
         proxy", "<kind> proxy", "sketch proxy", "blending", "colour proxy"."""
         progress = progress or (lambda stage: None)
         seconds: dict[str, float] = {}
-        tic = time.perf_counter()
+        tic = self.clock()
         if source_code is None:
             progress("embedding")
         fs = source_code or self.embed(batch.sources)
-        seconds["embedding"] = time.perf_counter() - tic
+        seconds["embedding"] = self.clock() - tic
         image, feature = fs.image, fs.feature
         target = batch.sources if self.source_photo_targets else fs.image  # HairCLIPv2's src_image
         src_labels = self.segmenter.labels(target)
@@ -226,20 +244,20 @@ class HairEditor(nn.Module):
         if batch.kind in (*GLOBAL_KINDS, "sketch"):
             if batch.kind in GLOBAL_KINDS:
                 progress("bald proxy")
-                tic = time.perf_counter()
+                tic = self.clock()
                 bald_codes = self.bald(fs.codes)
-                seconds["bald"] = time.perf_counter() - tic
+                seconds["bald"] = self.clock() - tic
                 progress(f"{batch.kind} proxy")
-                tic = time.perf_counter()
+                tic = self.clock()
                 global_codes = self.global_proxy(batch, target).codes
-                seconds[f"{batch.kind}_proxy"] = time.perf_counter() - tic
+                seconds[f"{batch.kind}_proxy"] = self.clock() - tic
             if batch.sketches is not None:
                 if self.sketch_proxy is None:
                     raise ValueError("this editor has no sketch proxy (paths.weights.sketch_proxy)")
                 progress("sketch proxy")
-                tic = time.perf_counter()
+                tic = self.clock()
                 local = self.sketch_proxy(batch.sketches)
-                seconds["sketch_proxy"] = time.perf_counter() - tic
+                seconds["sketch_proxy"] = self.clock() - tic
             progress("blending")
             blended = self.blender.hairstyle(
                 fs.codes,
@@ -256,11 +274,11 @@ class HairEditor(nn.Module):
             if self.colour_proxy is None:
                 raise ValueError("this editor has no colour proxy")
             progress("colour proxy")
-            tic = time.perf_counter()
+            tic = self.clock()
             # A colour-only edit keeps the hairstyle: HairCLIPv2 then targets the photo itself.
             colour_target = target if batch.kind == "colour" else hairstyle_image
             colour = self.colour_proxy.edit(batch.colours, colour_target, fs.codes, feature)
-            seconds["colour_proxy"] = time.perf_counter() - tic
+            seconds["colour_proxy"] = self.clock() - tic
             image, codes = colour.image, colour.codes
         with torch.no_grad():
             return EditOutput(
@@ -287,16 +305,25 @@ class HairEditModule(pl.LightningModule):
     returned in "failures" (id, row, condition, error) and the others are kept.
     """
 
-    def __init__(self, editor: HairEditor, isolate_failures: bool = True):
+    def __init__(
+        self, editor: HairEditor, isolate_failures: bool = True, seed: int | None = None, inversion: str = "fs"
+    ):
+        """`seed`: each batch's random draws (proxy noise) start from seed + a hash of its ids, so a
+        pair edited alone gives the same result in any run, process or order. `inversion`: "fs"
+        (HairCLIPv2's optimised embedding) or "e4e" (the encoder's codes, one forward pass)."""
         super().__init__()
+        if inversion not in ("fs", "e4e"):
+            raise ValueError(f"inversion must be 'fs' or 'e4e', got {inversion!r}")
         self.editor = editor.requires_grad_(False)
-        self.isolate_failures = isolate_failures
+        self.isolate_failures, self.seed, self.inversion = isolate_failures, seed, inversion
 
     def run(self, batch: dict[str, Any]) -> EditOutput:
         source_code = None
         if "src_latent" in batch:  # HairCLIPv2's cached src_F/<name>.npz for every source of the batch
             e = self.editor
             source_code = fs_code(e.generator, e.hairstyle_block, batch["src_latent"], batch["src_F"])
+        elif self.inversion == "e4e":
+            source_code = self.editor.encoder_code(batch["source"])
         with torch.enable_grad():
             return self.editor.edit(batch_to_edits(batch), source_code)
 
@@ -305,6 +332,8 @@ class HairEditModule(pl.LightningModule):
         loaded = batch.pop("failures", [])
         if "source" not in batch:  # every pair of the batch failed to load
             return {"output": None, "batch": batch, "failures": loaded}
+        if self.seed is not None:
+            torch.manual_seed(self.seed + zlib.crc32(",".join(map(str, batch.get("id", []))).encode()))
         result = self.edit_batch(batch)
         result["failures"] = loaded + result["failures"]
         return result

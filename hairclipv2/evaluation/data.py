@@ -95,6 +95,10 @@ class PairsDataset(Dataset):
             cached = self.ref_latent_dir / f"{p.reference.stem}.npy"
             if cached.is_file():
                 item["reference_codes"] = read_reference_codes(cached, self.generator)
+        if p.scenario is not None:
+            item["scenario"] = p.scenario
+        if self.task == "hair_transfer" and p.color_reference is not None:  # triples: hairstyle, then colour
+            item["colour"] = ColourCondition(image=self.image(p.color_reference))
         if self.task == "hair_color":
             if p.color_reference is not None:
                 item["colour"] = ColourCondition(image=self.image(p.color_reference))

@@ -15,6 +15,13 @@ A CSV with a header row and one edit per row; paths are relative to the CSV's fo
 `sketch`: a single-channel PNG of hair strokes (> 0 on a stroke), same sizes. Both are read and
 checked with the other columns when `size` (the edit size) is given.
 
+Or, for hair_transfer, HairFastGAN's triples: a `.txt` file with `face shape color` per line (image
+paths relative to the file's folder; blank lines and `#` comments skipped): the hairstyle of `shape`
+and the hair colour of `color` go to `face`. Each line's scenario follows from which images coincide
+(SCENARIOS): the protocol's rows "shape and colour from different images", "shape only" (color ==
+face), "colour only" (shape == face), "shape and colour from the same image" and "reconstruction"
+(all three the same image: the hairstyle of the face itself).
+
 Or a folder: DIR/pairs.csv if present; else DIR/sources/* (reconstruction) with, for hair_transfer,
 DIR/references/<same stem>.*. Every row is checked before anything runs or is written: an unknown
 column, an empty file, a missing image or a bad value is an error naming the file and the row.
@@ -56,9 +63,12 @@ class Pair:
     rgb: tuple[int, int, int] | None = None
     mask: Path | None = None
     sketch: Path | None = None
+    scenario: str | None = None  # triples: which images coincide (SCENARIOS)
 
     @property
     def condition(self) -> str:
+        if self.scenario is not None:
+            return f"shape {self.reference.name}, colour {self.color_reference.name}"
         for value in (
             self.text,
             self.color_text,
@@ -71,6 +81,26 @@ class Pair:
             if value is not None:
                 return value.name if isinstance(value, Path) else str(value)
         return ""
+
+
+SCENARIOS = {
+    "shape_and_color": "shape and colour from different images",
+    "shape_only": "shape only (colour of the face itself)",
+    "color_only": "colour only (hairstyle of the face itself)",
+    "same_reference": "shape and colour from the same image",
+    "reconstruction": "reconstruction (hairstyle and colour of the face itself)",
+}
+
+
+def scenario(face: Path, shape: Path, color: Path) -> str:
+    """The triple's scenario (a key of SCENARIOS) from which of its images coincide."""
+    if face == shape == color:
+        return "reconstruction"
+    if shape == color:
+        return "same_reference"
+    if color == face:
+        return "shape_only"
+    return "color_only" if shape == face else "shape_and_color"
 
 
 class PairsError(ValueError):
@@ -214,10 +244,38 @@ def read_pairs_csv(path: str | Path, task: str, size: int | None = None) -> list
     return pairs
 
 
+def read_triples(path: str | Path) -> list[Pair]:
+    """HairFastGAN's `face shape color` lines as hair_transfer pairs (reference: the shape image,
+    color_reference: the colour image), every line checked before any edit."""
+    path = Path(path)
+    pairs, ids = [], set()
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{path}, line {number}"
+        fields = line.split()
+        if len(fields) != 3:
+            raise PairsError(f"{where}: expected 3 image names 'face shape color', got {len(fields)}: {line[:120]!r}")
+        face, shape, color = (_image(path.parent, f, where) for f in fields)
+        pid = check_id(f"{len(pairs) + 1:04d}_{face.stem}_{shape.stem}_{color.stem}"[:100], where, ids)
+        pair = Pair(number, pid, face, reference=shape, color_reference=color, scenario=scenario(face, shape, color))
+        pairs.append(pair)
+    if not pairs:
+        raise PairsError(f"{path}: no triples (expected lines 'face shape color')")
+    return pairs
+
+
 def read_pairs(path: str | Path, task: str, size: int | None = None) -> list[Pair]:
     """Pairs from a CSV file or a folder (see the module docstring); `size`: the edit size, against
     which masks and sketches are checked."""
     path = Path(path)
+    if path.suffix.lower() == ".txt":
+        if task != "hair_transfer":
+            raise PairsError(f"{path}: a triples file ('face shape color' lines) is for task=hair_transfer, not {task}")
+        if not path.is_file():
+            raise PairsError(f"pairs file not found: {path}")
+        return read_triples(path)
     if path.is_dir():
         if (path / "pairs.csv").is_file():
             return read_pairs_csv(path / "pairs.csv", task, size)
