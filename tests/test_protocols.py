@@ -179,3 +179,28 @@ def test_triples_report_each_scenario_and_two_processes_give_the_summary_of_one(
     assert "shape and colour from the same image" in (tmp_path / "one" / "report.html").read_text()
     assert summaries["two"]["edits"] == 5
     assert_same(summaries["two"], one)
+
+
+@pytest.mark.slow
+def test_a_run_killed_after_two_edits_resumes_to_the_summary_of_a_clean_run(tmp_path):
+    import os
+    import signal
+    import time
+
+    astronaut_variants(tmp_path / "data" / "sources", 5)
+    args = [sys.executable, "evaluate.py", *FAST, "task=reconstruction", f"pairs={tmp_path / 'data'}"]
+    run = lambda out: subprocess.run([*args, f"hydra.run.dir={out}"], cwd=ROOT, capture_output=True, timeout=600)  # noqa: E731
+    assert run(tmp_path / "clean").returncode == 0
+    records = tmp_path / "killed" / "records"
+    proc = subprocess.Popen([*args, f"hydra.run.dir={tmp_path / 'killed'}"], cwd=ROOT, start_new_session=True)
+    deadline = time.time() + 300
+    while len(list(records.glob("*.json"))) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(records.glob("*.json")))
+    assert 2 <= done < 5 and not (tmp_path / "killed" / "summary.json").exists()
+    resumed = run(tmp_path / "killed")
+    assert resumed.returncode == 0 and b"already edited" in resumed.stderr
+    clean = json.loads((tmp_path / "clean" / "summary.json").read_text())
+    assert_same(json.loads((tmp_path / "killed" / "summary.json").read_text()), clean)
