@@ -1,15 +1,25 @@
-"""Seconds per edit of each HairCLIPv2 stage on the small demo models, batched and one by one.
+"""Seconds per edit of each HairCLIPv2 stage at the official step counts: this project's path against a
+baseline loop that does HairCLIPv2's per-step work in HairCLIPv2's order, in the same run.
 
-    python benchmarks/editing.py [--batch 4] [--steps 5] [--out results.json]
+    python benchmarks/editing.py [--sources 4] [--steps 3] [--size 64] [--device cpu|cuda] [--out FILE]
 
-Stages: FS embedding, text proxy, reference proxy (+ its W+ inversion), colour proxy. Each runs
-`--steps` optimisation steps; "batched" edits --batch pairs at once, "alone" the same pairs one by
-one. Seconds per edit = stage time / pairs; the ratio alone/batched is the batching gain.
+Both paths share the networks. The baseline edits one sample at a time and caches nothing, as
+HairCLIPv2's scripts do: CLIP encodes the text at every step (`criteria/clip_loss.py` calls
+`model(image, text)`), the background loss parses the fixed image and the style loss runs VGG on the
+fixed reference at every step, and every edit embeds its source again. The project's path batches the
+sources, embeds each text, parses each fixed image and takes the reference's Gram matrices once, and
+keeps a source's embedding for its next edit (`editing.source_cache`).
+
+Optimised stages run `--steps` steps; seconds per step x HairCLIPv2's step count (`utils/options.py`)
+gives the seconds per edit at the official schedule. The last rows time N edits of one source against
+N edits of N sources (the source cache). Small random-weight models on a CPU; `--size 1024` on a GPU
+times the official resolution (skipped without one).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 import warnings
@@ -21,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from hairclipv2.editing.cache import SourceCache  # noqa: E402
 from hairclipv2.editing.editor import EditBatch  # noqa: E402
 from hairclipv2.editing.factory import build_hair_editor  # noqa: E402
 from hairclipv2.editing.proxies import ColourCondition  # noqa: E402
@@ -28,74 +39,163 @@ from hairclipv2.models.stylegan2 import Generator  # noqa: E402
 
 from common import device_name, print_table, write_json  # noqa: E402
 
+OFFICIAL_STEPS = {  # HairCLIPv2 utils/options.py
+    "embedding W+": 1100,
+    "embedding FS": 250,
+    "text proxy": 200,
+    "reference proxy": 200,
+    "colour proxy": 200,  # 100 edit + 100 final steps
+}
+SMALL = {64: dict(hairstyle_block=1, colour_block=3), 1024: dict(hairstyle_block=3, colour_block=6)}
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    s = args.steps
+
+def build(size: int, steps: int, device: torch.device):
     torch.manual_seed(0)
-    g = Generator(64, 512, 2, channels={4: 64, 8: 64, 16: 32, 32: 32, 64: 16})
+    channels = {4: 64, 8: 64, 16: 32, 32: 32, 64: 16} if size == 64 else None
+    g = Generator(size, 512, 8 if size == 1024 else 2, channels=channels)
+    rows = dict(text=dict(steps=steps, rows=4, augment=False), reference=dict(steps=steps, rows=3))
+    colour = dict(edit_steps=steps, final_steps=steps, edit_rows=(5, 8), final_rows=(6, 10))
+    if size == 1024:
+        rows, colour = (
+            dict(text=dict(steps=steps), reference=dict(steps=steps)),
+            dict(edit_steps=steps, final_steps=steps),
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         editor = build_hair_editor(
             g,
             random_weights=True,
-            hairstyle_block=1,
-            colour_block=3,
             randomize_proxy_noise=False,
             use_landmarks=False,
-            embedding=dict(w_steps=s, fs_steps=s, randomize_noise=False),
-            text=dict(steps=s, rows=4, augment=False),
-            reference=dict(steps=s, rows=3),
-            colour=dict(edit_steps=s, final_steps=s, edit_rows=(5, 8), final_rows=(6, 10)),
+            embedding=dict(w_steps=steps, fs_steps=steps, randomize_noise=False),
+            colour=colour,
+            **rows,
+            **SMALL[size],
         )
-    n = args.batch
-    with torch.no_grad():
-        sources = g.synthesis(editor.latent_avg + 0.6 * torch.randn(n, g.n_latent, g.style_dim)).clamp(-1, 1)
-    texts = ["short hair", "afro", "long wavy hair", "buzz cut"] * (n // 4 + 1)
+    return editor.to(device)
+
+
+@contextlib.contextmanager
+def as_hairclipv2(editor):
+    """HairCLIPv2's per-step work: text encoded at every CLIP call, the fixed image of the background
+    loss parsed and the reference's Gram matrices computed at every step, no source cache."""
+    clip, background, cache = editor.clip, editor.colour_proxy.background, editor.cache
+    style = editor.ref_proxy.style_loss
+    encode_text, forward, style_forward = clip.encode_text, background.forward, style.forward
+
+    def encode_every_time(texts):
+        clip._text_cache.clear()
+        return encode_text(texts)
+
+    clip.encode_text = encode_every_time
+    background.forward = lambda x, x_hat, x_hair=None: forward(x, x_hat)
+    style.forward = lambda target, image, target_mask, image_mask, grams=None: style_forward(
+        target, image, target_mask, image_mask
+    )
+    editor.cache = None
+    try:
+        yield
+    finally:
+        clip.encode_text, background.forward, editor.cache = encode_text, forward, cache
+        style.forward = style_forward
+
+
+def timed(fn, device: torch.device) -> float:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    tic = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - tic
+
+
+def stage_calls(editor, sources: torch.Tensor, steps: int) -> dict:
+    """Each stage as a function of the sample indices it edits."""
+    n = sources.shape[0]
+    texts = ["short hair", "afro", "long wavy hair", "buzz cut"] * n
     colours = [ColourCondition(rgb=(200, 40, 40))] * n
-    fs_all = editor.embed(sources)
-    stages = {
-        "embedding": lambda idx: editor.embed(sources[idx]),
-        "text_proxy": lambda idx: editor.text_proxy.optimise(sources[idx], texts[: len(idx)], editor.latent_avg),
-        "reference_proxy": lambda idx: editor.ref_proxy.optimise(
-            sources[idx], sources.flip(0)[idx], editor.embedding.invert_w(sources.flip(0)[idx])
-        ),
-        "colour_proxy": lambda idx: editor.colour_proxy.edit(
-            colours[: len(idx)], fs_all.image[idx], fs_all.codes[idx], fs_all.feature[idx]
-        ),
+    refs = sources.flip(0)
+    with torch.enable_grad():  # the inputs of the later stages
+        fs = editor.embed(sources)
+        ref_codes = editor.embedding.invert_w(refs, steps=1).detach()
+    bald, labels = editor.bald(fs.codes).detach(), editor.labels(sources)
+    e, b = editor.embedding, editor.blender
+    return {
+        "embedding W+": lambda i: e.invert_w(sources[i], steps=steps),
+        "embedding FS": lambda i: e.invert_fs(sources[i], w_steps=0, fs_steps=steps),
+        "bald proxy": lambda i: editor.bald(fs.codes[i]),
+        "text proxy": lambda i: editor.text_proxy.optimise(sources[i], texts[: len(i)], editor.latent_avg),
+        "reference proxy": lambda i: editor.ref_proxy.optimise(sources[i], refs[i], ref_codes[i]),
+        "colour proxy": lambda i: editor.colour_proxy.edit(colours[: len(i)], fs.image[i], fs.codes[i], fs.feature[i]),
+        "blending": lambda i: b.hairstyle(fs.codes[i], fs.feature[i], labels[i], bald[i], ref_codes[i]),
+        "final decode": lambda i: b.resume(fs.codes[i], fs.feature[i]),
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sources", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--size", type=int, default=64, choices=sorted(SMALL))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if args.size == 1024 and device.type != "cuda":
+        print("the 1024 px rows need a GPU (--device cuda): skipped")
+        return
+    editor = build(args.size, args.steps, device)
+    n, s = args.sources, args.steps
+    with torch.no_grad():
+        w = editor.latent_avg + 0.6 * torch.randn(n, editor.generator.n_latent, 512, device=device)
+        sources = editor.generator.synthesis(w).clamp(-1, 1)
+    calls = stage_calls(editor, sources, s)
+    for fn in calls.values():  # warm-up: the first call of each path pays for allocations and caches
+        with torch.enable_grad():
+            fn([0])
     rows = []
-    for name, run in stages.items():
-        tic = time.perf_counter()
-        run(list(range(n)))
-        batched = (time.perf_counter() - tic) / n
-        tic = time.perf_counter()
-        for i in range(n):
-            run([i])
-        alone = (time.perf_counter() - tic) / n
+    for name, fn in calls.items():
+        with torch.enable_grad():
+            project = timed(lambda: fn(list(range(n))), device) / n
+            with as_hairclipv2(editor):
+                baseline = sum(timed(lambda i=i: fn([i]), device) for i in range(n)) / n
+        steps = OFFICIAL_STEPS.get(name)
+        scale = steps / s if steps else 1.0
         rows.append(
             dict(
                 stage=name,
-                steps=s,
-                pairs=n,
-                s_per_edit_batched=batched,
-                s_per_edit_alone=alone,
-                alone_over_batched=alone / batched,
+                official_steps=steps,
+                project_s_per_step=project / s if steps else None,
+                baseline_s_per_step=baseline / s if steps else None,
+                project_s_per_edit=project * scale,
+                baseline_s_per_edit=baseline * scale,
+                speedup=baseline / project,
             )
         )
-    end_to_end = EditBatch(sources, "text", texts=texts[:n])
-    tic = time.perf_counter()
-    editor.edit(end_to_end)
-    rows.append(
-        dict(stage="text edit end to end", steps=s, pairs=n, s_per_edit_batched=(time.perf_counter() - tic) / n)
-    )
-    print(f"device: {device_name(torch.device('cpu'))}, torch {torch.__version__}, 64 px generator, random weights")
-    print_table(rows, ["stage", "steps", "pairs", "s_per_edit_batched", "s_per_edit_alone", "alone_over_batched"])
-    write_json("editing", {"device": device_name(torch.device("cpu")), "rows": rows}, args.out)
+    rows += source_cache_rows(editor, sources[:1], n, device)
+    info = f"{device_name(device)}, torch {torch.__version__}, {args.size} px generator, random weights"
+    print(f"device: {info}; {n} sources, {s} measured steps per optimised stage")
+    columns = ["stage", "official_steps", "project_s_per_step", "baseline_s_per_step"]
+    print_table(rows, [*columns, "project_s_per_edit", "baseline_s_per_edit", "speedup"])
+    write_json(f"editing_{args.size}", {"device": info, "sources": n, "steps": s, "rows": rows}, args.out)
+
+
+def source_cache_rows(editor, source: torch.Tensor, n: int, device: torch.device) -> list[dict]:
+    """n text edits of one source with the source cache against n edits each embedding its source; the
+    last row must stay under 1 (#15: less than twice one embedding plus the n proxies)."""
+    batch = lambda: EditBatch(source, "text", texts=["bob cut"])  # noqa: E731
+    with torch.enable_grad():
+        editor.cache = SourceCache(4)
+        cached = timed(lambda: [editor.edit(batch()) for _ in range(n)], device)
+        editor.cache = None
+        uncached = timed(lambda: [editor.edit(batch()) for _ in range(n)], device)
+        embedding = timed(lambda: editor.embed(source), device)
+    proxies = uncached - n * embedding  # n edits' proxies, blending and decoding
+    return [
+        dict(stage=f"{n} edits of one source", project_s_per_edit=cached / n, baseline_s_per_edit=uncached / n,
+             speedup=uncached / cached),
+        dict(stage=f"{n} edits of one source / 2 x (embedding + {n} proxies)", speedup=cached / (2 * (embedding + proxies))),
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -291,7 +291,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    app = EditorApp(lambda: PhotoEditor(from_pretrained(args.weights, args.set)))
+    overrides = ["editing.source_cache=8", *args.set]  # edits of one photo embed it once
+    app = EditorApp(lambda: PhotoEditor(from_pretrained(args.weights, overrides)))
     app.editor  # noqa: B018 -- networks load before the page opens, and a missing file stops here
     page = build_app(app, None if args.weights else DEMO_WARNING)
     page.launch(server_name=args.host, server_port=args.port, share=False)

@@ -92,7 +92,7 @@ def condition(args: argparse.Namespace, size: int) -> Condition:
 
 def run(args: argparse.Namespace) -> dict[str, Path]:
     """Inputs are checked first, everything is computed, then written: an error leaves no file behind."""
-    cfg = editor_config(args.weights, args.set)
+    cfg = editor_config(args.weights, ["editing.source_cache=8", *args.set])
     size = int(cfg.generator.size)
     photo = open_rgb(args.photo)
     wanted = condition(args, size)

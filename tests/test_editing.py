@@ -603,3 +603,27 @@ def test_the_bald_mask_and_the_proxies_use_the_source_photo(editor, sources, mon
     monkeypatch.setattr(editor.text_proxy, "optimise", spy_optimise)
     editor.edit(EditBatch(sources[:1], "text", texts=["bob"]))
     assert torch.equal(seen["labels"], sources[:1]) and torch.equal(seen["proxy"], sources[:1])
+
+
+def test_the_source_cache_embeds_a_picture_once_and_forgets_the_oldest(editor, sources, monkeypatch):
+    from hairclipv2.editing.cache import SourceCache
+
+    calls = []
+    invert = editor.embedding.invert_fs
+
+    def counted(images, *args, **kwargs):
+        calls.append(images.shape[0])
+        return invert(images, *args, **kwargs)
+
+    monkeypatch.setattr(editor.embedding, "invert_fs", counted)
+    monkeypatch.setattr(editor, "cache", SourceCache(2))
+    first = editor.embed(sources[:2])
+    again = editor.embed(sources[[1, 0]])  # both cached: no optimisation
+    assert calls == [2] and editor.cache.hits == 2 and editor.cache.misses == 2
+    assert torch.equal(again.feature, first.feature.flip(0)) and torch.equal(again.image, first.image.flip(0))
+    editor.embed(sources[1:3])  # source 2 is new: only it is embedded, and source 0 leaves the cache
+    assert calls == [2, 1] and len(editor.cache) == 2
+    editor.embed(sources[:1])
+    assert calls == [2, 1, 1]
+    out = editor.edit(EditBatch(sources[:1], "colour", colours=[ColourCondition(rgb=(250, 20, 20))]))
+    assert calls == [2, 1, 1] and out.result.shape == sources[:1].shape  # an edit reuses the embedding

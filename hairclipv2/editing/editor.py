@@ -27,6 +27,7 @@ from ..blending import FeatureBlender
 from ..models.inversion import InversionModel, resize_images
 from ..models.parsing import HairSegmenter
 from .bald import BaldProxy
+from .cache import SourceCache
 from .embedding import FSCode, FSEmbedding
 from .latents import fs_code
 from .proxies import ColourCondition, ColourProxy, RefProxy, TextProxy
@@ -135,18 +136,21 @@ class HairEditor(nn.Module):
         sketch_proxy: SketchProxy | None = None,
         source_photo_targets: bool = True,
         networks: dict[str, nn.Module | None] | None = None,
+        source_cache: int = 0,
     ):
         """`source_photo_targets`: HairCLIPv2 parses the real photo for the bald mask, gives it to the
         proxies (landmarks) and uses it as the colour edit's target when the hairstyle is kept
         (`scripts/*.py`: `src_image`); False uses the image decoded from (F, S) instead.
         `networks`: the networks the parts share (generator, segmenter, clip, lpips, vgg, fan), registered
-        here once; the parts only refer to them (sharing.py)."""
+        here once; the parts only refer to them (sharing.py). `source_cache`: how many sources keep
+        their embedding and parser labels for the next edit of the same picture (0: none; cache.py)."""
         super().__init__()
         shared = {"generator": blender.generator, "segmenter": blender.segmenter, **(networks or {})}
         self.networks = nn.ModuleDict({k: v for k, v in shared.items() if v is not None})
         self.blender, self.embedding, self.bald = blender, embedding, bald
         self.text_proxy, self.ref_proxy, self.colour_proxy, self.encoder = text_proxy, ref_proxy, colour_proxy, encoder
         self.sketch_proxy, self.source_photo_targets = sketch_proxy, source_photo_targets
+        self.cache = SourceCache(source_cache) if source_cache else None
         self.register_buffer("latent_avg", latent_avg.reshape(-1).clone())
 
     @property
@@ -189,7 +193,21 @@ class HairEditor(nn.Module):
             return self.encoder.encode(resize_images(images, self.encoder.input_size))
 
     def embed(self, images: torch.Tensor) -> FSCode:
-        return self.embedding.invert_fs(images, self.initial_codes(images))
+        """The FS embedding of images (from the source cache for the pictures it holds)."""
+        if self.cache is None:
+            return self.embedding.invert_fs(images, self.initial_codes(images))
+
+        def invert(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            code = self.embedding.invert_fs(x, self.initial_codes(x))
+            return code.codes, code.feature, code.image
+
+        return FSCode(*self.cache.lookup("fs", images, invert))
+
+    def labels(self, images: torch.Tensor) -> torch.Tensor:
+        """The parser's labels of images (N, 1, L, L) (from the source cache for the pictures it holds)."""
+        if self.cache is None:
+            return self.segmenter.labels(images)
+        return self.cache.lookup("labels", images, lambda x: (self.segmenter.labels(x),))[0]
 
     def encoder_code(self, images: torch.Tensor) -> FSCode:
         """The e4e encoder's inversion as an FSCode, in one forward pass: its W+ codes, their F, and
@@ -239,7 +257,7 @@ class HairEditor(nn.Module):
         seconds["embedding"] = self.clock() - tic
         image, feature = fs.image, fs.feature
         target = batch.sources if self.source_photo_targets else fs.image  # HairCLIPv2's src_image
-        src_labels = self.segmenter.labels(target)
+        src_labels = self.labels(target)
         bald_codes = global_codes = local = None
         if batch.kind in (*GLOBAL_KINDS, "sketch"):
             if batch.kind in GLOBAL_KINDS:

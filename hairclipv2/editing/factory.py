@@ -66,6 +66,7 @@ def build_hair_editor(
     text: Mapping[str, Any] | None = None,
     reference: Mapping[str, Any] | None = None,
     colour: Mapping[str, Any] | None = None,
+    source_cache: int = 0,
 ) -> HairEditor:
     # CLIP and the VGG16 / LPIPS backbones come from open_clip's and torchvision's caches, not from
     # HairCLIPv2's folder: `random_backbones` (default: random_weights) decides them on their own.
@@ -158,6 +159,7 @@ def build_hair_editor(
         encoder,
         sketch,
         source_photo_targets,
+        source_cache=source_cache,
         networks={
             "generator": generator,
             "segmenter": segmenter,

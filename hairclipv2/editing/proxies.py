@@ -148,6 +148,7 @@ class RefProxy(nn.Module):
         if ref_images.shape[0] != source_images.shape[0] or ref_codes.shape[0] != source_images.shape[0]:
             raise ValueError("one reference image and code per source image")
         ref_small, ref_hair = self.image_and_hair(ref_images)
+        ref_grams = self.style_loss.target_grams(ref_small, ref_hair)  # fixed: computed once
         _, free, fixed = _split_codes(ref_codes, 0, c.rows)
         prev = free.detach().clone()
         with torch.no_grad():
@@ -157,7 +158,7 @@ class RefProxy(nn.Module):
             nonlocal prev
             image = g.synthesis(torch.cat([free, fixed], dim=1))
             small, hair = self.image_and_hair(image)
-            loss = c.style_lambda * self.style_loss(ref_small, small, ref_hair, hair)
+            loss = c.style_lambda * self.style_loss(ref_small, small, ref_hair, hair, ref_grams)
             loss = (
                 loss
                 + c.delta_w_lambda * (free - prev).pow(2).mean(dim=(1, 2))

@@ -45,10 +45,22 @@ class StyleLoss(nn.Module):
             return images
         return F.interpolate(images, scale_factor=self.size / images.shape[-2], mode="bilinear", align_corners=True)
 
+    def target_grams(self, target: torch.Tensor, target_mask: torch.Tensor) -> list[torch.Tensor]:
+        """The target's masked Gram matrices, one per layer: fixed during an optimisation, so a caller
+        can compute them once (HairCLIPv2 recomputes them at every step)."""
+        with torch.no_grad():
+            return [gram(f * mask_like(f, target_mask)) for f in self.vgg(self.to_size(target * target_mask))]
+
     def forward(
-        self, target: torch.Tensor, image: torch.Tensor, target_mask: torch.Tensor, image_mask: torch.Tensor
+        self,
+        target: torch.Tensor,
+        image: torch.Tensor,
+        target_mask: torch.Tensor,
+        image_mask: torch.Tensor,
+        target_grams: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """target/image (N, 3, H, H) in [-1, 1], masks (N, 1, H, H) in {0, 1} -> (N,)."""
+        """target/image (N, 3, H, H) in [-1, 1], masks (N, 1, H, H) in {0, 1} -> (N,);
+        `target_grams`: `target_grams(target, target_mask)`, when already computed."""
         if (
             target.shape != image.shape
             or target_mask.shape != image_mask.shape
@@ -57,12 +69,9 @@ class StyleLoss(nn.Module):
             raise ValueError(
                 f"StyleLoss: images {tuple(target.shape)}, {tuple(image.shape)} and masks {tuple(target_mask.shape)}, {tuple(image_mask.shape)} must match"
             )
-        with torch.no_grad():
-            feats_t = self.vgg(self.to_size(target * target_mask))
+        grams_t = self.target_grams(target, target_mask) if target_grams is None else target_grams
         feats_i = self.vgg(self.to_size(image * image_mask))
         loss = 0.0
-        for ft, fi in zip(feats_t, feats_i):
-            loss = loss + (gram(ft * mask_like(ft, target_mask)) - gram(fi * mask_like(fi, image_mask))).pow(2).mean(
-                dim=(1, 2)
-            )
-        return loss / len(feats_t)
+        for gt, fi in zip(grams_t, feats_i):
+            loss = loss + (gt - gram(fi * mask_like(fi, image_mask))).pow(2).mean(dim=(1, 2))
+        return loss / len(grams_t)
