@@ -75,6 +75,11 @@ OFFICIAL: dict[str, OfficialFile] = {
         "face_alignment's 3DFAN-4 (adrianbulat.com/downloads/python-fan/3DFAN4-4a694010b9.zip, which "
         "face_alignment >= 1.3 downloads into the torch hub cache; the older 3DFAN4-7835d9f11d.pth.tar works too)",
     ),
+    "fs_encoder": OfficialFile(
+        "fs_encoder.pt",
+        "editing.fs_encoder_weights",
+        "this project: `python train.py experiment=fs_encoder_ffhq` writes <run>/fs_encoder.pt",
+    ),
     "inception": OfficialFile(
         "weights-inception-2015-12-05-6726825d.pth",
         "paths.weights.inception",

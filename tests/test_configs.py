@@ -31,7 +31,14 @@ GROUPS = {
     "hydra": "both",
     "experiment": "both",
 }
-EXPERIMENTS = {"e4e_demo": "train", "e4e_ffhq": "train", "hairclipv2_demo": "evaluate", "hairclipv2_ffhq": "evaluate"}
+EXPERIMENTS = {
+    "e4e_demo": "train",
+    "e4e_ffhq": "train",
+    "fs_encoder_demo": "train",
+    "fs_encoder_ffhq": "train",
+    "hairclipv2_demo": "evaluate",
+    "hairclipv2_ffhq": "evaluate",
+}
 OWN = {"callbacks": {"evaluate": "evaluate"}}  # group options meant for one entry point only
 
 

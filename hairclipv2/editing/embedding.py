@@ -46,6 +46,14 @@ class EmbeddingConfig:
     # The 256 px target of the perceptual loss: "lanczos" (official: PIL LANCZOS of the uint8 photo,
     # Embedding.py l.72) or "area" (torch, differentiable, no uint8 round trip).
     low_res_resize: str = "lanczos"
+    # ours (#15): "optimisation" (official: the W+ and FS steps) or "encoder" (the FS encoder's (S, F)
+    # in one forward pass, then `refinement` FS steps from it; needs editing.fs_encoder_weights).
+    method: str = "optimisation"
+    refinement: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in ("optimisation", "encoder"):
+            raise ValueError(f"editing.embedding.method must be 'optimisation' or 'encoder', got {self.method!r}")
 
 
 def lanczos_resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -77,9 +85,14 @@ class FSEmbedding(nn.Module):
         latent_avg: torch.Tensor,
         hairstyle_block: int = 3,
         config: EmbeddingConfig | None = None,
+        encoder: nn.Module | None = None,
     ):
+        """`encoder`: the FS encoder (`models/encoders/fs.py`) for `method="encoder"`."""
         super().__init__()
         borrow(self, generator=generator, lpips=lpips)
+        self.encoder = encoder
+        if config is not None and config.method == "encoder" and encoder is None:
+            raise ValueError("editing.embedding.method=encoder needs the FS encoder (editing.fs_encoder_weights)")
         self.prior = prior
         self.register_buffer("latent_avg", latent_avg.reshape(-1)[-generator.style_dim :].clone())
         self.hairstyle_block, self.cfg = hairstyle_block, config or EmbeddingConfig()
@@ -137,11 +150,22 @@ class FSEmbedding(nn.Module):
         w_steps: int | None = None,
         fs_steps: int | None = None,
     ) -> FSCode:
-        """(S, F) of target: the W+ step, then the FS step."""
+        """(S, F) of target: the W+ step, then the FS step (with method="encoder": the FS encoder's
+        (S, F), then `refinement` FS steps)."""
         c, g, k = self.cfg, self.generator, self.hairstyle_block
+        if c.method == "encoder":
+            self.check_target(target)
+            with torch.no_grad():
+                codes, f_init, _ = self.encoder(target)
+            return self.fs_step(target, codes, f_init, c.refinement)
         codes = self.invert_w(target, init_codes, w_steps)
         with torch.no_grad():
             f_init = g.features(codes, k, randomize_noise=c.randomize_noise)[0]
+        return self.fs_step(target, codes, f_init, c.fs_steps if fs_steps is None else fs_steps)
+
+    def fs_step(self, target: torch.Tensor, codes: torch.Tensor, f_init: torch.Tensor, steps: int) -> FSCode:
+        """The FS step from (S, F_init): rows >= fs_frozen_rows of S and F optimised for `steps` steps."""
+        c, g, k = self.cfg, self.generator, self.hairstyle_block
         frozen = codes[:, : c.fs_frozen_rows]
         free = codes[:, c.fs_frozen_rows :].clone().requires_grad_(True)
         feature = f_init.clone().requires_grad_(True)
@@ -154,7 +178,7 @@ class FSEmbedding(nn.Module):
                 loss = loss + c.l_f_lambda * (feature - f_init).pow(2).mean(dim=(1, 2, 3))
             return loss
 
-        run = run_adam([free, feature], c.lr, c.fs_steps if fs_steps is None else fs_steps, fs_loss)
+        run = run_adam([free, feature], c.lr, steps, fs_loss)
         s = torch.cat([frozen, run.result([free], c.pre_step_codes)[0]], dim=1)
         with torch.no_grad():
             image = g.resume(s, k + 1, feature.detach())

@@ -19,6 +19,7 @@ from ..config import build
 from ..losses import AvgLabLoss, BackgroundLoss, CLIPLoss, LandmarkLoss, LPIPSLoss, StyleLoss
 from ..models.clip import CLIPModel
 from ..models.encoders import SketchEncoder
+from ..models.encoders.fs import load_fs_encoder
 from ..models.inversion import InversionModel
 from ..models.landmarks import load_fan
 from ..models.landmarks.fan import default_fan_file
@@ -67,6 +68,7 @@ def build_hair_editor(
     reference: Mapping[str, Any] | None = None,
     colour: Mapping[str, Any] | None = None,
     source_cache: int = 0,
+    fs_encoder_weights: str | None = None,
 ) -> HairEditor:
     # CLIP and the VGG16 / LPIPS backbones come from open_clip's and torchvision's caches, not from
     # HairCLIPv2's folder: `random_backbones` (default: random_weights) decides them on their own.
@@ -136,6 +138,7 @@ def build_hair_editor(
             latent_avg,
             hairstyle_block,
             build(EmbeddingConfig, embedding, "editing.embedding"),
+            load_fs_encoder(fs_encoder_weights, generator) if fs_encoder_weights else None,
         ),
         bald,
         TextProxy(generator, CLIPLoss(clip, augment=text_cfg.augment), landmarks_text, segmenter, text_cfg),

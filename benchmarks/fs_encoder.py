@@ -1,0 +1,93 @@
+"""Reconstruction and seconds of the FS embedding: the FS encoder alone, the encoder + k refinement
+steps, and HairCLIPv2's optimisation (1100 W+ steps + 250 FS steps), on held-out images of the world
+the encoder was trained on.
+
+    python train.py experiment=fs_encoder_demo hydra.run.dir=RUN
+    python benchmarks/fs_encoder.py RUN [--images 8] [--refinement 50 150] [--out FILE]
+
+RUN is the training run folder: its `fs_encoder.pt` and, for the generator's weights, its
+`checkpoints/last.ckpt` (the demo's generator has random weights that only the run knows). Test images
+are rendered by that generator from a seed the training never used. PSNR on [0, 1]; LPIPS with the
+run's settings (random weights in the demo: comparable between rows only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from datamodules.synthetic import SyntheticInversionDataModule  # noqa: E402
+from hairclipv2.editing.embedding import EmbeddingConfig, FSEmbedding  # noqa: E402
+from hairclipv2.editing.prior import PNormPrior  # noqa: E402
+from hairclipv2.losses import LPIPSLoss  # noqa: E402
+from hairclipv2.models.encoders.fs import load_fs_encoder  # noqa: E402
+from hairclipv2.models.stylegan2 import Generator  # noqa: E402
+
+from common import device_name, print_table, write_json  # noqa: E402
+
+
+def run_generator(run: Path) -> Generator:
+    """The run's generator: the demo architecture with the weights of its last checkpoint."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    g: Generator = instantiate(OmegaConf.load(run / ".hydra" / "config.yaml").generator)
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    g.load_state_dict({k[len("decoder.") :]: v for k, v in state.items() if k.startswith("decoder.")})
+    return g.eval().requires_grad_(False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--refinement", type=int, nargs="+", default=[50, 150])
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    g = run_generator(args.run)
+    fs = load_fs_encoder(args.run / "fs_encoder.pt", g)
+    data = SyntheticInversionDataModule(n_train=1, n_val=1, batch_size=1, image_size=g.size)
+    data.use_generator(g, fs.latent_avg)
+    targets = data.render(args.images, torch.Generator().manual_seed(12345)).images
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lpips = LPIPSLoss("vgg", random_backbone=True)
+        prior = PNormPrior.from_mapping(g, samples=20_000)
+        lpips_alex = LPIPSLoss("alex", random_backbone=True)
+    settings = {"encoder alone": dict(method="encoder", refinement=0)}
+    settings.update({f"encoder + {k} FS steps": dict(method="encoder", refinement=k) for k in args.refinement})
+    settings["optimisation 1100 + 250 steps (official)"] = dict(method="optimisation", w_steps=1100, fs_steps=250)
+    rows = []
+    for name, values in settings.items():
+        cfg = EmbeddingConfig(randomize_noise=False, **values)
+        embedding = FSEmbedding(g, lpips, prior, fs.latent_avg, fs.hairstyle_block, cfg, fs)
+        torch.manual_seed(0)
+        tic = time.perf_counter()
+        code = embedding.invert_fs(targets)
+        seconds = (time.perf_counter() - tic) / args.images
+        with torch.no_grad():
+            err = ((code.image.clamp(-1, 1) - targets) / 2).pow(2).mean(dim=(1, 2, 3))
+            psnr = (10 * torch.log10(1 / err)).mean().item()
+            dist = lpips_alex.distance(code.image.clamp(-1, 1), targets).mean().item()
+        rows.append(dict(embedding=name, psnr_db=psnr, lpips=dist, s_per_image=seconds))
+    official = rows[-1]
+    for row in rows:
+        row["psnr_minus_official"] = row["psnr_db"] - official["psnr_db"]
+        row["speedup"] = official["s_per_image"] / row["s_per_image"]
+    info = f"{device_name(torch.device('cpu'))}, torch {torch.__version__}, {g.size} px generator of {args.run}"
+    print(f"device: {info}; {args.images} held-out images")
+    print_table(rows, ["embedding", "psnr_db", "psnr_minus_official", "lpips", "s_per_image", "speedup"])
+    write_json("fs_encoder", {"device": info, "images": args.images, "rows": rows}, args.out)
+
+
+if __name__ == "__main__":
+    main()

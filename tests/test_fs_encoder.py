@@ -1,0 +1,106 @@
+"""The FS encoder (#15): HairCLIPv2's (S, F) embedding in one forward pass, its training objective,
+its file, and the editor's `embedding.method=encoder` with refinement steps."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from hairclipv2.models.encoders import Encoder4Editing
+from hairclipv2.models.encoders.fs import FSEncoder, load_fs_encoder, save_fs_encoder
+from hairclipv2.weights import MissingCheckpointError
+
+from conftest import small_decoder as small_generator
+
+
+@pytest.fixture(scope="module")
+def world():
+    torch.manual_seed(0)
+    g = small_generator().eval().requires_grad_(False)
+    latent_avg = g.mean_latent(1000)[0]
+    fs = FSEncoder(Encoder4Editing(50, "ir_se", g.size, input_size=32), g, latent_avg, hairstyle_block=1).eval()
+    with torch.no_grad():
+        w = (latent_avg + 0.5 * torch.randn(4, 1, g.style_dim)).expand(-1, g.n_latent, -1).contiguous()
+        images = g.synthesis(w).clamp(-1, 1)
+    return g, fs, w, images
+
+
+def test_an_untrained_head_is_e4e_and_the_file_round_trips(world, tmp_path):
+    g, fs, _, images = world
+    codes, feature, base = fs(images)
+    assert codes.shape == (4, g.n_latent, g.style_dim) and feature.shape == (4, *fs.feature_shape)
+    assert torch.equal(feature, base)  # the head's last layer starts at zero
+    with torch.no_grad():
+        fs.head.out.bias.fill_(0.5)  # as if trained
+    loaded = load_fs_encoder(save_fs_encoder(fs, tmp_path / "fs_encoder.pt"), g)
+    for a, b in zip(fs(images), loaded(images)):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="for a 64 px generator, not 32 px"):
+        load_fs_encoder(tmp_path / "fs_encoder.pt", small_generator(32))
+    with pytest.raises(MissingCheckpointError, match="editing.fs_encoder_weights"):
+        load_fs_encoder(tmp_path / "none.pt", g)
+    with torch.no_grad():
+        fs.head.out.bias.zero_()
+
+
+def test_the_objective_falls_and_uses_the_true_codes_of_the_synthetic_world(world):
+    from hairclipv2.training.fs_module import FSEncoderModule
+
+    g, _, w, images = world
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = FSEncoderModule(
+            g,
+            Encoder4Editing(50, "ir_se", g.size, input_size=32),
+            hairstyle_block=1,
+            random_loss_networks=True,
+            loss={"w_lambda": 1.0, "f_lambda": 1.0},
+        )
+    batch = {"image": images, "w": w}
+    terms, _ = module.losses(batch)
+    assert set(terms) == {"l2", "lpips", "feature", "w", "f"}
+    assert "w" not in module.losses({"image": images})[0]  # real photos: reconstruction terms only
+    module.fs.eval()  # batch statistics fixed: plain descent on one batch
+    opt = torch.optim.Adam(module.fs.parameters(), lr=3e-4)
+    first = None
+    for _ in range(10):
+        loss = sum(module.losses(batch)[0].values())
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.8 * first
+    assert all(p.grad is None for p in g.parameters())  # the generator stays frozen
+
+
+def test_the_editor_embeds_with_the_encoder_and_refinement_lowers_the_loss(world, tmp_path):
+    from hairclipv2.editing.factory import build_hair_editor
+
+    g, fs, _, images = world
+    path = save_fs_encoder(fs, tmp_path / "fs_encoder.pt")
+    losses = {}
+    for steps in (0, 10):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            editor = build_hair_editor(
+                g,
+                random_weights=True,
+                use_landmarks=False,
+                hairstyle_block=1,
+                colour_block=3,
+                fs_encoder_weights=str(path),
+                embedding={"method": "encoder", "refinement": steps, "randomize_noise": False, "w_steps": 10**6},
+            )
+        code = editor.embed(images)
+        if steps == 0:
+            expected = fs(images)
+            assert torch.equal(code.codes, expected[0]) and torch.equal(code.feature, expected[1])
+        low = editor.embedding.low(images)
+        losses[steps] = editor.embedding.per_sample_loss(code.image, images, code.codes, low).mean().item()
+    assert losses[10] < losses[0]
+    with pytest.raises(ValueError, match="needs the FS encoder"):
+        build_hair_editor(g, random_weights=True, use_landmarks=False, hairstyle_block=1, colour_block=3,
+                          embedding={"method": "encoder"})  # fmt: skip
