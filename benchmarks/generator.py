@@ -1,5 +1,6 @@
 """Generator throughput: forward and forward+backward images/s at 64 and 256 px (1024 on a GPU), the
-split-forward overhead against one full forward, and the fast op path against the reference path.
+split-forward overhead against one full forward, and the fast op path against the reference path;
+on a GPU also bf16 autocast, channels_last and torch.compile against float32 (speed-up and error).
 
     python benchmarks/generator.py [--batch 2] [--min-time 1.0] [--out results.json]
 
@@ -64,6 +65,43 @@ def bench_size(size: int, batch: int, device: torch.device, min_time: float) -> 
     return rows
 
 
+def gpu_path_rows(size: int, batch: int, device: torch.device, min_time: float) -> list[dict]:
+    """GPU paths of the generator's forward + backward against float32 on the same weights and codes:
+    bf16 autocast, channels_last memory format, torch.compile; each with its speed-up and its largest
+    error against the float32 image (for the golden tolerances)."""
+    torch.manual_seed(0)
+    G = Generator(size, 512, 8).to(device).eval().requires_grad_(False)
+    w = torch.randn(batch, G.n_latent, 512, device=device)
+    with torch.no_grad():
+        reference = G.synthesis(w).float()
+    compiled = torch.compile(G.synthesis)
+    variants = {
+        "float32": (G.synthesis, torch.float32, torch.contiguous_format),
+        "bf16 autocast": (G.synthesis, torch.bfloat16, torch.contiguous_format),
+        "channels_last": (G.synthesis, torch.float32, torch.channels_last),
+        "torch.compile": (compiled, torch.float32, torch.contiguous_format),
+    }
+    rows = []
+    for name, (synthesis, dtype, memory_format) in variants.items():
+        G.to(memory_format=memory_format)
+
+        def step() -> torch.Tensor:
+            wg = w.detach().requires_grad_(True)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                image = synthesis(wg)
+            image.float().square().mean().backward()
+            return image
+
+        seconds = seconds_per_call(step, device, min_time, warmup=3 if name == "torch.compile" else 1)
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            error = (synthesis(w).float() - reference).abs().max().item()
+        rows.append(dict(size=size, batch=batch, path=name, fwd_bwd_img_s=batch / seconds, max_abs_error=error))
+        G.to(memory_format=torch.contiguous_format)
+    for r in rows:
+        r["speedup_vs_float32"] = r["fwd_bwd_img_s"] / rows[0]["fwd_bwd_img_s"]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=2)
@@ -89,7 +127,14 @@ def main() -> None:
             "split_over_full",
         ],
     )
-    write_json("generator", {"device": device_name(device), "torch": torch.__version__, "rows": rows}, args.out)
+    payload = {"device": device_name(device), "torch": torch.__version__, "rows": rows}
+    if device.type == "cuda":
+        gpu_rows = [r for s in sizes for r in gpu_path_rows(s, args.batch, device, args.min_time)]
+        print_table(gpu_rows, ["size", "batch", "path", "fwd_bwd_img_s", "speedup_vs_float32", "max_abs_error"])
+        payload["gpu_paths"] = gpu_rows
+    else:
+        print("GPU paths (bf16 autocast, channels_last, torch.compile): need a GPU, skipped")
+    write_json("generator", payload, args.out)
 
 
 if __name__ == "__main__":
