@@ -81,19 +81,20 @@ def test_the_editor_embeds_with_the_encoder_and_refinement_lowers_the_loss(world
 
     g, fs, _, images = world
     path = save_fs_encoder(fs, tmp_path / "fs_encoder.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        editor = build_hair_editor(
+            g,
+            random_weights=True,
+            use_landmarks=False,
+            hairstyle_block=1,
+            colour_block=3,
+            fs_encoder_weights=str(path),
+            embedding={"method": "encoder", "randomize_noise": False, "w_steps": 10**6},
+        )
     losses = {}
     for steps in (0, 10):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            editor = build_hair_editor(
-                g,
-                random_weights=True,
-                use_landmarks=False,
-                hairstyle_block=1,
-                colour_block=3,
-                fs_encoder_weights=str(path),
-                embedding={"method": "encoder", "refinement": steps, "randomize_noise": False, "w_steps": 10**6},
-            )
+        editor.embedding.cfg.refinement = steps
         code = editor.embed(images)
         if steps == 0:
             expected = fs(images)
