@@ -33,7 +33,7 @@ from hairclipv2.editing.editor import HairEditModule  # noqa: E402
 from hairclipv2.editing.factory import editor_from_config  # noqa: E402
 from hairclipv2.evaluation.data import PairsDataset, collate_edits, embedded_default  # noqa: E402
 from hairclipv2.evaluation.fid import CLIPFeatures, RandomFeatures, frechet  # noqa: E402
-from hairclipv2.evaluation.pairs import PairsError, read_pairs  # noqa: E402
+from hairclipv2.evaluation.pairs import IMAGE_EXTENSIONS, PairsError, read_pairs  # noqa: E402
 from hairclipv2.evaluation.records import EditRecords  # noqa: E402
 from hairclipv2.losses import IDLoss, LPIPSLoss  # noqa: E402
 from hairclipv2.weights import CheckpointError, user_error  # noqa: E402
@@ -70,6 +70,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "size": int(cfg.generator.size),
         "inversion": str(cfg.inversion),
         "fid": "random features (demo)" if cfg.metrics.random_weights else "Inception v3 (torch-fidelity)",
+        "fid_real": str(cfg.metrics.get("fid_real_dir") or "the pairs' face images"),
     }
     if pairs is None:
         pairs = embedded_default(out, task, editor.generator, editor.latent_avg)
@@ -97,6 +98,7 @@ def evaluate(cfg: DictConfig) -> dict:
         pairs,
         distributions=distributions,
         protocol=protocol,
+        real_images=real_image_files(cfg.metrics.get("fid_real_dir")),
         settings={
             "pairs": str(cfg.pairs),
             "editing": OmegaConf.to_container(cfg.editing, resolve=True),
@@ -131,6 +133,22 @@ def distribution_metrics(cfg: DictConfig, clip) -> dict:
         if clip is not None:
             metrics["fid_clip"] = frechet(CLIPFeatures(clip))
     return metrics
+
+
+def real_image_files(folder: str | None) -> list[Path] | None:
+    """The images of a folder of real faces (FID's real set), checked before any edit."""
+    if not folder:
+        return None
+    files = (
+        sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if Path(folder).is_dir()
+        else []
+    )
+    if len(files) < 2:
+        raise PairsError(
+            f"metrics.fid_real_dir: {folder} must be a folder with at least two images (found {len(files)})"
+        )
+    return files
 
 
 def pairs_format(pairs: str | None) -> str:

@@ -91,12 +91,14 @@ class EditReportWriter(pl.Callback):
         warning: str | None = None,
         distributions: dict[str, Any] | None = None,
         protocol: dict[str, Any] | None = None,
+        real_images: list[Path] | None = None,
     ):
         self.out = Path(out_dir)
         self.task, self.settings, self.warning = task, settings or {}, warning
         self.pairs, self.by_id = pairs, {p.id: p for p in pairs}
         self.records = EditRecords(self.out)
         self.distributions, self.protocol = distributions or {}, protocol or {}
+        self.real_images = real_images
         self.timed = False  # the first edit of each process is its warm-up (excluded from the runtime)
 
     def record(self, row: dict[str, Any]) -> None:
@@ -171,11 +173,11 @@ class EditReportWriter(pl.Callback):
         self.write(rows, summary)
 
     def set_metrics(self, ok: list[dict[str, Any]]) -> dict[str, float]:
-        """FID-like distances of the edits (files in edits/) against the real images: the distinct
-        sources of the pairs, read from their files."""
+        """FID-like distances of the edits (files in edits/) against the real images: `real_images`
+        (HairFastGAN's `--source_dataset` folder), else the distinct sources of the pairs."""
         if not self.distributions:
             return {}
-        real = sorted({str(p.source) for p in self.pairs})
+        real = self.real_images or sorted({str(p.source) for p in self.pairs})
         fake = [self.inside("edits", f"{r['id']}.png") for r in ok]
         return set_distances(self.distributions, real, fake)
 

@@ -204,3 +204,16 @@ def test_a_run_killed_after_two_edits_resumes_to_the_summary_of_a_clean_run(tmp_
     assert resumed.returncode == 0 and b"already edited" in resumed.stderr
     clean = json.loads((tmp_path / "clean" / "summary.json").read_text())
     assert_same(json.loads((tmp_path / "killed" / "summary.json").read_text()), clean)
+
+
+def test_fid_real_set_can_be_a_folder_of_real_faces(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    import evaluate
+
+    assert evaluate.real_image_files(None) is None
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PairsError, match="metrics.fid_real_dir: .*empty must be a folder with at least two images"):
+        evaluate.real_image_files(str(tmp_path / "empty"))
+    faces = astronaut_variants(tmp_path / "real", 3)
+    (tmp_path / "real" / "notes.txt").write_text("not an image")
+    assert evaluate.real_image_files(str(tmp_path / "real")) == faces
