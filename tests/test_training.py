@@ -444,6 +444,17 @@ KILL_RUN = [
 KILL_RUN += ["checkpoint_every=2", "trainer.val_check_interval=4", "~callbacks.official_export", "logger=csv"]
 
 
+def as_from_a_terminal() -> None:
+    """In the child before exec: SIGINT and SIGTERM unblocked and at their default dispositions, as a
+    shell starts a command. A child inherits ignored signals and the signal mask across exec, and the
+    pytest process that starts it may have either changed by earlier tests (servers, browsers)."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def signal_training(args: list[str], ready, signum: int, timeout: float = 300) -> None:
     """Start `train.py args`, wait until `ready()` (or the process ends, or `timeout`), send `signum`,
     and wait for the process to end."""
@@ -455,6 +466,7 @@ def signal_training(args: list[str], ready, signum: int, timeout: float = 300) -
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        preexec_fn=as_from_a_terminal,
     )
     try:
         deadline = time.monotonic() + timeout
