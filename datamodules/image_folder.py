@@ -12,13 +12,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from hairclipv2.io import open_rgb
-from hairclipv2.training.checkpointing import resumable_train_loader
+
+from .resumable import ResumableTrainData
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -63,7 +63,7 @@ def e4e_transforms(size: int, train: bool) -> transforms.Compose:
     return transforms.Compose(steps)
 
 
-class ImageFolderDataModule(pl.LightningDataModule):
+class ImageFolderDataModule(ResumableTrainData):
     """FFHQ-style train folder and CelebA-HQ-style test folder (e4e's ffhq_encode dataset type)."""
 
     def __init__(
@@ -109,16 +109,6 @@ class ImageFolderDataModule(pl.LightningDataModule):
         for name, rep in self.align_reports.items():
             out[name]["align_skipped"] = rep["skipped"]
         return out
-
-    def train_dataloader(self) -> DataLoader:
-        return resumable_train_loader(
-            self.train_set,
-            self.hparams.batch_size,
-            self.hparams.seed,
-            lambda: self.trainer.global_step,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(

@@ -7,12 +7,12 @@ module's own generator (no second generator), deterministically from `seed`, the
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from hairclipv2.models.inversion import resize_images
-from hairclipv2.training.checkpointing import resumable_train_loader
+
+from .resumable import ResumableTrainData
 
 
 class TensorPairs(Dataset):
@@ -26,7 +26,7 @@ class TensorPairs(Dataset):
         return {"image": self.images[i], "w": self.codes[i]}
 
 
-class SyntheticInversionDataModule(pl.LightningDataModule):
+class SyntheticInversionDataModule(ResumableTrainData):
     """`n_train` / `n_val` images G(w) with w = mapping(z) (optionally truncated towards latent_avg),
     resized to `image_size`; items {"image": (3, S, S), "w": (n_latent, style_dim)}.
 
@@ -82,15 +82,6 @@ class SyntheticInversionDataModule(pl.LightningDataModule):
         rng = torch.Generator().manual_seed(self.hparams.seed)
         self.train_set = self.render(self.hparams.n_train, rng)
         self.val_set = self.render(self.hparams.n_val, rng)
-
-    def train_dataloader(self) -> DataLoader:
-        return resumable_train_loader(
-            self.train_set,
-            self.hparams.batch_size,
-            self.hparams.seed,
-            lambda: self.trainer.global_step,
-            num_workers=self.hparams.num_workers,
-        )
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(

@@ -69,17 +69,14 @@ def test_every_option_of_every_group_composes(entry, group, option):
     assert cfg.paths.weights_dir and cfg.seed == 0
 
 
-def test_hydra_builds_the_module_optimisers_callbacks_and_loggers(tmp_path):
+def e4e_demo(*overrides: str):
+    """conf/train.yaml with experiment=e4e_demo (a 32 px encoder input) and the overrides."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                "experiment=e4e_demo",
-                "model.encoder.input_size=32",
-                f"paths.output_dir={tmp_path}",
-                "logger=csv",
-            ],
-        )
+        return compose("train", overrides=["experiment=e4e_demo", "model.encoder.input_size=32", *overrides])
+
+
+def test_hydra_builds_the_module_optimisers_callbacks_and_loggers(tmp_path):
+    cfg = e4e_demo(f"paths.output_dir={tmp_path}", "logger=csv")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         module = instantiate(cfg.model)
@@ -101,15 +98,9 @@ def test_hydra_builds_the_module_optimisers_callbacks_and_loggers(tmp_path):
         "TQDMProgressBar",
     ]
     assert [type(logger).__name__ for logger in instantiate_group(cfg.logger)] == ["CSVLogger"]
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                "experiment=e4e_demo",
-                "model.encoder.input_size=32",
-                "+model.scheduler={_target_: torch.optim.lr_scheduler.StepLR, _partial_: true, step_size: 1, gamma: 0.5}",
-            ],
-        )
+    cfg = e4e_demo(
+        "+model.scheduler={_target_: torch.optim.lr_scheduler.StepLR, _partial_: true, step_size: 1, gamma: 0.5}"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         module = instantiate(cfg.model)
