@@ -3,6 +3,14 @@ split-forward overhead against one full forward, and the fast op path against th
 on a GPU also bf16 autocast, channels_last and torch.compile against float32 (speed-up and error).
 
     python benchmarks/generator.py [--batch 2] [--min-time 1.0] [--out results.json]
+                                   [--rosinality DIR [--threads 2]]
+
+With --rosinality, the project's generator is also timed against rosinality's (a clone of
+rosinality/stylegan2-pytorch @ bef283a1 outside this repository, never committed): same weights,
+config-f widths, batch 4, forward + backward with the gradient for W+ only (inversion, editing) and
+for W+ and the weights (training), interleaved in one process, median of the rounds. Its CUDA
+extensions are not built: their two `load` calls get None, and on a CPU its ops take their native
+branches.
 
 Widths are config-f's (512 channels up to 32 px), so the numbers speak for the real model's shape.
 """
@@ -10,8 +18,11 @@ Widths are config-f's (512 channels up to 32 px), so the numbers speak for the r
 from __future__ import annotations
 
 import argparse
+import importlib
+import statistics
 import sys
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -102,13 +113,70 @@ def gpu_path_rows(size: int, batch: int, device: torch.device, min_time: float) 
     return rows
 
 
+def import_rosinality(folder: str):
+    """rosinality's `model` module from a clone, with its CUDA-extension builds replaced by None."""
+    sys.path.insert(0, str(Path(folder).resolve()))
+    with mock.patch("torch.utils.cpp_extension.load", return_value=None):
+        return importlib.import_module("model")
+
+
+def rosinality_rows(folder: str, size: int, device: torch.device, rounds: int, batch: int = 4) -> list[dict]:
+    """Project vs rosinality, forward + backward of the mean squared image, same weights and codes."""
+    theirs_module = import_rosinality(folder)
+    rows = []
+    for grads in ("W+", "W+ and weights"):
+        torch.manual_seed(0)
+        theirs = theirs_module.Generator(size, 512, 8, channel_multiplier=2).to(device).eval()
+        ours = Generator(size, 512, 8).to(device).eval()
+        ours.load_state_dict(theirs.state_dict(), strict=True)
+        for g in (theirs, ours):
+            g.requires_grad_(grads != "W+")
+        w = torch.randn(batch, ours.n_latent, 512, device=device)
+
+        def run_ours() -> torch.Tensor:
+            wg = w.clone().requires_grad_(True)
+            image = ours.synthesis(wg)
+            image.square().mean().backward()
+            return image
+
+        def run_theirs() -> torch.Tensor:
+            wg = w.clone().requires_grad_(True)
+            image = theirs([wg], input_is_latent=True, randomize_noise=False)[0]
+            image.square().mean().backward()
+            return image
+
+        error = (run_ours() - run_theirs()).abs().max().item()
+        times: dict[str, list[float]] = {"ours": [], "theirs": []}
+        for _ in range(rounds):
+            times["ours"].append(seconds_per_call(run_ours, device, min_time=0.0))
+            times["theirs"].append(seconds_per_call(run_theirs, device, min_time=0.0))
+        ours_s, theirs_s = statistics.median(times["ours"]), statistics.median(times["theirs"])
+        rows.append(
+            dict(
+                size=size,
+                batch=batch,
+                grads=grads,
+                project_ms=1e3 * ours_s,
+                rosinality_ms=1e3 * theirs_s,
+                speedup=theirs_s / ours_s,
+                max_abs_error=error,
+            )
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--sizes", type=int, nargs="*", default=None, help="default: 64 256 (+1024 on a GPU)")
     parser.add_argument("--min-time", type=float, default=1.0, help="seconds of timing per measurement")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--rosinality", default=None, help="a clone of rosinality/stylegan2-pytorch to compare with")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the rosinality comparison")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (the issue's comparison: 2)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sizes = args.sizes or ([64, 256, 1024] if device.type == "cuda" else [64, 256])
     rows = [r for s in sizes for r in bench_size(s, args.batch, device, args.min_time)]
@@ -134,6 +202,10 @@ def main() -> None:
         payload["gpu_paths"] = gpu_rows
     else:
         print("GPU paths (bf16 autocast, channels_last, torch.compile): need a GPU, skipped")
+    if args.rosinality:
+        ros_rows = [r for s in sizes for r in rosinality_rows(args.rosinality, s, device, args.rounds)]
+        print_table(ros_rows, ["size", "batch", "grads", "project_ms", "rosinality_ms", "speedup", "max_abs_error"])
+        payload["rosinality"] = ros_rows
     write_json("generator", payload, args.out)
 
 

@@ -44,13 +44,36 @@ def test_upsampling_preserves_a_constant_and_zero_inserts():
     torch.testing.assert_close(y[..., 2:-2, 2:-2], torch.ones(1, 1, 8, 8))
 
 
+@pytest.mark.parametrize("form", ["grouped", "scaled"])
 @pytest.mark.parametrize("up, demodulate", [(1, True), (1, False), (2, True)])
-def test_modulated_conv_fast_matches_reference(up, demodulate):
+def test_modulated_conv_fast_forms_match_reference(form, up, demodulate):
+    """Both fast forms give the reference's output and the same gradients for x, weight and styles."""
     torch.manual_seed(0)
     x, weight, styles = torch.randn(3, 5, 6, 6), torch.randn(4, 5, 3, 3), torch.randn(3, 5)
-    ref = ops.modulated_conv2d_ref(x, weight, styles, demodulate, up)
-    fast = ops.modulated_conv2d_fast(x, weight, styles, demodulate, up)
-    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    fn = ops.modulated_conv2d_grouped if form == "grouped" else ops.modulated_conv2d_scaled
+    outputs, grads = [], []
+    for op in (ops.modulated_conv2d_ref, fn):
+        inputs = [t.clone().requires_grad_(True) for t in (x, weight, styles)]
+        y = op(*inputs, demodulate, up)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        outputs.append(y.detach())
+        grads.append([t.grad for t in inputs])
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+    for fast_grad, ref_grad in zip(grads[1], grads[0]):
+        torch.testing.assert_close(fast_grad, ref_grad, rtol=1e-4, atol=1e-4)
+
+
+def test_fast_modulated_conv_scales_for_a_frozen_weight_and_groups_a_large_trained_one():
+    """A frozen weight (inversion, editing) always takes the scaled form; a weight in training takes
+    it only while the activations are not much larger than the per-sample weights."""
+    frozen = torch.randn(8, 8, 3, 3)
+    trained = frozen.clone().requires_grad_(True)
+    large, small = torch.randn(1, 8, 64, 64), torch.randn(1, 8, 4, 4)
+    assert ops.scales_activations(large, frozen, up=1)
+    assert ops.scales_activations(small, trained, up=2)
+    assert not ops.scales_activations(large, trained, up=1)
+    with torch.no_grad():
+        assert ops.scales_activations(large, trained, up=1)
 
 
 def test_modulated_conv_reference_follows_the_formula():

@@ -2,7 +2,14 @@
 
 from .bias_act import fused_leaky_relu
 from .impl import current, implementation
-from .modulated_conv import modulated_conv2d, modulated_conv2d_fast, modulated_conv2d_ref
+from .modulated_conv import (
+    modulated_conv2d,
+    modulated_conv2d_fast,
+    modulated_conv2d_grouped,
+    modulated_conv2d_ref,
+    modulated_conv2d_scaled,
+    scales_activations,
+)
 from .upfirdn2d import upfirdn2d, upfirdn2d_fast, upfirdn2d_ref
 
 __all__ = [
@@ -11,7 +18,10 @@ __all__ = [
     "implementation",
     "modulated_conv2d",
     "modulated_conv2d_fast",
+    "modulated_conv2d_grouped",
     "modulated_conv2d_ref",
+    "modulated_conv2d_scaled",
+    "scales_activations",
     "upfirdn2d",
     "upfirdn2d_fast",
     "upfirdn2d_ref",
