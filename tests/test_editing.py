@@ -14,6 +14,7 @@ import torch
 
 from hairclipv2.editing.bald import BaldProxy, LevelMapper, load_bald_proxy
 from hairclipv2.editing.editor import EditBatch, HairEditModule, HairEditor
+from hairclipv2.editing.embedding import EmbeddingConfig, FSEmbedding
 from hairclipv2.editing.factory import build_hair_editor
 from hairclipv2.editing.optim import run_adam
 from hairclipv2.editing.prior import PNormPrior
@@ -65,9 +66,26 @@ def test_fs_embedding_reduces_its_loss(editor, sources):
     with torch.no_grad():
         after = emb.per_sample_loss(fs.image, sources[:2], fs.codes)
     assert torch.all(after < before)
-    assert fs.feature.shape == (2, 32, 8, 8) and torch.equal(
-        fs.codes[:, :7], emb.invert_w(sources[:2], steps=10)[:, :7]
+    assert fs.feature.shape == (2, 32, 8, 8)
+    # F after block 1 replaces blocks 0 and 1 (rows 0..2): those rows keep the W+ step's values, and
+    # every row of a later block is optimised (HairCLIPv2's rows >= 7 for block 3).
+    w_codes = emb.invert_w(sources[:2], steps=10)
+    assert torch.equal(fs.codes[:, :3], w_codes[:, :3])
+    assert (fs.codes[:, 3:] - w_codes[:, 3:]).abs().amax(dim=2).gt(0).all()
+
+
+@pytest.mark.parametrize("block, frozen_rows", [(3, 7), (2, 5)])
+def test_the_fs_step_freezes_the_rows_of_the_blocks_up_to_f(editor, sources, block, frozen_rows):
+    """HairCLIPv2 freezes rows 0..6 with F after block 3; the rule is 2k + 1 rows for block k."""
+    emb = editor.embedding
+    fs_embedding = FSEmbedding(
+        emb.generator, emb.lpips, emb.prior, editor.latent_avg, block, EmbeddingConfig(randomize_noise=False)
     )
+    codes = editor.latent_avg.expand(1, 10, -1) + 0.1 * torch.randn(1, 10, editor.latent_avg.shape[-1])
+    feature = emb.generator.features(codes, block)[0]
+    fs = fs_embedding.fs_step(sources[:1], codes, feature, steps=2)
+    moved = (fs.codes - codes).abs().amax(dim=2)[0].gt(0)
+    assert moved.tolist() == [False] * frozen_rows + [True] * (10 - frozen_rows)
 
 
 def test_text_proxy_loss_falls(editor, sources):

@@ -3,7 +3,9 @@
 1. W+ step: codes start from the mean latent (officially) or from the e4e encoder's codes; Adam
    (lr 0.01) on every row for `w_steps` (1100) steps.
 2. FS step: F = features(codes, hairstyle_block); rows >= 7 of S and F are optimised for `fs_steps`
-   (250) steps, the image resumed from F without the skip.
+   (250) steps, the image resumed from F without the skip. Rows 0..6 drive blocks 0..3, the blocks
+   F replaces (row 7, block 3's ToRGB, is unused without the skip); for another hairstyle block k
+   the frozen rows are 0..2k (`fs_frozen_rows=None`).
 Loss per sample: l2 * MSE(image, target) + percept * LPIPS-VGG(down4(image), target at 256, PIL Lanczos) +
 p_norm * P-norm(codes). HairCLIPv2 defines an F-regulariser (l_F 0.1 * |F - F_init|^2) but its FS step
 does not apply it; `f_regularisation=True` does. Each sample's loss is summed, not averaged, so a
@@ -39,7 +41,9 @@ class EmbeddingConfig:
     p_norm_lambda: float = 0.001
     l_f_lambda: float = 0.1
     f_regularisation: bool = False  # official: defined, not applied
-    fs_frozen_rows: int = 7  # rows 0..6 of S stay fixed in the FS step
+    # Rows 0..fs_frozen_rows-1 of S stay fixed in the FS step: 7 officially (hairstyle block 3);
+    # None: 2k + 1 for hairstyle block k, the rows of the blocks up to F.
+    fs_frozen_rows: int | None = None
     randomize_noise: bool = True  # official: the embedding's generator calls draw fresh noise
     # Official (Embedding.py): W+ and S as they were before the last Adam step (`latent_in`), F after it.
     pre_step_codes: bool = True
@@ -164,10 +168,11 @@ class FSEmbedding(nn.Module):
         return self.fs_step(target, codes, f_init, c.fs_steps if fs_steps is None else fs_steps)
 
     def fs_step(self, target: torch.Tensor, codes: torch.Tensor, f_init: torch.Tensor, steps: int) -> FSCode:
-        """The FS step from (S, F_init): rows >= fs_frozen_rows of S and F optimised for `steps` steps."""
+        """The FS step from (S, F_init): the rows of S after F's block, and F, optimised for `steps` steps."""
         c, g, k = self.cfg, self.generator, self.hairstyle_block
-        frozen = codes[:, : c.fs_frozen_rows]
-        free = codes[:, c.fs_frozen_rows :].clone().requires_grad_(True)
+        n_frozen = 2 * k + 1 if c.fs_frozen_rows is None else c.fs_frozen_rows
+        frozen = codes[:, :n_frozen]
+        free = codes[:, n_frozen:].clone().requires_grad_(True)
         feature = f_init.clone().requires_grad_(True)
         low = self.low(target)
 
