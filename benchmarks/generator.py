@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from hairclipv2.editing.acceleration import Acceleration  # noqa: E402
 from hairclipv2.models.stylegan2 import Generator, ops  # noqa: E402
 
 from common import device_name, print_table, seconds_per_call, write_json  # noqa: E402
@@ -77,37 +78,36 @@ def bench_size(size: int, batch: int, device: torch.device, min_time: float) -> 
 
 
 def gpu_path_rows(size: int, batch: int, device: torch.device, min_time: float) -> list[dict]:
-    """GPU paths of the generator's forward + backward against float32 on the same weights and codes:
-    bf16 autocast, channels_last memory format, torch.compile; each with its speed-up and its largest
-    error against the float32 image (for the golden tolerances)."""
-    torch.manual_seed(0)
-    G = Generator(size, 512, 8).to(device).eval().requires_grad_(False)
-    w = torch.randn(batch, G.n_latent, 512, device=device)
-    with torch.no_grad():
-        reference = G.synthesis(w).float()
-    compiled = torch.compile(G.synthesis)
+    """The editor's GPU paths (editing/acceleration.py) on the generator's forward + backward against
+    float32, same weights and codes: bf16 autocast, channels_last, torch.compile; each with its
+    speed-up and its largest error against the float32 image (for the golden tolerances)."""
     variants = {
-        "float32": (G.synthesis, torch.float32, torch.contiguous_format),
-        "bf16 autocast": (G.synthesis, torch.bfloat16, torch.contiguous_format),
-        "channels_last": (G.synthesis, torch.float32, torch.channels_last),
-        "torch.compile": (compiled, torch.float32, torch.contiguous_format),
+        "float32": Acceleration(),
+        "bf16 autocast": Acceleration(precision="bf16"),
+        "channels_last": Acceleration(channels_last=True),
+        "torch.compile": Acceleration(compile=True),
+        "bf16 + channels_last + compile": Acceleration(precision="bf16", channels_last=True, compile=True),
     }
-    rows = []
-    for name, (synthesis, dtype, memory_format) in variants.items():
-        G.to(memory_format=memory_format)
+    rows, reference = [], None
+    for name, acceleration in variants.items():
+        torch.manual_seed(0)
+        G = Generator(size, 512, 8).to(device).eval().requires_grad_(False)
+        acceleration.apply({"generator": G})
+        w = torch.randn(batch, G.n_latent, 512, device=device)
 
         def step() -> torch.Tensor:
             wg = w.detach().requires_grad_(True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-                image = synthesis(wg)
+            with acceleration.autocast(device):
+                image = G.synthesis(wg)
             image.float().square().mean().backward()
             return image
 
-        seconds = seconds_per_call(step, device, min_time, warmup=3 if name == "torch.compile" else 1)
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-            error = (synthesis(w).float() - reference).abs().max().item()
+        seconds = seconds_per_call(step, device, min_time, warmup=3 if acceleration.compile else 1)
+        with torch.no_grad(), acceleration.autocast(device):
+            image = G.synthesis(w).float()
+        reference = image if reference is None else reference
+        error = (image - reference).abs().max().item()
         rows.append(dict(size=size, batch=batch, path=name, fwd_bwd_img_s=batch / seconds, max_abs_error=error))
-        G.to(memory_format=torch.contiguous_format)
     for r in rows:
         r["speedup_vs_float32"] = r["fwd_bwd_img_s"] / rows[0]["fwd_bwd_img_s"]
     return rows
@@ -174,6 +174,7 @@ def main() -> None:
     parser.add_argument("--rosinality", default=None, help="a clone of rosinality/stylegan2-pytorch to compare with")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the rosinality comparison")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (the issue's comparison: 2)")
+    parser.add_argument("--gpu-paths", action="store_true", help="run the GPU paths' rows on a CPU too (a check)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -196,7 +197,7 @@ def main() -> None:
         ],
     )
     payload = {"device": device_name(device), "torch": torch.__version__, "rows": rows}
-    if device.type == "cuda":
+    if device.type == "cuda" or args.gpu_paths:
         gpu_rows = [r for s in sizes for r in gpu_path_rows(s, args.batch, device, args.min_time)]
         print_table(gpu_rows, ["size", "batch", "path", "fwd_bwd_img_s", "speedup_vs_float32", "max_abs_error"])
         payload["gpu_paths"] = gpu_rows

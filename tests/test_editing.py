@@ -645,3 +645,22 @@ def test_the_source_cache_embeds_a_picture_once_and_forgets_the_oldest(editor, s
     assert calls == [2, 1, 1]
     out = editor.edit(EditBatch(sources[:1], "colour", colours=[ColourCondition(rgb=(250, 20, 20))]))
     assert calls == [2, 1, 1] and out.result.shape == sources[:1].shape  # an edit reuses the embedding
+
+
+def test_a_bf16_edit_stays_near_the_float32_edit_and_returns_float32(editor, sources, monkeypatch):
+    """editing.acceleration.precision=bf16 runs the edit under autocast (it changes the numbers) and
+    still hands back float32 images and codes close to the float32 edit's."""
+    from hairclipv2.editing.acceleration import Acceleration
+
+    batch = EditBatch(sources[:1], "text", texts=["a short bob haircut"])
+    outputs = {}
+    for precision in ("float32", "bf16"):
+        monkeypatch.setattr(editor, "acceleration", Acceleration(precision=precision))
+        torch.manual_seed(0)
+        outputs[precision] = editor.edit(batch)
+    exact, fast = outputs["float32"], outputs["bf16"]
+    for name in ("result", "reconstruction", "codes", "feature", "bald_codes", "proxy_codes"):
+        assert getattr(fast, name).dtype == torch.float32, name
+    difference = (fast.result - exact.result).abs()
+    assert difference.max() > 0
+    assert difference.mean() < 0.05 * exact.result.abs().mean()

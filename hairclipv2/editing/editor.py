@@ -26,6 +26,7 @@ from torch import nn
 from ..blending import FeatureBlender
 from ..models.inversion import InversionModel, resize_images
 from ..models.parsing import HairSegmenter
+from .acceleration import Acceleration
 from .bald import BaldProxy
 from .cache import SourceCache
 from .embedding import FSCode, FSEmbedding
@@ -121,6 +122,12 @@ class EditOutput:
     bald_codes: torch.Tensor | None = None  # the bald proxy's W+ (hairstyle edits with a global proxy)
     proxy_codes: torch.Tensor | None = None  # the hairstyle proxy's W+: global (text, reference, mask), else sketch
 
+    def __post_init__(self) -> None:
+        # float32 whatever precision the edit ran at (bf16 autocast: acceleration.py)
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                setattr(self, name, value.float())
+
 
 class HairEditor(nn.Module):
     def __init__(
@@ -137,13 +144,15 @@ class HairEditor(nn.Module):
         source_photo_targets: bool = True,
         networks: dict[str, nn.Module | None] | None = None,
         source_cache: int = 0,
+        acceleration: Acceleration | None = None,
     ):
         """`source_photo_targets`: HairCLIPv2 parses the real photo for the bald mask, gives it to the
         proxies (landmarks) and uses it as the colour edit's target when the hairstyle is kept
         (`scripts/*.py`: `src_image`); False uses the image decoded from (F, S) instead.
         `networks`: the networks the parts share (generator, segmenter, clip, lpips, vgg, fan), registered
         here once; the parts only refer to them (sharing.py). `source_cache`: how many sources keep
-        their embedding and parser labels for the next edit of the same picture (0: none; cache.py)."""
+        their embedding and parser labels for the next edit of the same picture (0: none; cache.py).
+        `acceleration`: bf16 autocast, channels_last, a compiled generator (acceleration.py; all off)."""
         super().__init__()
         shared = {"generator": blender.generator, "segmenter": blender.segmenter, **(networks or {})}
         self.networks = nn.ModuleDict({k: v for k, v in shared.items() if v is not None})
@@ -152,6 +161,8 @@ class HairEditor(nn.Module):
         self.sketch_proxy, self.source_photo_targets = sketch_proxy, source_photo_targets
         self.cache = SourceCache(source_cache) if source_cache else None
         self.register_buffer("latent_avg", latent_avg.reshape(-1).clone())
+        self.acceleration = acceleration or Acceleration()
+        self.acceleration.apply(self.networks)
 
     @property
     def generator(self) -> nn.Module:
@@ -193,14 +204,15 @@ class HairEditor(nn.Module):
             return self.encoder.encode(resize_images(images, self.encoder.input_size))
 
     def embed(self, images: torch.Tensor) -> FSCode:
-        """The FS embedding of images (from the source cache for the pictures it holds)."""
-        if self.cache is None:
-            return self.embedding.invert_fs(images, self.initial_codes(images))
+        """The FS embedding of images (from the source cache for the pictures it holds), float32."""
 
         def invert(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            code = self.embedding.invert_fs(x, self.initial_codes(x))
-            return code.codes, code.feature, code.image
+            with self.acceleration.autocast(x.device):
+                code = self.embedding.invert_fs(x, self.initial_codes(x))
+            return code.codes.float(), code.feature.float(), code.image.float()
 
+        if self.cache is None:
+            return FSCode(*invert(images))
         return FSCode(*self.cache.lookup("fs", images, invert))
 
     def labels(self, images: torch.Tensor) -> torch.Tensor:
@@ -247,8 +259,12 @@ class HairEditor(nn.Module):
         self, batch: EditBatch, source_code: FSCode | None = None, progress: Callable[[str], None] | None = None
     ) -> EditOutput:
         """One batch of edits. `progress(stage)` is called as each stage starts: "embedding", "bald
-        proxy", "<kind> proxy", "sketch proxy", "blending", "colour proxy"."""
-        progress = progress or (lambda stage: None)
+        proxy", "<kind> proxy", "sketch proxy", "blending", "colour proxy". Images and codes come back
+        float32 whatever the acceleration's precision."""
+        with self.acceleration.autocast(batch.sources.device):
+            return self._edit(batch, source_code, progress or (lambda stage: None))
+
+    def _edit(self, batch: EditBatch, source_code: FSCode | None, progress: Callable[[str], None]) -> EditOutput:
         seconds: dict[str, float] = {}
         tic = self.clock()
         if source_code is None:

@@ -135,7 +135,7 @@ class FSEmbedding(nn.Module):
         g = self.generator
         if init_codes is None:  # HairCLIPv2 starts every row from the mean latent
             init_codes = self.latent_avg.expand(target.shape[0], g.n_latent, -1)
-        codes = init_codes.detach().clone().requires_grad_(True)
+        codes = init_codes.detach().float().clone().requires_grad_(True)
         low = self.low(target)
         run = run_adam(
             [codes],
@@ -171,9 +171,9 @@ class FSEmbedding(nn.Module):
         """The FS step from (S, F_init): the rows of S after F's block, and F, optimised for `steps` steps."""
         c, g, k = self.cfg, self.generator, self.hairstyle_block
         n_frozen = 2 * k + 1 if c.fs_frozen_rows is None else c.fs_frozen_rows
-        frozen = codes[:, :n_frozen]
-        free = codes[:, n_frozen:].clone().requires_grad_(True)
-        feature = f_init.clone().requires_grad_(True)
+        frozen = codes[:, :n_frozen].float()
+        free = codes[:, n_frozen:].float().clone().requires_grad_(True)
+        feature = f_init.float().clone().requires_grad_(True)
         low = self.low(target)
 
         def fs_loss() -> torch.Tensor:

@@ -27,6 +27,7 @@ from ..models.parsing import BiSeNet, HairSegmenter, load_parser
 from ..models.stylegan2 import Generator
 from ..models.vgg import VGG16Activations
 from ..weights import OFFICIAL, MissingCheckpointError, frozen_generator
+from .acceleration import Acceleration
 from .bald import BALD_ALPHA_SCALE, BaldProxy, LevelMapper, load_bald_proxy
 from .editor import HairEditor
 from .embedding import EmbeddingConfig, FSEmbedding
@@ -69,6 +70,7 @@ def build_hair_editor(
     colour: Mapping[str, Any] | None = None,
     source_cache: int = 0,
     fs_encoder_weights: str | None = None,
+    acceleration: Mapping[str, Any] | None = None,
 ) -> HairEditor:
     # CLIP and the VGG16 / LPIPS backbones come from open_clip's and torchvision's caches, not from
     # HairCLIPv2's folder: `random_backbones` (default: random_weights) decides them on their own.
@@ -163,6 +165,7 @@ def build_hair_editor(
         sketch,
         source_photo_targets,
         source_cache=source_cache,
+        acceleration=build(Acceleration, acceleration, "editing.acceleration"),
         networks={
             "generator": generator,
             "segmenter": segmenter,

@@ -324,7 +324,7 @@ class ColourProxy(nn.Module):
             colour_feature, hair_mask = b.colour(edited_image, src_codes, colour_codes, feature)
         lo, hi = c.final_rows
         head, free, tail = _split_codes(src_codes, min(lo, g.n_latent), min(hi, g.n_latent))
-        final_feature = colour_feature.clone().requires_grad_(True)
+        final_feature = colour_feature.float().clone().requires_grad_(True)
 
         def final_loss() -> torch.Tensor:
             image = b.colour_resume(torch.cat([head, free, tail], dim=1), final_feature)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -107,6 +108,15 @@ class Generator(nn.Module):
             self.convs.append(StyledConv(out_channel, out_channel, 3, style_dim, blur_kernel=blur_kernel))
             self.to_rgbs.append(ToRGB(out_channel, style_dim, blur_kernel=blur_kernel))
             in_channel = out_channel
+        self._compiled_blocks: Callable | None = None
+        # The activations' layout: torch.channels_last for the GPU's tensor-core convolutions
+        # (editing/acceleration.py); the images it returns may then be channels_last too.
+        self.memory_format = torch.contiguous_format
+
+    def compile_blocks(self, **options: Any) -> None:
+        """Run the block loop through `torch.compile(**options)` from now on (the argument checks stay
+        outside the compiled code); see editing/acceleration.py."""
+        self._compiled_blocks = torch.compile(self._blocks, **options)
 
     # ----------------------------------------------------------------------------------- latents
     def block_resolution(self, block: int) -> int:
@@ -201,7 +211,14 @@ class Generator(nn.Module):
             if skip is not None:
                 self._check_feature("skip", skip, batch, (3, h, wd))
             out = feature
-        for k in range(max(start_layer, 1), end_layer + 1):
+        blocks = self._compiled_blocks or self._blocks
+        return blocks(w, max(start_layer, 1), end_layer, out.contiguous(memory_format=self.memory_format), skip, noise)
+
+    def _blocks(
+        self, w: torch.Tensor, first: int, last: int, out: torch.Tensor, skip: torch.Tensor | None, noise: NoiseList
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Blocks first..last (>= 1) from the feature `out` and its RGB `skip`."""
+        for k in range(first, last + 1):
             out = self.convs[2 * k - 2](out, w[:, 2 * k - 1], noise=noise[2 * k - 1])
             out = self.convs[2 * k - 1](out, w[:, 2 * k], noise=noise[2 * k])
             skip = self.to_rgbs[k - 1](out, w[:, 2 * k + 1], skip)
