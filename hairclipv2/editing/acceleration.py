@@ -10,7 +10,8 @@ All three are off by default, so an edit computes exactly what HairCLIPv2's floa
 - `compile`: the generator's block loop through `torch.compile` (`compile_backend`, default inductor);
   the first edits compile it once per (start block, end block, batch) they use.
 
-On a CPU they work too (the tests run them there) but buy nothing; the speed-ups are GPU numbers.
+They work on a CPU too (the tests run them there); `benchmarks/generator.py --gpu-paths` times them
+there, and on a GPU without the flag.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ modconv), equal up to float32 rounding:
 - scaled: x * s_b, one plain convolution with the shared weight, then each output channel times its
   demodulation coefficient. No per-sample weight exists, and when the weight itself needs no
   gradient (a frozen generator, as in every inversion and edit) the style's gradient comes from
-  the input gradient instead of a weight-gradient convolution, a third less backward work.
+  the input gradient instead of a weight-gradient convolution: one convolution less per layer in
+  the backward pass.
 
 `modulated_conv2d_fast` scales when the weight needs no gradient or the activations are not much
 larger than the per-sample weights (low resolutions); otherwise (training the generator at high
