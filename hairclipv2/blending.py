@@ -90,17 +90,10 @@ class FeatureBlender(nn.Module):
         """F of a proxy's W+ codes (fresh noise by default, as HairCLIPv2)."""
         return self.generator.features(codes, self.hairstyle_block, randomize_noise=self.randomize_proxy_noise)[0]
 
-    def source_skip(self, src_codes: torch.Tensor) -> torch.Tensor | None:
-        """The source's RGB skip after hairstyle_block (resume_with_skip only). No gradient: the
-        rows it depends on (<= 2 * hairstyle_block + 1) are never optimised through a resume."""
-        if not self.resume_with_skip:
-            return None
-        with torch.no_grad():
-            return self.generator.features(src_codes, self.hairstyle_block)[1]
-
     def resume(self, src_codes: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
-        """The image from F with the source's codes (fixed noise)."""
-        return self.generator.resume(src_codes, self.hairstyle_block + 1, feature, self.source_skip(src_codes))
+        """The image from F with the source's codes (fixed noise; with `resume_with_skip`, plus the
+        RGB skip of the source's codes)."""
+        return self.generator.resume_from_feature(src_codes, self.hairstyle_block, feature, self.resume_with_skip)
 
     # ---------------------------------------------------------------------------- hairstyle
     def hairstyle(

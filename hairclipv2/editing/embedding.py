@@ -3,9 +3,10 @@
 1. W+ step: codes start from the mean latent (officially) or from the e4e encoder's codes; Adam
    (lr 0.01) on every row for `w_steps` (1100) steps.
 2. FS step: F = features(codes, hairstyle_block); rows >= 7 of S and F are optimised for `fs_steps`
-   (250) steps, the image resumed from F without the skip. Rows 0..6 drive blocks 0..3, the blocks
-   F replaces (row 7, block 3's ToRGB, is unused without the skip); for another hairstyle block k
-   the frozen rows are 0..2k (`fs_frozen_rows=None`).
+   (250) steps, the image resumed from F without the RGB skip (`resume_with_skip=True`: with the
+   skip of S). Rows 0..6 drive only blocks 0..3, which F replaces (row 7 drives block 3's ToRGB
+   and block 4's first convolution); for another hairstyle block k the frozen rows are 0..2k
+   (`fs_frozen_rows=None`).
 Loss per sample: l2 * MSE(image, target) + percept * LPIPS-VGG(down4(image), target at 256, PIL Lanczos) +
 p_norm * P-norm(codes). HairCLIPv2 defines an F-regulariser (l_F 0.1 * |F - F_init|^2) but its FS step
 does not apply it; `f_regularisation=True` does. Each sample's loss is summed, not averaged, so a
@@ -77,7 +78,7 @@ def lanczos_resize(images: torch.Tensor, size: int) -> torch.Tensor:
 class FSCode:
     codes: torch.Tensor  # S: W+ (N, n_latent, D)
     feature: torch.Tensor  # F after hairstyle_block
-    image: torch.Tensor  # the reconstruction from (F, S), fixed noise, no skip
+    image: torch.Tensor  # the reconstruction from (F, S), fixed noise (no skip, as HairCLIPv2, by default)
 
 
 class FSEmbedding(nn.Module):
@@ -90,13 +91,22 @@ class FSEmbedding(nn.Module):
         hairstyle_block: int = 3,
         config: EmbeddingConfig | None = None,
         encoder: nn.Module | None = None,
+        resume_with_skip: bool = False,
     ):
-        """`encoder`: the FS encoder (`models/encoders/fs.py`) for `method="encoder"`."""
+        """`encoder`: the FS encoder (`models/encoders/fs.py`) for `method="encoder"`;
+        `resume_with_skip`: the FS space of the editor (`editing.resume_with_skip`): False, as
+        HairCLIPv2, resumes from F without the RGB skip; True adds the skip of S."""
         super().__init__()
         borrow(self, generator=generator, lpips=lpips)
-        self.encoder = encoder
+        self.encoder, self.resume_with_skip = encoder, resume_with_skip
         if config is not None and config.method == "encoder" and encoder is None:
             raise ValueError("editing.embedding.method=encoder needs the FS encoder (editing.fs_encoder_weights)")
+        trained_with_skip = getattr(encoder, "resume_with_skip", resume_with_skip)
+        if trained_with_skip != resume_with_skip:
+            raise ValueError(
+                f"the FS encoder was trained with resume_with_skip={trained_with_skip}, the editor has "
+                f"editing.resume_with_skip={resume_with_skip}: its F belongs to the other FS space"
+            )
         self.prior = prior
         self.register_buffer("latent_avg", latent_avg.reshape(-1)[-generator.style_dim :].clone())
         self.hairstyle_block, self.cfg = hairstyle_block, config or EmbeddingConfig()
@@ -178,7 +188,8 @@ class FSEmbedding(nn.Module):
 
         def fs_loss() -> torch.Tensor:
             s = torch.cat([frozen, free], dim=1)
-            loss = self.per_sample_loss(g.resume(s, k + 1, feature, randomize_noise=c.randomize_noise), target, s, low)
+            image = g.resume_from_feature(s, k, feature, self.resume_with_skip, c.randomize_noise)
+            loss = self.per_sample_loss(image, target, s, low)
             if c.f_regularisation:
                 loss = loss + c.l_f_lambda * (feature - f_init).pow(2).mean(dim=(1, 2, 3))
             return loss
@@ -186,5 +197,5 @@ class FSEmbedding(nn.Module):
         run = run_adam([free, feature], c.lr, steps, fs_loss)
         s = torch.cat([frozen, run.result([free], c.pre_step_codes)[0]], dim=1)
         with torch.no_grad():
-            image = g.resume(s, k + 1, feature.detach())
+            image = g.resume_from_feature(s, k, feature.detach(), self.resume_with_skip)
         return FSCode(s, feature.detach(), image)

@@ -141,6 +141,7 @@ def build_hair_editor(
             hairstyle_block,
             build(EmbeddingConfig, embedding, "editing.embedding"),
             load_fs_encoder(fs_encoder_weights, generator) if fs_encoder_weights else None,
+            resume_with_skip,
         ),
         bald,
         TextProxy(generator, CLIPLoss(clip, augment=text_cfg.augment), landmarks_text, segmenter, text_cfg),

@@ -50,13 +50,15 @@ class FSEncoderModule(pl.LightningModule):
         e4e_weights: str | None = None,
         hairstyle_block: int = 3,
         head_width: int = 64,
+        resume_with_skip: bool = False,
         id_weights: str | None = None,
         random_loss_networks: bool = False,
         export: str | None = "fs_encoder.pt",
         loss: Mapping[str, Any] | None = None,
     ):
-        """`e4e_weights`: an official e4e file whose encoder starts the training; `export`: the file
-        (in the run folder) the trained encoder is written to at the end, for `inversion=fs_encoder`."""
+        """`e4e_weights`: an official e4e file whose encoder starts the training; `resume_with_skip`:
+        the FS space (False: HairCLIPv2's, no RGB skip; True: the editor's `editing.resume_with_skip`
+        variant); `export`: the file (in the run folder) the trained encoder is written to at the end."""
         super().__init__()
         self.cfg: FSLossConfig = build(FSLossConfig, plain(loss), "model.loss")
         self.save_hyperparameters(ignore=["generator", "encoder", "optimizer"])
@@ -66,7 +68,7 @@ class FSEncoderModule(pl.LightningModule):
             e4e = InversionModel.from_official(e4e_weights, decoder=generator, load_decoder=False)
             encoder.load_state_dict(e4e.encoder.state_dict())
         self.decoder = generator
-        self.fs = FSEncoder(encoder, generator, latent_avg, hairstyle_block, head_width)
+        self.fs = FSEncoder(encoder, generator, latent_avg, hairstyle_block, head_width, resume_with_skip)
         self.lpips = LPIPSLoss(self.cfg.lpips_type, random_backbone=random_loss_networks)
         self.id_loss = (
             IDLoss("ir_se50", weights=id_weights, random_weights=random_loss_networks)
@@ -86,7 +88,7 @@ class FSEncoderModule(pl.LightningModule):
     def reconstruct(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(image from (S, F), S, F, F(S)): the generator resumed after the hairstyle block, fixed noise."""
         codes, feature, base = self.fs(images)
-        image = self.generator.resume(codes, self.fs.hairstyle_block + 1, feature)
+        image = self.fs.image(codes, feature)
         if image.shape[-1] != images.shape[-1]:
             image = torch.nn.functional.interpolate(image, size=images.shape[-2:], mode="area")
         return image, codes, feature, base

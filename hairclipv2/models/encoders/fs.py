@@ -5,6 +5,9 @@ after `hairstyle_block` ((N, C, r, r): 512x32x32 after block 3 at 1024 px), is t
 feature of S plus a residual predicted from the image by a small strided convolution head whose last
 layer starts at zero: an untrained head is exactly e4e, and the residual carries what W+ cannot
 (HairCLIPv2's FS step optimises the same F for 250 steps).
+
+`resume_with_skip` names the FS space the encoder is trained for: False (HairCLIPv2's) resumes from F
+without the RGB skip of blocks 0..hairstyle_block, True adds the skip of S (`editing.resume_with_skip`).
 """
 
 from __future__ import annotations
@@ -53,10 +56,12 @@ class FSEncoder(nn.Module):
         latent_avg: torch.Tensor,
         hairstyle_block: int = 3,
         head_width: int = 64,
+        resume_with_skip: bool = False,
     ):
         super().__init__()
         borrow(self, generator=generator)
         self.encoder, self.hairstyle_block = encoder, hairstyle_block
+        self.resume_with_skip = resume_with_skip
         self.register_buffer("latent_avg", latent_avg.reshape(-1).clone())
         with torch.no_grad():
             probe = generator.features(self.latent_avg.expand(1, generator.n_latent, -1), hairstyle_block)[0]
@@ -74,6 +79,10 @@ class FSEncoder(nn.Module):
         base = self.generator.features(codes, self.hairstyle_block)[0]
         return codes, base + self.head(x), base
 
+    def image(self, codes: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
+        """The image of (S, F) in the encoder's FS space (fixed noise)."""
+        return self.generator.resume_from_feature(codes, self.hairstyle_block, feature, self.resume_with_skip)
+
 
 def save_fs_encoder(fs: FSEncoder, path: str | Path) -> Path:
     """{"state_dict": encoder + head + latent_avg, "opts"} atomically: what `load_fs_encoder` reads."""
@@ -82,6 +91,7 @@ def save_fs_encoder(fs: FSEncoder, path: str | Path) -> Path:
         "hairstyle_block": fs.hairstyle_block,
         "head_width": fs.head.out.in_channels,
         "stylegan_size": fs.generator.size,
+        "resume_with_skip": fs.resume_with_skip,
     }
     return atomic_torch_save({"state_dict": fs.state_dict(), "opts": opts}, path)
 
@@ -97,7 +107,12 @@ def load_fs_encoder(path: str | Path | None, generator: Generator) -> FSEncoder:
         raise ValueError(f"{path}: an FS encoder for a {opts['stylegan_size']} px generator, not {generator.size} px")
     encoder = Encoder4Editing(50, "ir_se", generator.size, input_size=int(opts["input_size"]))
     fs = FSEncoder(
-        encoder, generator, ckpt["state_dict"]["latent_avg"], int(opts["hairstyle_block"]), int(opts["head_width"])
+        encoder,
+        generator,
+        ckpt["state_dict"]["latent_avg"],
+        int(opts["hairstyle_block"]),
+        int(opts["head_width"]),
+        bool(opts.get("resume_with_skip", False)),
     )
     fs.load_state_dict(ckpt["state_dict"])
     return fs.eval().requires_grad_(False)

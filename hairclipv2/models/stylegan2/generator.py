@@ -246,6 +246,23 @@ class Generator(nn.Module):
             )
         return self.run_blocks(w, start_layer, self.n_blocks, feature, skip, noise, randomize_noise)[1]
 
+    def resume_from_feature(
+        self,
+        w: torch.Tensor,
+        block: int,
+        feature: torch.Tensor,
+        with_skip: bool = False,
+        randomize_noise: bool = False,
+    ) -> torch.Tensor:
+        """The image of an FS code: `feature` is F after `block`, the later blocks run with codes w.
+
+        HairCLIPv2 leaves out the RGB of blocks 0..block (`with_skip=False`); `with_skip=True` adds
+        w's own RGB skip after `block` (differentiable in w's rows 0..2 * block + 1), so that
+        (w, F(w)) gives back synthesis(w) exactly.
+        """
+        skip = self.features(w, block, randomize_noise=randomize_noise)[1] if with_skip else None
+        return self.resume(w, block + 1, feature, skip, randomize_noise=randomize_noise)
+
     def synthesis(self, w: torch.Tensor, noise: NoiseList | None = None, randomize_noise: bool = False) -> torch.Tensor:
         """The full image (N, 3, size, size) from W+ codes."""
         return self.run_blocks(w, 0, self.n_blocks, noise=noise, randomize_noise=randomize_noise)[1]
