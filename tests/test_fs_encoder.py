@@ -108,6 +108,7 @@ def test_the_editor_embeds_with_the_encoder_and_refinement_lowers_the_loss(world
 
 
 def test_the_fs_space_with_the_skip_gives_back_the_image_and_the_encoder_must_match_the_editor(world, tmp_path):
+    from hairclipv2.editing.embedding import FSEmbedding
     from hairclipv2.editing.factory import build_hair_editor
 
     g, fs, w, images = world
@@ -121,17 +122,18 @@ def test_the_fs_space_with_the_skip_gives_back_the_image_and_the_encoder_must_ma
     skip_fs = FSEncoder(fs.encoder, g, fs.latent_avg, hairstyle_block=1, resume_with_skip=True)
     path = save_fs_encoder(skip_fs, tmp_path / "fs_encoder_skip.pt")
     assert load_fs_encoder(path, g).resume_with_skip
-    settings = dict(random_weights=True, use_landmarks=False, hairstyle_block=1, colour_block=3)
     embedding = {"method": "encoder", "randomize_noise": False, "refinement": 2}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(ValueError, match="trained with resume_with_skip=True.*editing.resume_with_skip=False"):
-            build_hair_editor(g, fs_encoder_weights=str(path), embedding=embedding, **settings)
         editor = build_hair_editor(
-            g, fs_encoder_weights=str(path), embedding=embedding, resume_with_skip=True, **settings
-        )
+            g, random_weights=True, use_landmarks=False, hairstyle_block=1, colour_block=3,
+            fs_encoder_weights=str(path), embedding=embedding, resume_with_skip=True,
+        )  # fmt: skip
+    emb = editor.embedding
+    with pytest.raises(ValueError, match="trained with resume_with_skip=True.*editing.resume_with_skip=False"):
+        FSEmbedding(g, emb.lpips, emb.prior, fs.latent_avg, 1, emb.cfg, emb.encoder, resume_with_skip=False)
     code = editor.embed(images)
     with torch.no_grad():  # the embedding's image is the one every edit resumes from
         assert torch.allclose(code.image, editor.blender.resume(code.codes, code.feature), atol=1e-6)
-    start = editor.embedding.fs_step(images, w, feature, steps=0)  # the true (S, F) reproduce the image
+    start = emb.fs_step(images, w, feature, steps=0)  # the true (S, F) reproduce the image
     assert torch.allclose(start.image, g.synthesis(w), atol=1e-5)
