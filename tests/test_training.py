@@ -547,3 +547,22 @@ def test_optuna_search_runs_two_trials_and_reports_the_best(tmp_path):
         "0",
         "1",
     ]
+
+
+def test_synthetic_codes_are_drawn_apart_from_the_generator_initialisation():
+    """train.py seeds torch with `seed` and then builds the generator; data drawn from the same stream
+    would reuse the mapping network's weights as its z (codes 3.4x farther from latent_avg)."""
+    from datamodules.synthetic import SyntheticInversionDataModule
+    from hairclipv2.weights import estimate_latent_avg
+
+    from conftest import small_decoder
+
+    g = small_decoder().requires_grad_(False)  # built right after torch.manual_seed(0)
+    latent_avg = estimate_latent_avg(g).reshape(-1)
+    dm = SyntheticInversionDataModule(n_train=16, n_val=4, batch_size=4, image_size=g.size, seed=0)
+    dm.use_generator(g, latent_avg)
+    dm.setup()
+    unrelated = dm.render(16, torch.Generator().manual_seed(12345)).codes
+    spread = lambda codes: (codes - latent_avg).pow(2).mean().item()  # noqa: E731
+    assert spread(dm.train_set.codes) < 1.2 * spread(unrelated)
+    assert spread(dm.val_set.codes) < 1.2 * spread(unrelated)
