@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..weights import require_file
+from ..weights import require_file, sampling_seed
 
 
 class PNormPrior(nn.Module):
@@ -55,7 +55,7 @@ class PNormPrior(nn.Module):
         cls, generator: nn.Module, samples: int = 100_000, seed: int = 0, chunk: int = 10_000
     ) -> PNormPrior:
         """PCA of leaky_relu(mapping(z), 5) over `samples` random z."""
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(sampling_seed(seed))
         device = next(generator.parameters()).device
         xs = [
             F.leaky_relu(
