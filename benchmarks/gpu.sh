@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The GPU rows of the benchmarks in one run that fits a lent machine's 10-minute command:
-# the generator at 256 and 1024 px with its GPU paths (bf16 autocast, channels_last, torch.compile),
+# the generator at 1024 and 256 px with its GPU paths (bf16 autocast, channels_last, torch.compile),
 # and every editing stage at 1024 px against HairCLIPv2's loop.
 #
 #   bash scripts/device_wheels.sh            # here, once: .whl/ for a machine without a registry
 #   bash benchmarks/gpu.sh [OUT]             # there (carry .whl); OUT defaults to benchmarks/results
 #
-# Each part has its own time limit (PART_TIMEOUT seconds, default 270), so one that overruns leaves
-# the other's JSON and log. GEN_SIZES and EDIT_SIZE change the sizes (a CPU dry run: GEN_SIZES=64
-# EDIT_SIZE=64). Exit status 1 when a part failed or ran out of time.
+# Three parts, the most wanted first, each under its own time limit (seconds: 240, 200 and 120, 560 in
+# all), so that one that overruns leaves the others' JSON and logs. SIZE and SMALL_SIZE change the
+# sizes (a CPU dry run: SIZE=64 SMALL_SIZE=32). Exit status 1 when a part failed or ran out of time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-benchmarks/results}
@@ -19,21 +19,22 @@ if ! python3 -c "import hydra, lpips, open_clip, kornia" 2>/dev/null && compgen 
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONUNBUFFERED=1
-limit=${PART_TIMEOUT:-270}
 status=0
-run_part() {  # name, then the command
-  local name=$1
-  shift
+run_part() {  # name, time limit in seconds, then the command
+  local name=$1 limit=$2
+  shift 2
   timeout "$limit" "$@" 2>&1 | tee "$out/$name.log"
   local rc=${PIPESTATUS[0]}
   if [ "$rc" -ne 0 ]; then
-    echo "gpu.sh: $name exited $rc (124: over its ${limit} s)" >&2
+    echo "gpu.sh: $name exited $rc (124: over its $limit s)" >&2
     status=1
   fi
 }
+size=${SIZE:-1024}
+small=${SMALL_SIZE:-256}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | tee "$out/gpu.txt"
-# shellcheck disable=SC2086  # GEN_SIZES is a list of sizes
-run_part generator python3 benchmarks/generator.py --sizes ${GEN_SIZES:-256 1024} --batch 2 --min-time 0.5 \
-  --gpu-paths --out "$out/generator.json"
-run_part editing python3 benchmarks/editing.py --size "${EDIT_SIZE:-1024}" --out "$out/editing.json"
+gen=(python3 benchmarks/generator.py --batch 2 --min-time 0.5 --gpu-paths)
+run_part "generator_$size" 240 "${gen[@]}" --sizes "$size" --out "$out/generator_$size.json"
+run_part editing 200 python3 benchmarks/editing.py --size "$size" --out "$out/editing.json"
+run_part "generator_$small" 120 "${gen[@]}" --sizes "$small" --out "$out/generator_$small.json"
 exit $status
