@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Wheels of the packages a GPU machine's image lacks, into .whl/ (gitignored), for machines that
 # cannot reach a package registry: Python 3.12, x86-64. benchmarks/gpu.sh installs them from there.
-# The versions are the ones the tests run with here. The image already has torch, torchvision, pytorch-lightning, torchmetrics, numpy, Pillow, scipy,
-# scikit-image, timm, huggingface-hub and regex; wandb stays out (Lightning runs without it).
+# The versions are the ones the tests run with here. The image already has torch, torchvision,
+# pytorch-lightning, torchmetrics, numpy, Pillow, scipy, scikit-image, timm, huggingface-hub and
+# regex; wandb stays out (Lightning runs without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
