@@ -205,10 +205,10 @@ def load_generator(generator: nn.Module, path: str | Path | None, conf_key: str 
 def sampling_seed(seed: int) -> int:
     """The seed of a z stream derived from `seed` but independent of torch's stream from `seed`.
 
-    Runs seed torch with `seed` before they build a random-weight generator, so that stream begins
-    with the mapping network's first weights: z drawn from it would be those weight rows, each
-    meeting its own row with a huge activation (measured in the demo: codes 3.4x farther from
-    latent_avg than those of an unrelated seed)."""
+    train.py and the tests seed torch with `seed` before they build a random-weight generator, so
+    that stream begins with the mapping network's first weights: z drawn from it would be those
+    weight rows, each meeting its own row with a huge activation (measured in the demo: codes 3.4x
+    farther from latent_avg than those of an unrelated seed)."""
     return int(np.random.SeedSequence([seed, 0x5D47A]).generate_state(1)[0])
 
 
