@@ -107,6 +107,39 @@ def test_the_editor_embeds_with_the_encoder_and_refinement_lowers_the_loss(world
                           embedding={"method": "encoder"})  # fmt: skip
 
 
+def test_the_refinement_has_its_own_adam_and_the_official_fs_step_keeps_lr(world, tmp_path):
+    from hairclipv2.editing.embedding import EmbeddingConfig
+    from hairclipv2.editing.factory import build_hair_editor
+    from hairclipv2.editing.optim import run_adam
+
+    g, fs, _, images = world
+    path = save_fs_encoder(fs, tmp_path / "fs_encoder.pt")
+    embedding = {"method": "encoder", "randomize_noise": False, "refinement": 1, "pre_step_codes": False,
+                 "refinement_lr": [0.001, 0.05], "refinement_betas": [0.8, 0.99]}  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        editor = build_hair_editor(g, random_weights=True, use_landmarks=False, hairstyle_block=1, colour_block=3,
+                                   fs_encoder_weights=str(path), embedding=embedding)  # fmt: skip
+    emb = editor.embedding
+    assert emb.cfg.fs_adam(refining=True) == ((0.001, 0.05), (0.8, 0.99))
+    assert emb.cfg.fs_adam(refining=False) == ((0.01, 0.01), (0.9, 0.999))
+    with torch.no_grad():
+        codes, feature, _ = fs(images)
+    # Adam's first step moves every element with a gradient by its learning rate
+    refined = editor.embed(images)
+    assert (refined.feature - feature).abs().amax().item() == pytest.approx(0.05, rel=1e-3)
+    assert (refined.codes[:, 3:] - codes[:, 3:]).abs().amax().item() == pytest.approx(0.001, rel=1e-3)
+    assert torch.equal(refined.codes[:, :3], codes[:, :3])  # the rows of blocks 0 and 1, which F replaces
+    official = emb.fs_step(images, codes, feature, steps=1)
+    assert (official.feature - feature).abs().amax().item() == pytest.approx(0.01, rel=1e-3)
+    with pytest.raises(ValueError, match="refinement_lr must be two rates > 0"):
+        EmbeddingConfig(refinement_lr=(0.0, 0.1))
+    with pytest.raises(ValueError, match=r"refinement_betas must be two values in \[0, 1\)"):
+        EmbeddingConfig(refinement_betas=(1.0, 0.9))
+    with pytest.raises(ValueError, match="3 learning rates for 2 parameters"):
+        run_adam([codes.clone(), feature.clone()], [0.1, 0.1, 0.1], 1, lambda: codes.sum())
+
+
 def test_the_fs_space_with_the_skip_gives_back_the_image_and_the_encoder_must_match_the_editor(world, tmp_path):
     from hairclipv2.editing.embedding import FSEmbedding
     from hairclipv2.editing.factory import build_hair_editor

@@ -20,11 +20,20 @@ class AdamRun:
         return self.before_last_step if pre_step else [p.detach() for p in params]
 
 
-def run_adam(params: Sequence[torch.Tensor], lr: float, steps: int, loss_fn: Callable[[], torch.Tensor]) -> AdamRun:
+def run_adam(
+    params: Sequence[torch.Tensor],
+    lr: float | Sequence[float],
+    steps: int,
+    loss_fn: Callable[[], torch.Tensor],
+    betas: tuple[float, float] = (0.9, 0.999),
+) -> AdamRun:
     """`steps` Adam steps on the summed per-sample loss `loss_fn()` (N,); each sample's loss is its own,
-    so a sample gets the same updates alone or in a batch."""
+    so a sample gets the same updates alone or in a batch. `lr`: one rate, or one per parameter."""
     params = list(params)
-    opt = torch.optim.Adam(params, lr=lr)
+    rates = [float(lr)] * len(params) if isinstance(lr, (int, float)) else [float(r) for r in lr]
+    if len(rates) != len(params):
+        raise ValueError(f"run_adam: {len(rates)} learning rates for {len(params)} parameters")
+    opt = torch.optim.Adam([{"params": [p], "lr": r} for p, r in zip(params, rates)], betas=betas)
     run = AdamRun(before_last_step=[p.detach().clone() for p in params])
     for step in range(steps):
         opt.zero_grad(set_to_none=True)
