@@ -37,7 +37,9 @@ class FSLossConfig:
     id_lambda: float = 0.0
     feature_lambda: float = 0.01  # ||F - F(S)||^2: the feature regulariser
     w_lambda: float = 1.0  # synthetic world: ||S - w||^2 against the true codes
-    f_lambda: float = 1.0  # synthetic world: ||F - F(w)||^2 against the true feature
+    # synthetic world: ||F - F(w)||^2 against the true feature; a reconstruction only with the skip
+    # (resume_with_skip=True): without it F(w) leaves out the RGB of blocks 0..k
+    f_lambda: float = 1.0
 
 
 class FSEncoderModule(pl.LightningModule):
