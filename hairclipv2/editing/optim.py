@@ -20,12 +20,15 @@ class AdamRun:
         return self.before_last_step if pre_step else [p.detach() for p in params]
 
 
+ADAM_BETAS = (0.9, 0.999)  # torch's defaults, which every HairCLIPv2 loop keeps
+
+
 def run_adam(
     params: Sequence[torch.Tensor],
     lr: float | Sequence[float],
     steps: int,
     loss_fn: Callable[[], torch.Tensor],
-    betas: tuple[float, float] = (0.9, 0.999),
+    betas: tuple[float, float] = ADAM_BETAS,
 ) -> AdamRun:
     """`steps` Adam steps on the summed per-sample loss `loss_fn()` (N,); each sample's loss is its own,
     so a sample gets the same updates alone or in a batch. `lr`: one rate, or one per parameter."""
