@@ -4,14 +4,14 @@ the encoder was trained on.
 
     python train.py experiment=fs_encoder_demo hydra.run.dir=RUN
     python benchmarks/fs_encoder.py RUN [--images 8] [--refinement 50 150] [--out FILE]
-        [--refinement-adam LR_S LR_F BETA1 BETA2]
+        [--refinement-adam LR_S LR_F BETA1 BETA2 [--refinement-adam ...]]
 
 RUN is the training run folder: its `fs_encoder.pt` and, for the generator's weights, its
 `checkpoints/last.ckpt` (the demo's generator has random weights that only the run knows). Test images
 are rendered by that generator from a seed the training never used. PSNR on [0, 1]; LPIPS with the
 run's settings (random weights in the demo, drawn from a fixed seed: comparable between rows only).
-`--refinement-adam` adds, for each k, the refinement with that Adam (`editing.embedding.refinement_lr`
-and `refinement_betas`) beside the official FS step's.
+`--refinement-adam` (repeatable) adds, for each k, the refinement with that Adam
+(`editing.embedding.refinement_lr` and `refinement_betas`) beside the official FS step's.
 
 The rows are in the FS space the encoder was trained for (`model.resume_with_skip`); an encoder trained
 with the skip adds the official schedule in that space, and every ratio is against the official
@@ -59,7 +59,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--refinement", type=int, nargs="+", default=[50, 150])
     parser.add_argument("--out", default=None)
-    parser.add_argument("--refinement-adam", type=float, nargs=4, default=None, metavar=("LR_S", "LR_F", "B1", "B2"))
+    parser.add_argument(
+        "--refinement-adam", type=float, nargs=4, action="append", default=[], metavar=("LR_S", "LR_F", "B1", "B2")
+    )
     args = parser.parse_args()
     g = run_generator(args.run)
     fs = load_fs_encoder(args.run / "fs_encoder.pt", g)
@@ -77,8 +79,7 @@ def main() -> None:
     settings = {"encoder alone": dict(method="encoder", refinement=0)}
     for k in args.refinement:
         settings[f"encoder + {k} FS steps"] = dict(method="encoder", refinement=k)
-        if args.refinement_adam:
-            lr_s, lr_f, b1, b2 = args.refinement_adam
+        for lr_s, lr_f, b1, b2 in args.refinement_adam:
             adam = dict(refinement_lr=(lr_s, lr_f), refinement_betas=(b1, b2))
             settings[f"encoder + {k} FS steps, Adam {lr_s:g}/{lr_f:g} ({b1:g}, {b2:g})"] = dict(
                 method="encoder", refinement=k, **adam
