@@ -134,8 +134,12 @@ def test_the_refinement_has_its_own_adam_and_the_official_fs_step_keeps_lr(world
     assert (official.feature - feature).abs().amax().item() == pytest.approx(0.01, rel=1e-3)
     with pytest.raises(ValueError, match="refinement_lr must be two rates > 0"):
         EmbeddingConfig(refinement_lr=(0.0, 0.1))
+    with pytest.raises(ValueError, match="refinement_lr must be two rates > 0"):
+        EmbeddingConfig(refinement_lr=(0.1,))
     with pytest.raises(ValueError, match=r"refinement_betas must be two values in \[0, 1\)"):
         EmbeddingConfig(refinement_betas=(1.0, 0.9))
+    with pytest.raises(ValueError, match=r"refinement_betas must be two values in \[0, 1\)"):
+        EmbeddingConfig(refinement_betas=(0.8, 0.9, 0.99))
     with pytest.raises(ValueError, match="3 learning rates for 2 parameters"):
         run_adam([codes.clone(), feature.clone()], [0.1, 0.1, 0.1], 1, lambda: codes.sum())
 

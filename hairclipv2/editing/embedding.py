@@ -65,12 +65,11 @@ class EmbeddingConfig:
     def __post_init__(self) -> None:
         if self.method not in ("optimisation", "encoder"):
             raise ValueError(f"editing.embedding.method must be 'optimisation' or 'encoder', got {self.method!r}")
-        if self.refinement_lr is not None and min(self.refinement_lr) <= 0:
-            raise ValueError(f"editing.embedding.refinement_lr must be two rates > 0, got {self.refinement_lr}")
-        if self.refinement_betas is not None and not all(0 <= b < 1 for b in self.refinement_betas):
-            raise ValueError(
-                f"editing.embedding.refinement_betas must be two values in [0, 1), got {self.refinement_betas}"
-            )
+        lrs, betas = self.refinement_lr, self.refinement_betas
+        if lrs is not None and (len(lrs) != 2 or min(lrs) <= 0):
+            raise ValueError(f"editing.embedding.refinement_lr must be two rates > 0, got {lrs}")
+        if betas is not None and (len(betas) != 2 or not all(0 <= b < 1 for b in betas)):
+            raise ValueError(f"editing.embedding.refinement_betas must be two values in [0, 1), got {betas}")
 
     def fs_adam(self, refining: bool) -> tuple[tuple[float, float], tuple[float, float]]:
         """((lr of S's free rows, lr of F), betas) of an FS step: the official one, or the encoder's
