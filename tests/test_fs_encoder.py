@@ -174,3 +174,21 @@ def test_the_fs_space_with_the_skip_gives_back_the_image_and_the_encoder_must_ma
         assert torch.allclose(code.image, editor.blender.resume(code.codes, code.feature), atol=1e-6)
     start = emb.fs_step(images, w, feature, steps=0)  # the true (S, F) reproduce the image
     assert torch.allclose(start.image, g.synthesis(w), atol=1e-5)
+
+
+def test_the_benchmark_error_bar_is_of_the_paired_difference(monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts benchmarks/ on it
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "fs_encoder.py"
+    spec = importlib.util.spec_from_file_location("fs_encoder_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    official = [28.0, 36.0, 31.0, 34.0]  # images differ by several dB
+    ours = [p - 0.4 + e for p, e in zip(official, [0.1, -0.1, 0.2, -0.2])]
+    expected = torch.tensor([0.1, -0.1, 0.2, -0.2]).std().item() / 2
+    assert bench.paired_sem(ours, official) == pytest.approx(expected, rel=1e-5)  # 0.079 dB, not ~3.5
+    assert bench.paired_sem(official, official) == 0.0
+    assert bench.paired_sem([30.0], [31.0]) != bench.paired_sem([30.0], [31.0])  # one image: no error bar (nan)
