@@ -192,3 +192,24 @@ def test_the_benchmark_error_bar_is_of_the_paired_difference(monkeypatch):
     assert bench.paired_sem(ours, official) == pytest.approx(expected, rel=1e-5)  # 0.079 dB, not ~3.5
     assert bench.paired_sem(official, official) == 0.0
     assert bench.paired_sem([30.0], [31.0]) != bench.paired_sem([30.0], [31.0])  # one image: no error bar (nan)
+
+
+@pytest.mark.parametrize(
+    ("editing", "refinement"),
+    [("hairclipv2_demo", ((0.005, 0.1), (0.85, 0.95))), ("hairclipv2", ((0.01, 0.01), (0.9, 0.999)))],
+)
+def test_the_demo_editor_refines_with_the_tuned_adam_and_the_official_one_with_the_fs_steps(editing, refinement):
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from hairclipv2.config import build, register_resolvers
+    from hairclipv2.editing.embedding import EmbeddingConfig
+
+    register_resolvers()
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose("evaluate", overrides=[f"editing={editing}"])
+    embedding = build(EmbeddingConfig, cfg.editing.embedding, "editing.embedding")
+    assert embedding.fs_adam(refining=True) == refinement
+    assert embedding.fs_adam(refining=False) == ((0.01, 0.01), (0.9, 0.999))  # the official FS step either way
