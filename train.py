@@ -30,6 +30,7 @@ from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from hairclipv2.config import ConfigError, instantiate_group, positive_int, register_resolvers  # noqa: E402
+from hairclipv2.training.checkpointing import check_checkpoint_file  # noqa: E402
 from hairclipv2.weights import CheckpointError, user_error  # noqa: E402
 
 register_resolvers()
@@ -57,7 +58,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if hasattr(datamodule, "report") and trainer.is_global_zero:
         write_json_atomic(datamodule.report(), out / "data_report.json")
     if cfg.train:
-        with stop_on_sigterm():
+        with stop_on_sigterm(), restore_errors(trainer, ckpt_path):
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         if trainer.state.status == "finished" and not trainer.interrupted:  # the final state, to continue from
             trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
@@ -87,13 +88,34 @@ def check_settings(cfg: DictConfig) -> None:
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """ckpt_path, or with resume_dir (a run folder, continued in place) its checkpoints/last.ckpt."""
-    if cfg.get("ckpt_path") or not cfg.get("resume_dir"):
-        return cfg.get("ckpt_path")
+    """ckpt_path, or with resume_dir (a run folder, continued in place) its checkpoints/last.ckpt;
+    checked to be a whole checkpoint before anything is built."""
+    if cfg.get("ckpt_path"):
+        if not Path(cfg.ckpt_path).is_file():
+            raise ConfigError(f"ckpt_path: no such file: {cfg.ckpt_path}")
+        return str(check_checkpoint_file(cfg.ckpt_path))
+    if not cfg.get("resume_dir"):
+        return None
     last = Path(cfg.resume_dir) / "checkpoints" / "last.ckpt"
     if not last.is_file():
         raise ConfigError(f"resume_dir: {cfg.resume_dir} holds no checkpoints/last.ckpt to resume from")
-    return str(last)
+    return str(check_checkpoint_file(last))
+
+
+@contextmanager
+def restore_errors(trainer: pl.Trainer, ckpt_path: str | None):
+    """A checkpoint that fails to restore is named in one line (and, with SafeExceptionCheckpoint,
+    left as it is); errors after training began pass through."""
+    try:
+        yield
+    except Exception as exc:
+        started = trainer.global_step > 0 or any(getattr(c, "training_started", False) for c in trainer.callbacks)
+        if ckpt_path is None or started:
+            raise
+        reason = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise CheckpointError(
+            f"{ckpt_path}: could not be restored ({type(exc).__name__}: {reason}); it was left as it is"
+        ) from exc
 
 
 @contextmanager

@@ -21,6 +21,7 @@ ends with a message on stderr and exit status 2, and nothing is written.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import numpy as np
 
 from .align import FaceAligner, NoFaceError
 from .evaluation.pairs import PairsError, parse_rgb, read_label_png
-from .io import open_rgb, save_image_atomic
+from .io import image_format, open_rgb, save_image_atomic
 from .photo import Condition, EditError, PhotoEditor, prepare
 from .pipeline import editor_config, from_config
 
@@ -49,6 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "-o", "--out", default=None, help="the edited photo (default: PHOTO_edited.png; a .jpg is re-encoded)"
     )
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
     p.add_argument("--all-faces", action="store_true", help="edit every face (default: the largest)")
     p.add_argument("--weights", default=None, help="HairCLIPv2's pretrained_models/ folder (official weights)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a Hydra override of the editor")
@@ -90,23 +92,71 @@ def condition(args: argparse.Namespace, size: int) -> Condition:
     )
 
 
+def output_paths(args: argparse.Namespace, n_faces: int = 1) -> dict[str, Path]:
+    """Every file the command writes, by name: OUT, and beside it the crops, edits and blend region."""
+    target = Path(args.out) if args.out else Path(args.photo).with_name(f"{Path(args.photo).stem}_edited.png")
+    stem = target.with_suffix("")
+    paths = {"photo": target}
+    for i in range(n_faces):
+        tag = "" if n_faces == 1 else f"_face{i}"
+        paths[f"aligned{tag}"] = Path(f"{stem}{tag}_aligned.png")
+        paths[f"edit{tag}"] = Path(f"{stem}{tag}_edit.png")
+    paths["region"] = Path(f"{stem}_region.png")
+    return paths
+
+
+def check_outputs(args: argparse.Namespace, paths: dict[str, Path]) -> None:
+    """Before any work: no output is an input, a folder, or (without --overwrite) an existing file;
+    OUT has an image extension; its folder can be written."""
+    inputs = {Path(p).resolve(): flag for p, flag in _inputs(args)}
+    for path in paths.values():
+        if path.resolve() in inputs:
+            raise EditError(f"{path}: the output would replace the input {inputs[path.resolve()]}; choose another -o")
+        if path.is_dir():
+            raise EditError(f"{path}: is a folder; -o names the edited photo's file")
+        if path.exists() and not args.overwrite:
+            raise EditError(f"{path} exists; pass --overwrite to replace it, or choose another -o")
+    try:
+        image_format(paths["photo"])
+    except ValueError as exc:
+        raise EditError(f"-o {exc}") from None
+    folder = paths["photo"].parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise EditError(f"{folder}: cannot write there (permission denied)")
+
+
+def _inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    named = [("photo", args.photo), ("--reference", args.reference), ("--sketch", args.sketch), ("--mask", args.mask)]
+    return [(path, flag if flag.startswith("--") else path) for flag, path in named if path]
+
+
 def run(args: argparse.Namespace) -> dict[str, Path]:
-    """Inputs are checked first, everything is computed, then written: an error leaves no file behind."""
+    """Inputs and outputs are checked first, everything is computed, then written: an error leaves no
+    file behind."""
+    check_outputs(args, output_paths(args))
     cfg = editor_config(args.weights, ["editing.source_cache=8", *args.set])
     size = int(cfg.generator.size)
     photo = open_rgb(args.photo)
     wanted = condition(args, size)
     aligner = FaceAligner()
     prepared = prepare(aligner, size, photo, wanted, args.photo, args.all_faces)  # before the editor is built
+    paths = output_paths(args, len(prepared.crops))
+    check_outputs(args, paths)
     result = PhotoEditor(build_editor(cfg), aligner, args.grow, args.feather).edit_prepared(prepared)
-    target = Path(args.out) if args.out else Path(args.photo).with_name(f"{Path(args.photo).stem}_edited.png")
-    stem = target.with_suffix("")
-    written = {"photo": save_image_atomic(result.photo, target)}
+    images = {"photo": result.photo, "region": result.region}
     for i, face in enumerate(result.faces):
         tag = "" if len(result.faces) == 1 else f"_face{i}"
-        written[f"aligned{tag}"] = save_image_atomic(face.crop, Path(f"{stem}{tag}_aligned.png"))
-        written[f"edit{tag}"] = save_image_atomic(face.edit, Path(f"{stem}{tag}_edit.png"))
-    written["region"] = save_image_atomic(result.region, Path(f"{stem}_region.png"))
+        images[f"aligned{tag}"], images[f"edit{tag}"] = face.crop, face.edit
+    existed = {p for p in paths.values() if p.exists()}
+    written: dict[str, Path] = {}
+    try:
+        for name, path in paths.items():
+            written[name] = save_image_atomic(images[name], path)
+    except OSError as exc:
+        for path in set(written.values()) - existed:  # a half-written set of outputs is removed
+            path.unlink(missing_ok=True)
+        raise EditError(f"{paths[name]}: could not be written ({exc.strerror or exc})") from None
     return written
 
 

@@ -23,13 +23,31 @@ def to_uint8(images: torch.Tensor, rounding: str = "truncate") -> np.ndarray:
     return x.clamp(0, 255).to(torch.uint8).movedim(-3, -1).numpy()
 
 
+def image_format(path: str | Path) -> str:
+    """PIL's format for the file name's extension (".png" -> "PNG"); a ValueError naming the file and
+    the extensions PIL writes otherwise."""
+    suffix = Path(path).suffix.lower()
+    if not suffix:
+        return "PNG"
+    writable = {ext: fmt for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE}
+    if suffix not in writable:
+        known = ", ".join(sorted(e for e in writable if e in (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif")))
+        raise ValueError(f"{path}: cannot write images as {suffix!r} (use one of {known})")
+    return writable[suffix]
+
+
 def save_image_atomic(image: Image.Image, path: str | Path) -> Path:
-    """Save a PIL image through a temporary file and a rename: never a half-written file."""
+    """Save a PIL image through a temporary file and a rename: never a half-written file, and no
+    temporary file left behind when the write fails (a full disk, a folder in the way)."""
     path = Path(path)
+    fmt = image_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG") or "PNG")
-    os.replace(tmp, path)
+    try:
+        image.save(tmp, format=fmt)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -51,10 +69,11 @@ MIN_IMAGE_SIDE = 32  # smaller pictures hold no face worth editing
 
 
 def open_rgb(path: str | Path) -> Image.Image:
-    """An image file fully decoded as 8-bit RGB, with errors naming the file: 16-bit and float images
-    are scaled to 8 bits (not clipped: PIL's convert would turn most 16-bit pixels white); truncated,
-    empty and non-image files, and pictures under MIN_IMAGE_SIDE px, are refused."""
-    from PIL import UnidentifiedImageError
+    """An image file fully decoded as 8-bit RGB, with errors naming the file: turned upright by its EXIF
+    orientation (phone photos are often stored rotated); 16-bit and float images are scaled to 8 bits
+    (not clipped: PIL's convert would turn most 16-bit pixels white); truncated, empty and non-image
+    files, pictures over PIL's decompression limit and under MIN_IMAGE_SIDE px are refused."""
+    from PIL import ImageOps, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
@@ -62,11 +81,14 @@ def open_rgb(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()  # a full decode: verify() lets truncated JPEGs through
+            img = ImageOps.exif_transpose(img)
             if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 arr = np.asarray(img, dtype=np.float64)
                 top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
                 img = Image.fromarray((arr / top * 255).clip(0, 255).astype(np.uint8))
             rgb = img.convert("RGB")
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"{path}: too many pixels to open safely ({exc})") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
     if min(rgb.size) < MIN_IMAGE_SIDE:

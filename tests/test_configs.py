@@ -38,6 +38,7 @@ EXPERIMENTS = {
     "fs_encoder_ffhq": "train",
     "hairclipv2_demo": "evaluate",
     "hairclipv2_ffhq": "evaluate",
+    "world_generator": "train",
 }
 OWN = {"callbacks": {"evaluate": "evaluate"}}  # group options meant for one entry point only
 
@@ -94,10 +95,11 @@ def test_hydra_builds_the_module_optimisers_callbacks_and_loggers(tmp_path):
         "ModelCheckpoint",
         "ModelCheckpoint",
         "OfficialExport",
-        "OnExceptionCheckpoint",
+        "ResumedLogs",
+        "SafeExceptionCheckpoint",
         "TQDMProgressBar",
     ]
-    assert [type(logger).__name__ for logger in instantiate_group(cfg.logger)] == ["CSVLogger"]
+    assert [type(logger).__name__ for logger in instantiate_group(cfg.logger)] == ["AppendingCSVLogger"]
     cfg = e4e_demo(
         "+model.scheduler={_target_: torch.optim.lr_scheduler.StepLR, _partial_: true, step_size: 1, gamma: 0.5}"
     )

@@ -6,18 +6,32 @@
 - `ResumableRandomSampler` / `ResumableDataLoader`: the data order of epoch e is a permutation seeded
   by (seed, e); the loader's state (the batches consumed, read from the trainer's global step) goes
   into Lightning's checkpoint, and a resumed run starts its epoch at the next unseen batch.
+- `SafeExceptionCheckpoint`: the checkpoint written on Ctrl-C, SIGTERM or an error, only once the
+  run's state was restored and training began: a run whose restore failed never overwrites the
+  checkpoint it could not read. `check_checkpoint_file` finds a truncated or damaged file first.
+- `AppendingCSVLogger`: a resumed run's metrics are appended to its `metrics.csv`, whose rows from
+  the resumed step on (they will be logged again) are dropped when training restarts.
 """
 
 from __future__ import annotations
 
+import csv
 import os
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
+from lightning_fabric.loggers.csv_logs import _ExperimentWriter
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import Callback, OnExceptionCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from torch.utils.data import DataLoader, Sampler
+
+from ..weights import CheckpointError
 
 TMP_SUFFIX = ".ckpt.tmp"
 
@@ -98,3 +112,81 @@ def resumable_train_loader(
         steps_done=steps_done,
         **kwargs,
     )
+
+
+def check_checkpoint_file(path: str | Path) -> Path:
+    """`path` if it is a whole torch checkpoint (a zip archive whose every member reads back with
+    its checksum), else a CheckpointError in one line. Nothing is unpickled."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({exc}); it was left as it is") from None
+    if bad is not None:
+        raise CheckpointError(f"{path}: damaged checkpoint (member {bad} fails its checksum); it was left as it is")
+    return path
+
+
+class SafeExceptionCheckpoint(OnExceptionCheckpoint):
+    """Lightning's on-exception checkpoint, written only after `on_train_start` (the checkpoint being
+    resumed was restored) and never deleted at teardown (it is the run's `last.ckpt`)."""
+
+    def __init__(self, dirpath: str | Path, filename: str = "last"):
+        super().__init__(dirpath, filename)
+        self.training_started = False
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.training_started = True
+
+    def on_exception(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        if self.training_started:
+            super().on_exception(trainer, *args, **kwargs)
+
+    def teardown(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer that keeps an existing metrics.csv (its header and rows)."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as file:
+                self.metrics_keys = sorted(next(csv.reader(file), []))
+
+    def drop_rows_from(self, step: int) -> None:
+        """Remove the rows logged at `step` or later (a resumed run logs them again)."""
+        if not self._fs.isfile(self.metrics_file_path):
+            return
+        with open(self.metrics_file_path, newline="") as file:
+            reader = csv.DictReader(file)
+            header, rows = reader.fieldnames or [], list(reader)
+        kept = [r for r in rows if not r.get("step") or int(float(r["step"])) < step]
+        tmp = Path(self.metrics_file_path).with_name(f".{Path(self.metrics_file_path).name}.tmp")
+        with open(tmp, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(tmp, self.metrics_file_path)
+
+
+class AppendingCSVLogger(CSVLogger):
+    """CSVLogger whose run folder may already hold a metrics.csv: a resumed run continues it."""
+
+    @property
+    def experiment(self) -> _ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+class ResumedLogs(Callback):
+    """When training starts from a restored step, the CSV logs drop their rows from that step on."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step > 0 and trainer.is_global_zero:
+            for logger in trainer.loggers:
+                if isinstance(logger, AppendingCSVLogger):
+                    logger.experiment.drop_rows_from(trainer.global_step)

@@ -1,0 +1,88 @@
+"""The world's generator: the project's StyleGAN2 `Generator` trained so that G(z) is the world's face of z.
+
+A supervised decoder (no discriminator): z is the world's own prior (`hairclipv2/world`), the target
+is its rendered picture, the loss the mean squared error of the image (and optionally L1). As in
+StyleGAN2, an exponential moving average of the weights (`g_ema`) is what validation measures and what
+is exported: `<run>/world_generator.pt` in rosinality's container ({"g_ema", "latent_avg"}), so that
+`load_generator` and every `*.stylegan_weights` key read it like the official FFHQ file.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torchmetrics import MeanMetric
+from torchmetrics.image import PeakSignalNoiseRatio
+
+from ..models.stylegan2 import Generator
+from ..weights import atomic_torch_save, estimate_latent_avg
+
+
+class WorldGeneratorModule(pl.LightningModule):
+    def __init__(
+        self,
+        generator: Generator,
+        optimizer: Callable[..., torch.optim.Optimizer] = partial(torch.optim.Adam, lr=2e-3, betas=(0.9, 0.99)),
+        l1_lambda: float = 0.0,
+        ema_decay: float = 0.999,
+        export: str | None = "world_generator.pt",
+    ):
+        """`ema_decay`: the weight of the running average per step; `export`: the file in the run folder
+        the averaged generator is written to after every validation and at the end."""
+        super().__init__()
+        self.save_hyperparameters(ignore=["generator", "optimizer"])
+        self.optimizer, self.export = optimizer, export
+        self.generator = generator.train()
+        self.g_ema = copy.deepcopy(generator).requires_grad_(False).eval()
+        self.val_psnr, self.val_loss = PeakSignalNoiseRatio(data_range=1.0), MeanMetric()
+
+    @staticmethod
+    def draw(generator: Generator, z: torch.Tensor) -> torch.Tensor:
+        """G(z) with the stored noise: the picture the world's z stands for."""
+        w = generator.mapping(z).unsqueeze(1).expand(-1, generator.n_latent, -1)
+        return generator.synthesis(w)
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mse = (pred - target).pow(2).mean()
+        return mse + self.hparams.l1_lambda * (pred - target).abs().mean(), mse
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, mse = self.loss(self.draw(self.generator, batch["z"]), batch["image"])
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/psnr", 10 * torch.log10(4 / mse.detach()))
+        return loss
+
+    def on_train_batch_end(self, *args) -> None:
+        decay = min(self.hparams.ema_decay, (1 + self.global_step) / (10 + self.global_step))
+        with torch.no_grad():
+            for ema, live in zip(self.g_ema.parameters(), self.generator.parameters(), strict=True):
+                ema.lerp_(live, 1 - decay)
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        pred = self.draw(self.g_ema, batch["z"])
+        loss, _ = self.loss(pred, batch["image"])
+        self.val_loss.update(loss)
+        self.val_psnr.update((pred.clamp(-1, 1) + 1) / 2, (batch["image"] + 1) / 2)
+        self.log("val/loss", self.val_loss, prog_bar=True)
+        self.log("val/psnr", self.val_psnr, prog_bar=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer(self.generator.parameters())
+
+    def export_generator(self, path: str | Path) -> Path:
+        """The averaged generator in rosinality's container, with latent_avg of 4096 of the world's z."""
+        g = copy.deepcopy(self.g_ema).cpu()
+        return atomic_torch_save({"g_ema": g.state_dict(), "latent_avg": estimate_latent_avg(g)}, path)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.export and self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            self.export_generator(Path(self.trainer.default_root_dir) / self.export)
+
+    def on_train_end(self) -> None:
+        if self.export and self.trainer.is_global_zero:
+            self.export_generator(Path(self.trainer.default_root_dir) / self.export)
