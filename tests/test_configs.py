@@ -39,6 +39,7 @@ EXPERIMENTS = {
     "hairclipv2_demo": "evaluate",
     "hairclipv2_ffhq": "evaluate",
     "world_generator": "train",
+    "world_parser": "train",
 }
 OWN = {"callbacks": {"evaluate": "evaluate"}}  # group options meant for one entry point only
 

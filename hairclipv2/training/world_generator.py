@@ -21,6 +21,7 @@ from torchmetrics.image import PeakSignalNoiseRatio
 
 from ..models.stylegan2 import Generator
 from ..weights import atomic_torch_save, estimate_latent_avg
+from ..world import N_PARAMS
 
 
 class WorldGeneratorModule(pl.LightningModule):
@@ -30,13 +31,19 @@ class WorldGeneratorModule(pl.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer] = partial(torch.optim.Adam, lr=2e-3, betas=(0.9, 0.99)),
         l1_lambda: float = 0.0,
         ema_decay: float = 0.999,
+        world_dims: int | None = N_PARAMS,
         export: str | None = "world_generator.pt",
     ):
-        """`ema_decay`: the weight of the running average per step; `export`: the file in the run folder
-        the averaged generator is written to after every validation and at the end."""
+        """`ema_decay`: the weight of the running average per step; `world_dims`: the coordinates of z
+        the world reads (the mapping network's first layer starts blind to the others, which carry
+        nothing; None keeps StyleGAN2's initialisation); `export`: the file in the run folder the
+        averaged generator is written to after every validation and at the end."""
         super().__init__()
         self.save_hyperparameters(ignore=["generator", "optimizer"])
         self.optimizer, self.export = optimizer, export
+        if world_dims is not None:
+            with torch.no_grad():
+                generator.style[1].weight[:, world_dims:] = 0
         self.generator = generator.train()
         self.g_ema = copy.deepcopy(generator).requires_grad_(False).eval()
         self.val_psnr, self.val_loss = PeakSignalNoiseRatio(data_range=1.0), MeanMetric()

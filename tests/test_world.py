@@ -1,0 +1,115 @@
+"""The world (`hairclipv2/world`): a deterministic prior and renderer whose labels, bald pictures,
+sketches and edit targets are exact, so that edits can be scored against a known answer."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from datamodules.world import WorldDataModule, WorldFaces
+from hairclipv2.world import HAIR_COLOURS, N_PARAMS, STROKE_VALUE, WORLD_16, World, attributes_from_z, caption, render
+
+HAIR = WORLD_16.classes["hair"]
+WORLD = World()
+
+
+def faces(n: int = 12, seed: int = 3):
+    z = WORLD.z(n, seed)
+    z[:, 14] = 1.0  # hair_length: every face has hair (u = 0.84)
+    return WORLD.attributes(z)
+
+
+def test_the_same_z_draws_the_same_face_and_only_the_world_coordinates_matter():
+    z = WORLD.z(4, 0)
+    a, b = WORLD.render_z(z), WORLD.render_z(z.clone())
+    assert torch.equal(a.image, b.image) and torch.equal(a.labels, b.labels)
+    moved = z.clone()
+    moved[:, N_PARAMS:] = torch.randn(4, z.shape[1] - N_PARAMS)
+    assert torch.equal(WORLD.render_z(moved).image, a.image)
+    assert a.image.shape == (4, 3, 64, 64) and -1 <= a.image.min() and a.image.max() <= 1
+    assert set(a.labels.unique().tolist()) <= set(WORLD_16.classes.values())
+
+
+def test_edges_are_anti_aliased_and_labels_are_the_majority_class():
+    a = faces(4)
+    shot, stairs = WORLD.render(a), render(a, 64, supersample=1)
+    edge = (shot.hair > 0) & (shot.hair < 1)
+    assert edge.float().mean() > 0.02  # the hair's edge pixels are partly covered
+    assert ((stairs.hair == 0) | (stairs.hair == 1)).all()  # without supersampling: one-pixel stairs
+    blended = (shot.image - stairs.image).abs().amax(1, keepdim=True) > 0.02
+    assert blended[edge].float().mean() > 0.5  # and their colour mixes the two sides
+    hair = shot.labels == HAIR
+    assert (hair[shot.hair > 0.5]).all() and (shot.hair[hair] >= 1 / 8).all()
+
+
+def test_the_bald_picture_removes_the_hair_and_keeps_everything_it_did_not_cover():
+    a = faces(8)
+    shot, bald = WORLD.render(a), WORLD.render(a.bald())
+    assert (bald.labels == HAIR).sum() == 0 and (shot.labels == HAIR).float().mean() > 0.05
+    untouched = F.max_pool2d(shot.hair, 3, stride=1, padding=1) == 0
+    assert torch.equal(shot.image * untouched, bald.image * untouched)
+    under = shot.labels == HAIR
+    assert (bald.labels[under] != HAIR).all()  # under the hair: forehead, ears, background
+
+
+def test_a_colour_edit_target_changes_only_the_hair():
+    a = faces(6)
+    red = torch.tensor(HAIR_COLOURS["red"])
+    shot, target = WORLD.render(a), WORLD.render(a.with_hair_colour(red))
+    assert torch.equal(shot.labels, target.labels)
+    outside = shot.hair == 0
+    assert torch.equal(shot.image * outside, target.image * outside)
+    inside = (shot.hair == 1).expand_as(shot.image)
+    mean_rgb = lambda img: torch.stack([img[:, c][inside[:, c]].mean() for c in range(3)])  # noqa: E731
+    r, g, b = (mean_rgb(target.image) + 1) / 2
+    assert r > g + 0.2 and r > b + 0.2
+
+
+def test_a_hairstyle_transfer_target_carries_the_reference_hair_onto_the_source_head():
+    a = faces(6, seed=5)
+    source, reference = a.index(slice(0, 3)), a.index(slice(3, 6))
+    target = source.with_hair_of(reference)
+    assert torch.equal(target.hair_rgb, reference.hair_rgb) and torch.equal(target.skin, source.skin)
+    assert torch.equal(target.face_cx, source.face_cx)
+    shot_t, shot_s, shot_r = WORLD.render(target), WORLD.render(source), WORLD.render(reference)
+    iou = lambda x, y: ((x == HAIR) & (y == HAIR)).sum() / ((x == HAIR) | (y == HAIR)).sum()  # noqa: E731
+    assert iou(shot_t.labels, shot_r.labels) > iou(shot_s.labels, shot_r.labels)
+    assert torch.equal(WORLD.render(target.with_hair_of(source)).image, shot_s.image)
+
+
+def test_the_sketch_follows_the_hair():
+    a = faces(6)
+    shot = WORLD.render(a)
+    strokes = shot.sketch > 0
+    assert shot.sketch.dtype == torch.uint8 and set(shot.sketch.unique().tolist()) <= {0, STROKE_VALUE}
+    near_hair = F.max_pool2d(shot.hair, 3, stride=1, padding=1) > 0
+    assert strokes.any() and (strokes <= near_hair).all()
+    assert (WORLD.render(a.bald()).sketch == 0).all()
+
+
+def test_the_prior_covers_bald_to_long_hair_and_every_colour():
+    z = WORLD.z(2000, 11)
+    a = attributes_from_z(z)
+    bald = (a.hair_amount == 0).float().mean()
+    assert 0.08 < bald < 0.16  # BALD_FRACTION = 0.12
+    words = caption(a)
+    assert {"bald"} <= set(words)
+    for w in ("long", "short", "curly", "straight", "with bangs", *HAIR_COLOURS):
+        assert any(w in c for c in words), w
+
+
+def test_captions_name_the_hair():
+    z = torch.zeros(2, 512)
+    z[0, 14] = -3  # u = 0.001: bald
+    z[1, 14], z[1, 18], z[1, 16] = 2.5, 2.5, 2.5  # long, curly, bangs
+    a = attributes_from_z(z).with_hair_colour(torch.tensor(HAIR_COLOURS["blonde"]))
+    assert caption(a) == ["bald", "long blonde curly hair with bangs"]
+
+
+def test_the_data_module_gives_each_index_the_same_face_on_any_read():
+    dm = WorldDataModule(n_train=100, n_val=4, batch_size=4, outputs=("image", "bald"))
+    dm.setup()
+    item = dm.train_set[7]
+    again = WorldFaces(dm.world, 100, 0, outputs=("image", "bald"))[7]
+    assert torch.equal(item["image"], again["image"]) and set(item) == {"z", "image", "bald"}
+    assert not torch.equal(dm.val_set[0]["z"], dm.train_set[0]["z"])  # validation faces are apart
