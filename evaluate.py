@@ -112,10 +112,15 @@ def evaluate(cfg: DictConfig) -> dict:
         cfg.trainer, callbacks=callbacks, logger=loggers or False, inference_mode=False, enable_model_summary=False
     )
     seed = int(cfg.seed) if cfg.batch_size == 1 else None
-    trainer.predict(
-        HairEditModule(editor, seed=seed, inversion=cfg.inversion), dataloaders=loader, return_predictions=False
-    )
-    return json.loads((out / "summary.json").read_text()) if trainer.is_global_zero else {}
+    if len(dataset):
+        trainer.predict(
+            HairEditModule(editor, seed=seed, inversion=cfg.inversion), dataloaders=loader, return_predictions=False
+        )
+    if not trainer.is_global_zero:
+        return {}
+    if not len(dataset) or not all((out / name).is_file() for name in ("summary.json", "edits.csv", "report.html")):
+        return writer.summarise()  # every pair was edited before: the summary and report come from the records
+    return json.loads((out / "summary.json").read_text())
 
 
 def distribution_metrics(cfg: DictConfig, clip) -> dict:

@@ -150,8 +150,12 @@ class EditReportWriter(pl.Callback):
     def on_predict_end(self, trainer, pl_module) -> None:
         if trainer.world_size > 1:
             trainer.strategy.barrier("edit_records")  # every process has written its records
-        if not trainer.is_global_zero:
-            return
+        if trainer.is_global_zero:
+            self.summarise()
+
+    def summarise(self) -> dict[str, Any]:
+        """edits.csv, summary.json, the plot and report.html from the records on disk (of this run and
+        any earlier one into the same folder): also what a rerun calls when they are missing."""
         rows = self.records.rows(self.pairs)
         ok = [r for r in rows if r["status"] == "ok"]
         summary = {
@@ -171,6 +175,7 @@ class EditReportWriter(pl.Callback):
         if self.warning:
             summary["warning"] = self.warning
         self.write(rows, summary)
+        return summary
 
     def set_metrics(self, ok: list[dict[str, Any]]) -> dict[str, float]:
         """FID-like distances of the edits (files in edits/) against the real images: `real_images`

@@ -161,3 +161,39 @@ def test_no_input_is_replaced_even_through_another_spelling(selfie, tmp_path, ca
     monkeypatch.chdir(tmp_path)
     assert edit_main(["selfie.jpg", "--text", "bob", "-o", os.path.join(".", "sub", "..", "selfie.jpg")]) == 2
     assert "would replace the input" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- evaluation
+@pytest.mark.slow
+def test_unreadable_sources_fail_alone_and_a_missing_summary_is_rebuilt(tmp_path):
+    from test_protocols import astronaut_variants, evaluate_in_process
+
+    data = tmp_path / "data" / "sources"
+    astronaut_variants(data, 3)
+    good = next(data.glob("*.png"))
+    (data / "empty.png").write_bytes(b"")
+    (data / "text.png").write_text("not a picture")
+    Image.open(good).convert("RGB").save(data / "cut.jpg")
+    (data / "cut.jpg").write_bytes((data / "cut.jpg").read_bytes()[:500])
+    args = ["task=reconstruction", f"pairs={tmp_path / 'data'}"]
+    out = tmp_path / "run"
+    summary = evaluate_in_process(out, args)  # FID's real set leaves out the three unreadable sources
+    assert summary["edits"] == 3 and summary["failures"] == 3 and "fid" in summary["metrics"]
+    for name in ("edits.csv", "summary.json", "report.html"):
+        assert (out / name).is_file()
+
+    for name in ("summary.json", "report.html"):
+        (out / name).unlink()
+    again = evaluate_in_process(out, args)  # every good pair is done: nothing is edited, all is rebuilt
+    assert (out / "summary.json").is_file() and (out / "report.html").is_file()
+    assert again["metrics"]["fid"] == summary["metrics"]["fid"] and again["edits"] == 3
+
+
+def test_fid_sets_leave_out_what_cannot_be_read(tmp_path):
+    from hairclipv2.evaluation.fid import readable_images
+
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(tmp_path / "good.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.warns(UserWarning, match=r"FID leaves out 1 unreadable image\(s\): .*empty.png"):
+        kept = readable_images([tmp_path / "good.png", tmp_path / "empty.png"])
+    assert [f.name for f, _ in kept] == ["good.png"] and kept[0][1].shape == (3, 299, 299)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from ..io import open_rgb
 from ..models.clip import CLIPModel
 from ..sharing import borrow
 from ..weights import require_file
@@ -32,9 +33,22 @@ FID_SIZE = 299
 
 def fid_image(path: str | Path) -> torch.Tensor:
     """An image file as (3, 299, 299) uint8, resized with PIL's LANCZOS (HairFastGAN's loading)."""
-    with Image.open(path) as img:
-        img = img.convert("RGB").resize((FID_SIZE, FID_SIZE), Image.LANCZOS)
+    img = open_rgb(path).resize((FID_SIZE, FID_SIZE), Image.LANCZOS)
     return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
+
+
+def readable_images(files: Sequence[str | Path]) -> list[tuple[str | Path, torch.Tensor]]:
+    """(file, fid_image) of every file that reads; the others are named in one warning and left out
+    (a pair whose source could not be read is a failed edit, not the end of the summary)."""
+    out, skipped = [], []
+    for f in files:
+        try:
+            out.append((f, fid_image(f)))
+        except (ValueError, OSError) as exc:
+            skipped.append(f"{f} ({exc})")
+    if skipped:
+        warnings.warn(f"FID leaves out {len(skipped)} unreadable image(s): {'; '.join(skipped)}", stacklevel=2)
+    return out
 
 
 class CLIPFeatures(nn.Module):
@@ -84,16 +98,17 @@ def frechet(feature: nn.Module | int = 2048, weights: str | Path | None = None):
 def set_distances(
     metrics: dict[str, nn.Module], real: Sequence[str | Path], fake: Sequence[str | Path], batch_size: int = 16
 ) -> dict[str, float]:
-    """Each metric (a FrechetInceptionDistance) of the fake image files against the real ones; a set
-    of fewer than two images has no covariance, and no value."""
-    if len(real) < 2 or len(fake) < 2:
+    """Each metric (a FrechetInceptionDistance) of the fake image files against the real ones; files
+    that cannot be read are left out, and a set of fewer than two images has no covariance, and no value."""
+    sets = {True: [t for _, t in readable_images(real)], False: [t for _, t in readable_images(fake)]}
+    if len(sets[True]) < 2 or len(sets[False]) < 2:
         return {}
     out = {}
     for name, metric in metrics.items():
         metric.reset()
-        for files, is_real in ((real, True), (fake, False)):
-            for chunk in batches(files, batch_size):
-                metric.update(torch.stack([fid_image(f) for f in chunk]), real=is_real)
+        for is_real, images in sets.items():
+            for chunk in batches(images, batch_size):
+                metric.update(torch.stack(list(chunk)), real=is_real)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torchmetrics warns about few samples
             out[name] = float(metric.compute())
