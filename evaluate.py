@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -163,11 +164,18 @@ def pairs_format(pairs: str | None) -> str:
     return "HairFastGAN triples" if path.suffix.lower() == ".txt" else "folder" if path.is_dir() else "CSV"
 
 
+def discard_unused_run_dir(out: Path) -> None:
+    """A run stopped before any edit keeps no folder: Hydra's own files (.hydra/, the log) go too."""
+    if out.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in out.iterdir()):
+        shutil.rmtree(out, ignore_errors=True)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     try:
         summary = evaluate(cfg)
     except Exception as exc:
+        discard_unused_run_dir(Path(cfg.paths.output_dir))
         config = user_error(exc, (ConfigError,))
         if config is not None:  # a wrong setting: named, exit status 2, no traceback
             print(f"error: {config}", file=sys.stderr)

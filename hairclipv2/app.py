@@ -17,6 +17,8 @@ Without `--weights` the editor is the embedded demo (random weights: the picture
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .edit import message
 from .io import open_rgb, save_image_atomic
 from .masks import PAINT_COLOURS
 from .photo import Condition, EditError, PhotoEditor
@@ -131,6 +134,7 @@ class EditorApp:
         self.make_editor, self._editor = make_editor, None
         self.lock = threading.Lock()
         self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="hairclipv2_app_"))
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.edits_started = 0
 
     @property
@@ -232,7 +236,7 @@ def build_app(app: EditorApp, warning: str | None = None):
         return out["bald"], out["proxy"], out["edit"], out["photo"], out["files"]
 
     paint = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in PAINT_COLOURS.values()]
-    with gr.Blocks(title="HairCLIPv2 editor") as page:
+    with gr.Blocks(title="HairCLIPv2 editor", analytics_enabled=False) as page:
         gr.Markdown("## Hair editing: text, reference, sketch, mask or colour")
         if warning:
             gr.Markdown(f"**{warning}**", elem_id="warning")
@@ -289,14 +293,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # The user's photos and edits (ours and Gradio's upload copies) live in one folder, removed at exit.
+    with tempfile.TemporaryDirectory(prefix="hairclipv2_app_") as scratch:
+        os.environ["GRADIO_TEMP_DIR"] = str(Path(scratch) / "uploads")
+        os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+        return serve(args, Path(scratch))
+
+
+def serve(args: argparse.Namespace, scratch: Path) -> int:
     overrides = ["editing.source_cache=8", *args.set]  # edits of one photo embed it once
-    app = EditorApp(lambda: PhotoEditor(from_pretrained(args.weights, overrides)))
-    app.editor  # noqa: B018 -- networks load before the page opens, and a missing file stops here
+    app = EditorApp(lambda: PhotoEditor(from_pretrained(args.weights, overrides)), scratch / "edits")
+    try:
+        app.editor  # noqa: B018 -- networks load before the page opens, and a missing file stops here
+    except Exception as exc:
+        text = message(exc, args.weights)
+        if text is None:
+            raise
+        print(f"error: {text}", file=sys.stderr)
+        return 2
     page = build_app(app, None if args.weights else DEMO_WARNING)
     page.launch(server_name=args.host, server_port=args.port, share=False)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -69,8 +69,9 @@ def _check(value: Any, kind: Any, key: str) -> Any:
 
 def build(cls: type, values: Mapping[str, Any] | None, key: str) -> Any:
     """An instance of the dataclass `cls` from a mapping, every field checked against its annotation;
-    unknown keys, wrong types and negative counts are ConfigErrors naming `key.field`. Fields named
-    `steps` or `*_steps` must be at least 1 (0 would silently skip an optimisation)."""
+    unknown keys, wrong types, negative counts and negative loss weights (`*_lambda`) are ConfigErrors
+    naming `key.field`. Fields named `steps` or `*_steps` must be at least 1 (0 would silently skip an
+    optimisation)."""
     values = dict(plain(values) or {})
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
@@ -85,6 +86,8 @@ def build(cls: type, values: Mapping[str, Any] | None, key: str) -> Any:
             least = 1 if name == "steps" or name.endswith("_steps") else 0
             if v < least:
                 raise ConfigError(f"{full}: expected an integer >= {least}, found {v}")
+        if isinstance(v, float) and (name.endswith("_lambda") or name == "lambda") and v < 0:
+            raise ConfigError(f"{full}: a loss weight must be >= 0 (a negative one rewards the error), found {v}")
     return cls(**checked)
 
 

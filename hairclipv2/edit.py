@@ -29,10 +29,12 @@ from typing import Any
 import numpy as np
 
 from .align import FaceAligner, NoFaceError
+from .config import ConfigError
 from .evaluation.pairs import PairsError, parse_rgb, read_label_png
 from .io import image_format, open_rgb, save_image_atomic
 from .photo import Condition, EditError, PhotoEditor, prepare
 from .pipeline import editor_config, from_config
+from .weights import CheckpointError, user_error
 
 RANDOM_WARNING = "RANDOM WEIGHTS (no --weights): the edit is a meaningless picture; it shows that the pipeline runs"
 
@@ -160,12 +162,32 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     return written
 
 
+SHOWN_ERRORS = (ConfigError, EditError, NoFaceError, CheckpointError, ValueError, FileNotFoundError, OSError)
+
+
+def message(exc: BaseException, weights: str | None) -> str | None:
+    """What to tell the user about `exc` (or the error Hydra wrapped), in the command's own terms;
+    None for a bug."""
+    shown = user_error(exc, SHOWN_ERRORS)
+    if shown is None:
+        return None
+    text = shown.strerror if isinstance(shown, OSError) and shown.filename and shown.strerror else str(shown)
+    if isinstance(shown, OSError) and shown.filename:
+        text = f"{shown.filename}: {text}"
+    if weights:
+        text = text.replace("Point paths.weights_dir at", "Point --weights at")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         written = run(args)
-    except (EditError, NoFaceError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        text = message(exc, args.weights)
+        if text is None:
+            raise
+        print(f"error: {text}", file=sys.stderr)
         return 2
     for name, path in written.items():
         print(f"{name:10s} {path}")

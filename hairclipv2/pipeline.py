@@ -25,13 +25,19 @@ DEMO_WARNING = "RANDOM WEIGHTS (no weights folder): the edit is a meaningless pi
 def editor_config(weights_dir: str | Path | None = None, overrides: Sequence[str] = ()) -> DictConfig:
     """conf/evaluate.yaml composed for the demo editor, or for the official files in `weights_dir`."""
     from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
 
-    from .config import register_resolvers
+    from .config import ConfigError, register_resolvers
 
     register_resolvers()
     base = ["experiment=hairclipv2_ffhq", f"paths.weights_dir={weights_dir}"] if weights_dir else []
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("evaluate", overrides=[*base, *overrides])
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose("evaluate", overrides=[*base, *overrides])
+    except HydraException as exc:  # an unknown key or a malformed override: one line naming it
+        first = str(exc).strip().splitlines()[0]
+        cause = f" ({str(exc.__cause__).splitlines()[0]})" if exc.__cause__ else ""
+        raise ConfigError(f"{first}{cause}") from None
 
 
 def from_config(cfg: DictConfig, warning: str = DEMO_WARNING, **parts: Any) -> HairEditor:

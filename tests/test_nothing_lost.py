@@ -197,3 +197,29 @@ def test_fid_sets_leave_out_what_cannot_be_read(tmp_path):
     with pytest.warns(UserWarning, match=r"FID leaves out 1 unreadable image\(s\): .*empty.png"):
         kept = readable_images([tmp_path / "good.png", tmp_path / "empty.png"])
     assert [f.name for f, _ in kept] == ["good.png"] and kept[0][1].shape == (3, 299, 299)
+
+
+def test_ids_made_from_file_names_are_made_safe(tmp_path):
+    from hairclipv2.evaluation.pairs import read_pairs
+
+    sources = tmp_path / "folder" / "sources"
+    sources.mkdir(parents=True)
+    for name in ("my photo (1).png", "tri(1).png"):
+        Image.new("RGB", (40, 40)).save(sources / name)
+    assert [p.id for p in read_pairs(tmp_path / "folder", "reconstruction")] == ["my_photo_1", "tri_1"]
+    (tmp_path / "triples.txt").write_text("folder/sources/tri(1).png folder/sources/my photo (1).png x.png\n")
+    Image.new("RGB", (40, 40)).save(tmp_path / "x.png")
+    with pytest.raises(Exception, match="expected 3 image names"):  # a space inside a name splits the line
+        read_pairs(tmp_path / "triples.txt", "hair_transfer")
+    (tmp_path / "triples.txt").write_text("folder/sources/tri(1).png x.png x.png\n")
+    (pair,) = read_pairs(tmp_path / "triples.txt", "hair_transfer")
+    assert pair.id == "0001_tri_1_x_x"
+
+
+def test_negative_loss_weights_are_refused_by_name():
+    from hairclipv2.config import ConfigError, build
+    from hairclipv2.training.objective import LossConfig
+
+    with pytest.raises(ConfigError, match=r"model.loss.lpips_lambda: a loss weight must be >= 0 .*found -0.8"):
+        build(LossConfig, {"lpips_lambda": -0.8}, "model.loss")
+    assert build(LossConfig, {"lpips_lambda": 0.0}, "model.loss").lpips_lambda == 0.0

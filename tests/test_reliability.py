@@ -63,7 +63,7 @@ def test_ids_are_unique_without_case_in_files_and_folders(tmp_path):
         read_pairs(csv_file(tmp_path / "pairs.csv", "id,source\na,a.png\nA,a.png\n"), "reconstruction")
     face(tmp_path / "folder" / "sources" / "a.png")
     face(tmp_path / "folder" / "sources" / "a.PNG")
-    with pytest.raises(PairsError, match="duplicate id"):
+    with pytest.raises(PairsError, match="a.(png|PNG): the file name gives the id 'a', as an earlier one does; rename"):
         read_pairs(tmp_path / "folder", "reconstruction")
 
 

@@ -110,6 +110,8 @@ class PairsError(ValueError):
 def _image(base: Path, value: str, where: str) -> Path:
     if not value.strip():
         raise PairsError(f"{where}: empty image path")
+    if "\x00" in value:
+        raise PairsError(f"{where}: the image path {value!r} holds a NUL character")
     path = (base / value.strip()).resolve()
     if not path.is_file():
         raise PairsError(f"{where}: image not found: {path}")
@@ -127,6 +129,15 @@ def parse_rgb(value: str, where: str) -> tuple[int, int, int]:
 
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def derived_id(name: str, where: str, seen: set[str]) -> str:
+    """An id made from file names: every run of other characters becomes '_' (`my photo (1)` ->
+    `my_photo_1`), cut to 100 characters; a clash with an earlier one asks for a rename."""
+    pid = re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("._-")[:100] or "image"
+    if pid.lower() in seen:
+        raise PairsError(f"{where}: the file name gives the id {pid!r}, as an earlier one does; rename one of them")
+    return check_id(pid, where, seen)
 
 
 def check_id(pid: str, where: str, seen: set[str]) -> str:
@@ -258,7 +269,7 @@ def read_triples(path: str | Path) -> list[Pair]:
         if len(fields) != 3:
             raise PairsError(f"{where}: expected 3 image names 'face shape color', got {len(fields)}: {line[:120]!r}")
         face, shape, color = (_image(path.parent, f, where) for f in fields)
-        pid = check_id(f"{len(pairs) + 1:04d}_{face.stem}_{shape.stem}_{color.stem}"[:100], where, ids)
+        pid = derived_id(f"{len(pairs) + 1:04d}_{face.stem}_{shape.stem}_{color.stem}", where, ids)
         pair = Pair(number, pid, face, reference=shape, color_reference=color, scenario=scenario(face, shape, color))
         pairs.append(pair)
     if not pairs:
@@ -286,7 +297,7 @@ def read_pairs(path: str | Path, task: str, size: int | None = None) -> list[Pai
             raise PairsError(f"{path}/sources: no images")
         pairs, ids = [], set()
         for i, src in enumerate(sources, start=1):
-            pair = Pair(i, check_id(src.stem, f"{path / 'sources'}, {src.name}", ids), src.resolve())
+            pair = Pair(i, derived_id(src.stem, f"{path / 'sources'}, {src.name}", ids), src.resolve())
             if task == "hair_transfer":
                 refs = sorted(
                     p for p in (path / "references").glob(f"{src.stem}.*") if p.suffix.lower() in IMAGE_EXTENSIONS
