@@ -50,11 +50,42 @@ def _col(t: torch.Tensor) -> torch.Tensor:
     return t.view(-1, 1, 1)
 
 
-def _paint(canvas: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor, cls: int) -> None:
-    """Paint `mask` (N, H, W) bool with rgb ((N, 3) or (N, 3, H, W)) and class index cls in place."""
-    colour = rgb if rgb.ndim == 4 else rgb[:, :, None, None].expand_as(canvas)
-    canvas.copy_(torch.where(mask[:, None], colour, canvas))
-    labels.masked_fill_(mask, cls)
+class Canvas:
+    """Layers painted back to front as ids into one (N, H, W) map; colours are looked up once at the end.
+
+    A paint is a colour, (N, 3) per face or (N, 3, H, W) per pixel, and the class it draws; painting a
+    mask writes the paint's id there. Cheaper than blending every layer into an RGB image.
+    """
+
+    def __init__(self, n: int, res: int, device: torch.device):
+        self.ids = torch.zeros(n, res, res, dtype=torch.uint8, device=device)
+        self.colours: list[torch.Tensor] = []
+        self.classes: list[int] = []
+
+    def paint_with(self, rgb: torch.Tensor, cls: int) -> int:
+        self.colours.append(rgb)
+        self.classes.append(cls)
+        return len(self.colours) - 1
+
+    def paint(self, mask: torch.Tensor, paint: int) -> None:
+        self.ids.masked_fill_(mask, paint)
+
+    def image(self) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1]."""
+        n, device = self.ids.shape[0], self.ids.device
+        flat = torch.stack([c if c.ndim == 2 else torch.zeros(n, 3, device=device) for c in self.colours], 1)
+        image = flat.gather(1, self.ids.long().flatten(1)[..., None].expand(-1, -1, 3))
+        image = image.view(*self.ids.shape, 3).permute(0, 3, 1, 2)
+        for k, colour in enumerate(self.colours):
+            if colour.ndim == 4:
+                image = torch.where((self.ids == k)[:, None], colour, image)
+        return image
+
+    def coverage(self, n_classes: int, supersample: int) -> torch.Tensor:
+        """(N, n_classes, H / s, W / s): the fraction of each output pixel each class covers."""
+        classes = torch.tensor(self.classes, device=self.ids.device)[self.ids.long()]
+        onehot = torch.zeros(self.ids.shape[0], n_classes, *self.ids.shape[1:], device=self.ids.device)
+        return F.avg_pool2d(onehot.scatter_(1, classes[:, None], 1.0), supersample)
 
 
 def hair_regions(a: FaceAttributes, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,64 +151,62 @@ def render(a: FaceAttributes, size: int = 64, supersample: int = 4) -> WorldImag
     cls = {name: i for i, name in enumerate(LAYER_CLASSES)}
 
     shade = 1 + _col(a.background_gradient) * y
-    canvas = (a.background[:, :, None, None] * shade[:, None]).clamp(0, 1).expand(n, 3, res, res).clone()
-    labels = torch.zeros(n, res, res, dtype=torch.long, device=device)
+    canvas = Canvas(n, res, device)
+    canvas.paint_with((a.background[:, :, None, None] * shade[:, None]).clamp(0, 1), cls["background"])
 
     behind, front = hair_regions(a, x, y)
-    colour = hair_colour(a, x, y)
-    _paint(canvas, labels, behind, colour, cls["hair"])
+    hair_paint = canvas.paint_with(hair_colour(a, x, y), cls["hair"])
+    canvas.paint(behind, hair_paint)
     neck = (dx.abs() < 0.42 * rx) & (dy > 0.2 * ry)
-    _paint(canvas, labels, neck.expand(n, res, res), a.skin * 0.85, cls["neck"])
+    canvas.paint(neck.expand(n, res, res), canvas.paint_with(a.skin * 0.85, cls["neck"]))
     cloth = ((x - cx * 0.5) / 0.8) ** 2 + ((y - 1.2) / 0.42) ** 2 < 1
-    _paint(canvas, labels, cloth.expand(n, res, res), a.cloth, cls["cloth"])
+    canvas.paint(cloth.expand(n, res, res), canvas.paint_with(a.cloth, cls["cloth"]))
     ears = ((dx.abs() - 0.97 * rx) / 0.065) ** 2 + ((dy + 0.02) / 0.1) ** 2 < 1
-    _paint(canvas, labels, ears, a.skin * 0.93, cls["ear"])
+    canvas.paint(ears, canvas.paint_with(a.skin * 0.93, cls["ear"]))
     jaw = rx * (1 - 0.18 * (dy / ry).clamp(0, 1))
     face = (dx / jaw) ** 2 + (dy / ry) ** 2 < 1
-    _paint(canvas, labels, face, a.skin, cls["face"])
-    _draw_features(a, canvas, labels, dx, dy, cls)
-    _paint(canvas, labels, front, colour, cls["hair"])
+    canvas.paint(face, canvas.paint_with(a.skin, cls["face"]))
+    _draw_features(a, canvas, dx, dy, cls)
+    canvas.paint(front, hair_paint)
 
-    image = F.avg_pool2d(canvas, supersample) * 2 - 1
-    onehot = F.one_hot(labels, len(LAYER_CLASSES)).permute(0, 3, 1, 2).float()
-    coverage = F.avg_pool2d(onehot, supersample)
+    image = F.avg_pool2d(canvas.image(), supersample) * 2 - 1
+    coverage = canvas.coverage(len(LAYER_CLASSES), supersample)
     ids = torch.tensor([WORLD_16.classes[c] for c in LAYER_CLASSES], device=device)
     hair = coverage[:, cls["hair"] : cls["hair"] + 1]
-    lines = F.max_pool2d((_flow_lines(a, x, y) & (labels == cls["hair"])).float()[:, None], supersample)
+    on_hair = canvas.ids == hair_paint
+    lines = F.max_pool2d((_flow_lines(a, x, y) & on_hair).float()[:, None], supersample)
     return WorldImages(image, ids[coverage.argmax(1, keepdim=True)], hair, sketch_strokes(hair, lines))
 
 
-def _draw_features(
-    a: FaceAttributes,
-    canvas: torch.Tensor,
-    labels: torch.Tensor,
-    dx: torch.Tensor,
-    dy: torch.Tensor,
-    cls: dict[str, int],
-) -> None:
+def _draw_features(a: FaceAttributes, canvas: Canvas, dx: torch.Tensor, dy: torch.Tensor, cls: dict[str, int]) -> None:
     """Eyes (white, iris, pupil), brows, nose and mouth, relative to the face's centre."""
     rx, ry, size = _col(a.face_rx), _col(a.face_ry), _col(a.eye_size)
     ey = dy - _col(a.eye_y) * ry
+    white_paint = canvas.paint_with(torch.full_like(a.skin, 0.95), cls["eye"])
+    iris_paint = canvas.paint_with(a.iris, cls["eye"])
+    pupil_paint = canvas.paint_with(torch.full_like(a.skin, 0.05), cls["eye"])
+    brow_paint = canvas.paint_with(a.skin * 0.45, cls["face"])
     for side in (-1, 1):
         ex = dx - side * _col(a.eye_spacing) * rx
         white = (ex / (0.06 * size)) ** 2 + (ey / (0.032 * size)) ** 2 < 1
-        _paint(canvas, labels, white, torch.full_like(a.skin, 0.95), cls["eye"])
+        canvas.paint(white, white_paint)
         iris = (ex**2 + ey**2 < (0.028 * size) ** 2) & white
-        _paint(canvas, labels, iris, a.iris, cls["eye"])
+        canvas.paint(iris, iris_paint)
         pupil = ex**2 + ey**2 < (0.012 * size) ** 2
-        _paint(canvas, labels, pupil, torch.full_like(a.skin, 0.05), cls["eye"])
+        canvas.paint(pupil, pupil_paint)
         arch = ey + 0.075 + 0.025 * (1 - (ex / 0.08) ** 2)
         brow = (arch.abs() < 0.011) & (ex.abs() < 0.075)
-        _paint(canvas, labels, brow, a.skin * 0.45, cls["face"])
+        canvas.paint(brow, brow_paint)
     nose = (dx / 0.035) ** 2 + ((dy - 0.2 * ry) / 0.025) ** 2 < 1
-    _paint(canvas, labels, nose, a.skin * 0.82, cls["face"])
+    canvas.paint(nose, canvas.paint_with(a.skin * 0.82, cls["face"]))
     half = _col(a.mouth_width) * rx / 2
     t = (dx / half).clamp(-1, 1)
     centre = dy - 0.55 * ry + 0.03 * _col(a.smile) * t**2
     lips = (centre.abs() < 0.024 * torch.sqrt(1 - t**2) + 0.004) & (dx.abs() < half)
-    _paint(canvas, labels, lips, a.skin * torch.tensor([0.85, 0.45, 0.45], device=a.skin.device), cls["mouth"])
+    lip_colour = a.skin * torch.tensor([0.85, 0.45, 0.45], device=a.skin.device)
+    canvas.paint(lips, canvas.paint_with(lip_colour, cls["mouth"]))
     gap = lips & (centre.abs() < 0.004)
-    _paint(canvas, labels, gap, a.skin * 0.3, cls["mouth"])
+    canvas.paint(gap, canvas.paint_with(a.skin * 0.3, cls["mouth"]))
 
 
 def sketch_strokes(hair: torch.Tensor, lines: torch.Tensor) -> torch.Tensor:
