@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from hairclipv2.config import plain
 from hairclipv2.world import World
 
 from .resumable import ResumableTrainData
@@ -62,11 +63,12 @@ class WorldDataModule(ResumableTrainData):
         outputs: tuple[str, ...] = OUTPUTS,
     ):
         super().__init__()
+        outputs = tuple(plain(outputs))  # a plain tuple in the checkpoint's hyperparameters (weights_only)
         if n_train < batch_size:
             raise ValueError(f"data.n_train ({n_train}) must be at least data.batch_size ({batch_size})")
         self.save_hyperparameters()
         self.world = World(image_size, z_dim, supersample)
-        self.train_set = WorldFaces(self.world, n_train, seed, outputs=tuple(outputs))
+        self.train_set = WorldFaces(self.world, n_train, seed, outputs=outputs)
         self.val_set: Dataset | None = None
 
     def setup(self, stage: str | None = None) -> None:

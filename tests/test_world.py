@@ -113,3 +113,49 @@ def test_the_data_module_gives_each_index_the_same_face_on_any_read():
     again = WorldFaces(dm.world, 100, 0, outputs=("image", "bald"))[7]
     assert torch.equal(item["image"], again["image"]) and set(item) == {"z", "image", "bald"}
     assert not torch.equal(dm.val_set[0]["z"], dm.train_set[0]["z"])  # validation faces are apart
+
+
+def test_world_data_hyperparameters_are_plain_so_checkpoints_load_weights_only(tmp_path):
+    from omegaconf import OmegaConf
+
+    dm = WorldDataModule(n_train=100, n_val=2, batch_size=4, outputs=OmegaConf.create(["image"]))
+    torch.save(dict(dm.hparams), tmp_path / "h.pt")
+    assert torch.load(tmp_path / "h.pt", weights_only=True)["outputs"] == ("image",)
+
+
+def tiny_world_generator():
+    from hairclipv2.models.stylegan2 import Generator
+
+    torch.manual_seed(0)
+    return Generator(16, 32, 2, lr_mlp=0.1, channels={4: 32, 8: 32, 16: 16})
+
+
+def test_the_world_generator_learns_the_world_and_exports_an_official_container(tmp_path):
+    from functools import partial
+
+    from hairclipv2.training.world_generator import WorldGeneratorModule
+    from hairclipv2.weights import load_generator
+
+    world = World(size=16, z_dim=32, supersample=2)
+    z = world.z(8, 0)
+    target = world.render_z(z).image
+    module = WorldGeneratorModule(tiny_world_generator(), partial(torch.optim.Adam, lr=5e-3), ema_decay=0.9)
+    assert (module.generator.style[1].weight[:, N_PARAMS:] == 0).all()  # blind to what the world ignores
+    optimiser = module.configure_optimizers()
+    losses = []
+    for _ in range(40):
+        loss, _ = module.loss(module.draw(module.generator, z), target)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        module.on_train_batch_end()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0]
+    path = module.export_generator(tmp_path / "generator.pt")
+    again = tiny_world_generator()
+    latent_avg = load_generator(again, path)  # strict, rosinality's {"g_ema", "latent_avg"}
+    assert latent_avg.shape == (32,)
+    with torch.no_grad():
+        assert torch.equal(module.draw(again, z), module.draw(module.g_ema, z))
+    resumed = WorldGeneratorModule(tiny_world_generator(), init_weights=str(path))
+    assert all(torch.equal(a, b) for a, b in zip(resumed.g_ema.parameters(), module.g_ema.parameters(), strict=True))

@@ -20,7 +20,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio
 
 from ..models.stylegan2 import Generator
-from ..weights import atomic_torch_save, estimate_latent_avg
+from ..weights import atomic_torch_save, estimate_latent_avg, load_generator
 from ..world import N_PARAMS
 
 
@@ -32,16 +32,21 @@ class WorldGeneratorModule(pl.LightningModule):
         l1_lambda: float = 0.0,
         ema_decay: float = 0.999,
         world_dims: int | None = N_PARAMS,
+        init_weights: str | None = None,
         export: str | None = "world_generator.pt",
     ):
         """`ema_decay`: the weight of the running average per step; `world_dims`: the coordinates of z
         the world reads (the mapping network's first layer starts blind to the others, which carry
-        nothing; None keeps StyleGAN2's initialisation); `export`: the file in the run folder the
-        averaged generator is written to after every validation and at the end."""
+        nothing; None keeps StyleGAN2's initialisation); `init_weights`: an exported generator file
+        to continue from (both the live and the averaged weights start from it; the optimiser starts
+        afresh); `export`: the file in the run folder the averaged generator is written to after
+        every validation and at the end."""
         super().__init__()
         self.save_hyperparameters(ignore=["generator", "optimizer"])
         self.optimizer, self.export = optimizer, export
-        if world_dims is not None:
+        if init_weights is not None:
+            load_generator(generator, init_weights, "model.init_weights")
+        elif world_dims is not None:
             with torch.no_grad():
                 generator.style[1].weight[:, world_dims:] = 0
         self.generator = generator.train()
