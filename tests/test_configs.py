@@ -40,6 +40,7 @@ EXPERIMENTS = {
     "hairclipv2_ffhq": "evaluate",
     "world_generator": "train",
     "world_parser": "train",
+    "world_clip": "train",
 }
 OWN = {"callbacks": {"evaluate": "evaluate"}}  # group options meant for one entry point only
 

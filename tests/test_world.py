@@ -159,3 +159,43 @@ def test_the_world_generator_learns_the_world_and_exports_an_official_container(
         assert torch.equal(module.draw(again, z), module.draw(module.g_ema, z))
     resumed = WorldGeneratorModule(tiny_world_generator(), init_weights=str(path))
     assert all(torch.equal(a, b) for a, b in zip(resumed.g_ema.parameters(), module.g_ema.parameters(), strict=True))
+
+
+def test_captions_vary_their_wording_but_name_only_true_traits():
+    from hairclipv2.world.captions import phrasing
+
+    a = faces(64, seed=9)
+    texts = phrasing(a, torch.Generator().manual_seed(0))
+    colours = caption(a)
+    assert len(set(texts)) > 20 and all(t.endswith(("hair", "with bangs")) for t in texts)
+    for text, full in zip(texts, colours, strict=True):
+        named = [w for w in HAIR_COLOURS if f" {w} " in f" {text} "]
+        assert all(w in full for w in named)  # a colour named is the face's colour
+
+
+def test_the_world_clip_trains_both_towers_and_loads_as_an_open_clip_folder(tmp_path):
+    from hairclipv2.models.clip import CLIPModel, clip_input
+    from hairclipv2.training.world_clip import WorldCLIPModule, export_clip
+
+    torch.manual_seed(0)
+    cfg = {
+        "embed_dim": 16,
+        "quick_gelu": True,
+        "vision_cfg": {"image_size": 224, "layers": 1, "width": 32, "patch_size": 32, "head_width": 16},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1},
+    }
+    module = WorldCLIPModule(cfg)
+    z = WORLD.z(8, 1)
+    batch = {"z": z, "image": WORLD.render_z(z).image}
+    loss = module.training_step(batch, 0)
+    loss.backward()
+    assert torch.isfinite(loss) and 1.0 < float(loss) < 10.0
+    grads = {n.split(".")[0]: p.grad for n, p in module.clip.named_parameters() if p.grad is not None}
+    assert {"visual", "transformer", "token_embedding"} <= set(grads)
+    assert all(g.abs().sum() > 0 for g in grads.values())
+    folder = export_clip(module.clip, cfg, tmp_path / "clip")
+    loaded = CLIPModel(f"local-dir:{folder}", pretrained=None)
+    x = clip_input((batch["image"][:2] + 1) / 2)
+    ours = module.clip.encode_image((x - module.mean) / module.std)
+    assert torch.allclose(loaded.encode_image(x), ours, atol=2e-2)  # the export is half precision
+    assert loaded.encode_text(["red hair"]).shape == (1, 16)

@@ -18,13 +18,14 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 class CLIPModel(FrozenNetwork):
     """OpenAI's CLIP ViT-B/32 through open_clip (HairCLIPv2: `clip.load("ViT-B/32")`); text embeddings
     are cached per string. OpenAI's network uses QuickGELU, which open_clip builds only under the
-    `-quickgelu` name (plain `ViT-B-32` is GELU: another function with the same weights)."""
+    `-quickgelu` name (plain `ViT-B-32` is GELU: another function with the same weights).
+    `name="local-dir:FOLDER"` loads an open_clip folder (the world's CLIP, `training/world_clip.py`)."""
 
     def __init__(self, name: str = "ViT-B-32-quickgelu", pretrained: str | None = "openai"):
         super().__init__()
         import open_clip
 
-        if pretrained is None:
+        if pretrained is None and not name.startswith("local-dir:"):  # local-dir: the folder holds the weights
             warnings.warn(f"CLIP {name} with random weights: CLIP losses and scores are meaningless", stacklevel=2)
         try:
             self.model = open_clip.create_model(name, pretrained=pretrained)

@@ -35,3 +35,26 @@ def caption(faces: FaceAttributes) -> list[str]:
         bangs = " with bangs" if float(faces.bangs[i]) > 0.3 else ""
         out.append(f"{length_word(amount)} {colour} {texture} hair{bangs}")
     return out
+
+
+def phrasing(faces: FaceAttributes, generator: torch.Generator | None = None) -> list[str]:
+    """One randomly worded caption per face, naming a random subset of its hair's traits (the colour,
+    the length, the texture, the fringe), so that CLIP learns each word and not only whole captions."""
+    names = hair_colour_name(faces.hair_rgb)
+    draws = torch.rand(len(names), 6, generator=generator).tolist()
+    out = []
+    for i, (colour, d) in enumerate(zip(names, draws, strict=True)):
+        if float(faces.hair_amount[i]) == 0:
+            out.append(("bald", "a bald person", "a bald head", "no hair")[int(d[0] * 4)])
+            continue
+        words = [
+            length_word(float(faces.hair_amount[i])) if d[1] < 0.6 else "",
+            colour if d[2] < 0.75 else "",
+            TEXTURES[min(int(float(faces.curl[i]) * 3), 2)] if d[3] < 0.5 else "",
+        ]
+        if not any(words):
+            words[1] = colour
+        bangs = " with bangs" if float(faces.bangs[i]) > 0.3 and d[4] < 0.5 else ""
+        desc = " ".join(w for w in words if w) + " hair" + bangs
+        out.append(("{}", "a person with {}", "a face with {}")[int(d[5] * 3)].format(desc))
+    return out
