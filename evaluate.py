@@ -36,6 +36,7 @@ from hairclipv2.evaluation.data import PairsDataset, collate_edits, embedded_def
 from hairclipv2.evaluation.fid import CLIPFeatures, RandomFeatures, frechet  # noqa: E402
 from hairclipv2.evaluation.pairs import IMAGE_EXTENSIONS, PairsError, read_pairs  # noqa: E402
 from hairclipv2.evaluation.records import EditRecords  # noqa: E402
+from hairclipv2.evaluation.world_pairs import write_world_pairs  # noqa: E402
 from hairclipv2.losses import IDLoss, LPIPSLoss  # noqa: E402
 from hairclipv2.weights import CheckpointError, user_error  # noqa: E402
 
@@ -73,7 +74,11 @@ def evaluate(cfg: DictConfig) -> dict:
         "fid": "random features (demo)" if cfg.metrics.random_weights else "Inception v3 (torch-fidelity)",
         "fid_real": str(cfg.metrics.get("fid_real_dir") or "the pairs' face images"),
     }
-    if pairs is None:
+    if pairs is None and cfg.get("embedded") == "world":  # world faces with the exact answer of every edit
+        written = write_world_pairs(out / "inputs", task, int(cfg.world_pairs), int(cfg.generator.size))
+        pairs = read_pairs(written, task, int(cfg.generator.size))
+        protocol.update(pairs="the world's pairs (ground truth)", format="CSV")
+    elif pairs is None:
         pairs = embedded_default(out, task, editor.generator, editor.latent_avg)
     records = EditRecords(out)
     done = records.finished(pairs) if cfg.resume else set()

@@ -14,6 +14,7 @@ import csv
 import html
 import io
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -210,7 +211,7 @@ class EditReportWriter(pl.Callback):
 
     def plot(self, rows: list[dict[str, Any]], metrics: list[str], scenarios: dict[str, dict]) -> str | None:
         """Per metric: the distribution over the edits, or with scenarios the mean of each scenario."""
-        values = {m: [r[m] for r in rows if r["status"] == "ok" and r.get(m) not in (None, "")] for m in metrics}
+        values = {m: [r[m] for r in rows if r["status"] == "ok" and _number(r.get(m))] for m in metrics}
         values = {m: v for m, v in values.items() if v}
         if scenarios:
             values = {m: [s.get(m) for s in scenarios.values()] for m in values}
@@ -237,6 +238,11 @@ class EditReportWriter(pl.Callback):
         return "summary_plot.png"
 
 
+def _number(value: Any) -> bool:
+    """A metric value that counts: a number, not NaN (a metric that did not apply to that edit)."""
+    return isinstance(value, (int, float)) and not math.isnan(value)
+
+
 def metric_means(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Mean of each metric over the rows that have it; the runtime leaves out warm-up edits (the first
     of each process) unless only those exist."""
@@ -246,7 +252,7 @@ def metric_means(rows: list[dict[str, Any]]) -> dict[str, float]:
         pool = rows
         if name == "seconds_per_edit" and any(not r.get("warmup") for r in rows):
             pool = [r for r in rows if not r.get("warmup")]
-        values = [r[name] for r in pool if isinstance(r.get(name), (int, float))]
+        values = [r[name] for r in pool if _number(r.get(name))]
         if values:
             means[name] = sum(values) / len(values)
     return means

@@ -15,7 +15,9 @@ masks dilated by the HairCLIPv2 kernel (30 px at 512 px, scaled with the image s
   the inversion table's metrics (SFE, CVPR'24, Table 1) and the hair-transfer table's (Stable-Hair,
   Table 1); MS-SSIM uses as many of its five scales as the image size allows (all five from 176 px).
 - `clip_i` (reference edits): cosine of the CLIP embeddings of y and of the whole reference image.
-- `seconds_per_edit`.
+- `seconds_per_edit`;
+- with ground truth (the world's pairs: `target`, `target_hair`, `source_hair`), the gt_* metrics of
+  `hairclipv2/evaluation/ground_truth.py` (NaN where one does not apply, left out of the means).
 The callback reads edits from `outputs["output"]` (an EditOutput) and `outputs["batch"]` of
 `predict_step` (or `validation_step`), stores the per-edit values in `outputs["metrics"]` for the
 report writer, and logs the means.
@@ -33,6 +35,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from hairclipv2 import masks as M
+from hairclipv2.evaluation.ground_truth import GT_METRICS, ground_truth_metrics
 
 PSNR_CAP = 100.0
 METRICS = (
@@ -49,6 +52,7 @@ METRICS = (
     "lpips",
     "l2",
     "seconds_per_edit",
+    *GT_METRICS,
 )
 MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # torchmetrics' (Wang et al. 2003)
 
@@ -91,7 +95,7 @@ class HairEditMetrics(nn.Module):
     def __init__(self, lpips: nn.Module, identity: nn.Module, clip: nn.Module | None = None):
         super().__init__()
         self.lpips, self.identity, self.clip = lpips, identity, clip
-        self.means = nn.ModuleDict({name: MeanMetric() for name in METRICS})
+        self.means = nn.ModuleDict({name: MeanMetric(nan_strategy="ignore") for name in METRICS})
 
     def clip_embedding(self, images: torch.Tensor) -> torch.Tensor:
         """CLIP image embeddings of images in [-1, 1], bilinearly resized to 224."""
@@ -107,7 +111,11 @@ class HairEditMetrics(nn.Module):
         texts: list[str] | None = None,
         reference: torch.Tensor | None = None,
         reference_hair: torch.Tensor | None = None,
+        truth: dict[str, torch.Tensor] | None = None,
+        colour: bool = False,
     ) -> dict[str, torch.Tensor]:
+        """`truth`: {"target", "target_hair", "source_hair"} (the exact answer, its hair and the
+        source's exact hair); `colour`: the edit asked for a colour (adds gt_colour_de2000)."""
         keep = keep_mask(source_hair, result_hair)
         mixed = composite(source, result, keep)
         values = {
@@ -134,6 +142,17 @@ class HairEditMetrics(nn.Module):
             values["hair_similarity"] = F.cosine_similarity(a, b, dim=-1)
         if self.clip is not None and reference is not None:
             values["clip_i"] = F.cosine_similarity(self.clip_embedding(result), self.clip_embedding(reference), dim=-1)
+        if truth is not None:
+            gt = ground_truth_metrics(
+                result,
+                truth["target"],
+                truth["source_hair"],
+                truth["target_hair"],
+                result_hair,
+                lpips=self.lpips.distance,
+                colour=colour,
+            )
+            values.update({k: v.to(result.device) for k, v in gt.items()})
         for name, v in values.items():
             self.means[name].update(v)
         return values
@@ -173,6 +192,8 @@ class HairMetricsCallback(pl.Callback):
             texts=list(batch["text"]) if "text" in batch else None,
             reference=reference,
             reference_hair=self.hair_of(reference) if reference is not None and self.hair_of is not None else None,
+            truth={k: batch[k] for k in ("target", "target_hair", "source_hair")} if "target" in batch else None,
+            colour=batch.get("kind") == "colour",
         )
         n = out.result.shape[0]
         seconds = torch.full((n,), sum(out.seconds.values()) / n, device=out.result.device)

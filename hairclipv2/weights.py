@@ -86,6 +86,18 @@ OFFICIAL: dict[str, OfficialFile] = {
         "paths.weights.inception",
         "toshas/torch-fidelity GitHub release v0.2.0 (the FID Inception v3 of TF-FID, as torchmetrics loads it)",
     ),
+    "world_generator": OfficialFile(
+        "generator.pt",
+        "editing.stylegan_weights",
+        "this project's world: weights/world/generator.pt in the repository, or <run>/world_generator.pt of "
+        "`python train.py experiment=world_generator`",
+    ),
+    "world_parser": OfficialFile(
+        "parser.pt",
+        "editing.parser_weights",
+        "this project's world: weights/world/parser.pt in the repository, or <run>/world_parser.pt of "
+        "`python train.py experiment=world_parser`",
+    ),
     "ffhq_pca": OfficialFile(
         "ffhq_PCA.npz",
         "paths.weights.ffhq_pca",

@@ -38,6 +38,7 @@ EXPERIMENTS = {
     "fs_encoder_ffhq": "train",
     "hairclipv2_demo": "evaluate",
     "hairclipv2_ffhq": "evaluate",
+    "hairclipv2_world": "evaluate",
     "world_generator": "train",
     "world_parser": "train",
     "world_clip": "train",

@@ -57,3 +57,30 @@ def test_hair_iou_counts_overlap():
     a[..., :4, :] = 1
     b[..., 2:6, :] = 1
     assert math.isclose(float(hair_iou(a, b)[0]), 16 / 48, rel_tol=1e-6)
+
+
+def test_world_pairs_are_valid_pairs_files_with_ground_truth_for_every_task(tmp_path):
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    from hairclipv2.evaluation.pairs import PairsError, read_pairs
+    from hairclipv2.evaluation.world_pairs import write_world_pairs
+
+    for task in ("hair_transfer", "hair_text", "hair_color", "hair_sketch", "hair_mask", "reconstruction"):
+        path = write_world_pairs(tmp_path / task, task, n=2)
+        pairs = read_pairs(path, task, 64)  # every check of a user's pairs file passes
+        assert len(pairs) == 2 and all(p.target and p.target_hair and p.source_hair for p in pairs)
+        source = np.asarray(Image.open(pairs[0].source), np.int16)
+        target = np.asarray(Image.open(pairs[0].target), np.int16)
+        hairs = [np.asarray(Image.open(f)) for f in (pairs[0].source_hair, pairs[0].target_hair)]
+        outside = (hairs[0] == 0) & (hairs[1] == 0)
+        assert (source[outside] == target[outside]).all()  # the answer changes the hair only
+        assert (source != target).any() == (task != "reconstruction")
+    text = read_pairs(tmp_path / "hair_text" / "pairs.csv", "hair_text", 64)[0].text
+    assert text.endswith(("hair", "with bangs"))
+    (tmp_path / "hair_text" / "partial.csv").write_text(
+        "source,target,text\nsources/world00.png,targets/world00.png,red hair\n"
+    )
+    with pytest.raises(PairsError, match="ground truth needs all of"):
+        read_pairs(tmp_path / "hair_text" / "partial.csv", "hair_text", 64)

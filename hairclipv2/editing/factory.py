@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..blending import FeatureBlender
-from ..config import build
+from ..config import ConfigError, build
 from ..losses import AvgLabLoss, BackgroundLoss, CLIPLoss, LandmarkLoss, LPIPSLoss, StyleLoss
 from ..models.clip import CLIPModel
 from ..models.encoders import SketchEncoder
@@ -24,6 +24,7 @@ from ..models.inversion import InversionModel
 from ..models.landmarks import load_fan
 from ..models.landmarks.fan import default_fan_file
 from ..models.parsing import BiSeNet, HairSegmenter, load_parser
+from ..models.parsing.world_unet import load_world_parser
 from ..models.stylegan2 import Generator
 from ..models.vgg import VGG16Activations
 from ..weights import OFFICIAL, MissingCheckpointError, frozen_generator
@@ -52,6 +53,8 @@ def build_hair_editor(
     sketch_weights: str | None = None,
     ffhq_pca: str | None = None,
     clip_pretrained: str | None = "openai",
+    clip_model: str = "ViT-B-32-quickgelu",
+    parser_kind: str = "bisenet",
     e4e_weights: str | None = None,
     random_weights: bool = False,
     random_backbones: bool | None = None,
@@ -75,22 +78,30 @@ def build_hair_editor(
     # CLIP and the VGG16 / LPIPS backbones come from open_clip's and torchvision's caches, not from
     # HairCLIPv2's folder: `random_backbones` (default: random_weights) decides them on their own.
     random_backbones = random_weights if random_backbones is None else random_backbones
+    world = parser_kind == "world"
+    if parser_kind not in ("bisenet", "world"):
+        raise ConfigError(f"editing.parser_kind: expected 'bisenet' or 'world', found {parser_kind!r}")
     if not random_weights:
         fan_file = (landmark_weights or str(default_fan_file())) if use_landmarks and not random_backbones else ""
         check_official_files(
             {
                 "fan": fan_file,
-                "stylegan2": stylegan_weights,
-                "bisenet": parser_weights if parser is None else "",
-                "bald_proxy": bald_weights,
-                "ffhq_pca": ffhq_pca,
+                "world_generator" if world else "stylegan2": stylegan_weights,
+                "world_parser" if world else "bisenet": parser_weights if parser is None else "",
+                # the world has no PCA statistics file (its prior comes from the mapping) and may have
+                # no trained bald mapper yet
+                "bald_proxy": bald_weights if not world else "",
+                "ffhq_pca": ffhq_pca if not world else "",
                 "sketch_proxy": sketch_weights or "",
                 "e4e": e4e_weights or "",
             }
         )
     latent_avg = frozen_generator(generator, stylegan_weights, "editing.stylegan_weights")
     if parser is None:
-        parser = BiSeNet(16).eval() if random_weights else load_parser(parser_weights, 16)
+        if random_weights:
+            parser = BiSeNet(16).eval()
+        else:
+            parser = load_world_parser(parser_weights) if world else load_parser(parser_weights, 16)
     parser.requires_grad_(False)
     if random_weights:
         warnings.warn("hair editor with random weights: the edits are meaningless pictures", stacklevel=2)
@@ -102,8 +113,14 @@ def build_hair_editor(
                 SketchEncoder(1, style_dim=generator.style_dim, n_latent=generator.n_latent), latent_avg
             )
     else:
-        prior = PNormPrior.from_npz(ffhq_pca)
-        bald = load_bald_proxy(bald_weights)
+        prior = PNormPrior.from_npz(ffhq_pca) if ffhq_pca else PNormPrior.from_mapping(generator, samples=20_000)
+        if bald_weights:
+            bald = load_bald_proxy(bald_weights)
+        else:
+            warnings.warn("no bald mapper file (editing.bald_weights): the bald proxy is random", stacklevel=2)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                bald = BaldProxy(LevelMapper(generator.style_dim), random_bald_alpha * BALD_ALPHA_SCALE)
         sketch = (
             SketchProxy(load_sketch_encoder(sketch_weights, generator.style_dim), latent_avg)
             if sketch_weights
@@ -122,7 +139,7 @@ def build_hair_editor(
         resume_with_skip=resume_with_skip,
     )
     lpips_vgg = LPIPSLoss("vgg", random_backbone=random_backbones)
-    clip = CLIPModel(pretrained=None if random_backbones else clip_pretrained)
+    clip = CLIPModel(clip_model, pretrained=None if random_backbones else clip_pretrained)
     vgg = VGG16Activations(random_weights=random_backbones)
     text_cfg, ref_cfg, colour_cfg = (
         build(TextProxyConfig, text, "editing.text"),

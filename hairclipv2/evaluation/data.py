@@ -62,6 +62,13 @@ class PairsDataset(Dataset):
             return read_image(path, self.size)
         return pil_to_tensor(self.aligner.align(open_rgb(path), self.size, name=str(path)).image)
 
+    def coverage(self, path: Path) -> torch.Tensor:
+        """A grayscale hair coverage PNG as (1, size, size) in [0, 1] (area-resized)."""
+        img = Image.open(path).convert("L")
+        if img.size != (self.size, self.size):
+            img = img.resize((self.size, self.size), Image.BOX)
+        return torch.from_numpy(np.asarray(img).copy()).float()[None] / 255
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         """The pair's item; a pair whose files cannot be decoded (or aligned) gives {"id", "row",
         "condition", "kind", "error"} instead, so that it fails alone and the run goes on."""
@@ -97,6 +104,9 @@ class PairsDataset(Dataset):
                 item["reference_codes"] = read_reference_codes(cached, self.generator)
         if p.scenario is not None:
             item["scenario"] = p.scenario
+        if p.target is not None:
+            item["target"] = self.image(p.target)
+            item["target_hair"], item["source_hair"] = (self.coverage(f) for f in (p.target_hair, p.source_hair))
         if self.task == "hair_transfer" and p.color_reference is not None:  # triples: hairstyle, then colour
             item["colour"] = ColourCondition(image=self.image(p.color_reference))
         if self.task == "hair_color":

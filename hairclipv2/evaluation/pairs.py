@@ -48,6 +48,10 @@ TASKS: dict[str, tuple[set[str], set[str]]] = {
     "reconstruction": ({"source"}, {"id"}),
 }
 COLOUR_COLUMNS = ("color_text", "color_reference", "rgb")
+# Optional ground truth, any task (the world's pairs have it): the exact picture the edit should give,
+# its hair coverage and the source's (grayscale PNGs, 255 = hair). Adds the gt_* metrics.
+GROUND_TRUTH = ("target", "target_hair", "source_hair")
+TASKS = {task: (required, optional | set(GROUND_TRUTH)) for task, (required, optional) in TASKS.items()}
 PAINT_LABELS = (0, 1, 6, 10)
 
 
@@ -64,6 +68,9 @@ class Pair:
     mask: Path | None = None
     sketch: Path | None = None
     scenario: str | None = None  # triples: which images coincide (SCENARIOS)
+    target: Path | None = None  # ground truth (GROUND_TRUTH)
+    target_hair: Path | None = None
+    source_hair: Path | None = None
 
     @property
     def condition(self) -> str:
@@ -240,6 +247,11 @@ def read_pairs_csv(path: str | Path, task: str, size: int | None = None) -> list
                 read_label_png(getattr(pair, what), what, size, where)
             elif what in required:
                 raise PairsError(f"{where}: empty {what} path")
+        truth = [c for c in GROUND_TRUTH if r.get(c, "").strip()]
+        if truth and len(truth) != len(GROUND_TRUTH):
+            raise PairsError(f"{where}: ground truth needs all of {list(GROUND_TRUTH)}, got {truth}")
+        for column in truth:
+            setattr(pair, column, _image(path.parent, r[column], where))
         if task == "hair_color":
             given = [c for c in COLOUR_COLUMNS if r.get(c, "").strip()]
             if len(given) != 1:

@@ -7,9 +7,13 @@ editor reads through `HairSegmenter` (BiSeNet's full-size and half-size outputs)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ...weights import load_checkpoint_file, load_state_dict_strict
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -40,3 +44,10 @@ class WorldUNet(nn.Module):
             x = block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear"), skip], 1))
         full = self.head(x)
         return full, F.avg_pool2d(full, 2)
+
+
+def load_world_parser(path: str | Path | None, widths: tuple[int, ...] = (32, 64, 96, 128)) -> WorldUNet:
+    """The world's parser from its state dict (`world_parser.pt` of a world_parser run), in eval mode."""
+    net = WorldUNet(16, widths)
+    load_state_dict_strict(net, load_checkpoint_file(path, "world_parser"), f"world parser {path}")
+    return net.eval()
