@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -223,3 +224,41 @@ def test_negative_loss_weights_are_refused_by_name():
     with pytest.raises(ConfigError, match=r"model.loss.lpips_lambda: a loss weight must be >= 0 .*found -0.8"):
         build(LossConfig, {"lpips_lambda": -0.8}, "model.loss")
     assert build(LossConfig, {"lpips_lambda": 0.0}, "model.loss").lpips_lambda == 0.0
+
+
+def test_the_app_answers_a_bad_setting_in_one_line_and_removes_its_folder(capsys):
+    import glob
+    import tempfile
+
+    from hairclipv2 import app
+
+    before = set(glob.glob(f"{tempfile.gettempdir()}/hairclipv2_app_*"))
+    assert app.main(["--set", "editing.nosuch=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Could not override 'editing.nosuch'") and "Traceback" not in err
+    assert set(glob.glob(f"{tempfile.gettempdir()}/hairclipv2_app_*")) == before  # nothing left behind
+
+
+@pytest.mark.slow
+def test_a_refused_pairs_file_leaves_no_run_folder(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "pairs.csv").write_bytes(b"source\na\x00b.png\n")
+    run = tmp_path / "run"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "evaluate.py",
+            "task=reconstruction",
+            f"pairs={tmp_path / 'pairs.csv'}",
+            f"hydra.run.dir={run}",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 1 and "holds a NUL character" in out.stderr.splitlines()[-1]
+    assert not run.exists()
