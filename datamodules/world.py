@@ -61,9 +61,13 @@ class WorldDataModule(ResumableTrainData):
         seed: int = 0,
         num_workers: int = 0,
         outputs: tuple[str, ...] = OUTPUTS,
+        val_outputs: tuple[str, ...] | None = None,
     ):
+        """`outputs`: what the training items hold beside z; `val_outputs`: the validation items'
+        (default: the same)."""
         super().__init__()
-        outputs = tuple(plain(outputs))  # a plain tuple in the checkpoint's hyperparameters (weights_only)
+        outputs = tuple(plain(outputs))  # plain tuples in the checkpoint's hyperparameters (weights_only)
+        val_outputs = outputs if val_outputs is None else tuple(plain(val_outputs))
         if n_train < batch_size:
             raise ValueError(f"data.n_train ({n_train}) must be at least data.batch_size ({batch_size})")
         self.save_hyperparameters()
@@ -73,7 +77,7 @@ class WorldDataModule(ResumableTrainData):
 
     def setup(self, stage: str | None = None) -> None:
         if self.val_set is None:
-            faces = WorldFaces(self.world, self.hparams.n_val, self.hparams.seed, VAL_STREAM, self.train_set.outputs)
+            faces = WorldFaces(self.world, self.hparams.n_val, self.hparams.seed, VAL_STREAM, self.hparams.val_outputs)
             self.val_set = [faces[i] for i in range(len(faces))]
 
     def val_dataloader(self) -> DataLoader:

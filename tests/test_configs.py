@@ -42,6 +42,7 @@ EXPERIMENTS = {
     "world_generator": "train",
     "world_parser": "train",
     "world_clip": "train",
+    "world_bald": "train",
 }
 OWN = {"callbacks": {"evaluate": "evaluate"}}  # group options meant for one entry point only
 

@@ -199,3 +199,31 @@ def test_the_world_clip_trains_both_towers_and_loads_as_an_open_clip_folder(tmp_
     ours = module.clip.encode_image((x - module.mean) / module.std)
     assert torch.allclose(loaded.encode_image(x), ours, atol=2e-2)  # the export is half precision
     assert loaded.encode_text(["red hair"]).shape == (1, 16)
+
+
+def test_the_bald_mapper_learns_the_bald_codes_in_code_space_and_exports_hairclipv2s_file(tmp_path):
+    from functools import partial
+
+    from hairclipv2.editing.bald import load_bald_proxy
+    from hairclipv2.models.stylegan2 import Generator
+    from hairclipv2.training.world_bald import WorldBaldModule, bald_z
+
+    torch.manual_seed(0)
+    generator = Generator(32, 512, 2, lr_mlp=0.1, channels={4: 16, 8: 16, 16: 8, 32: 8})  # 8 W+ rows
+    module = WorldBaldModule(generator, optimizer=partial(torch.optim.Adam, lr=0.05), jitter=0.0)
+    z = WORLD.z(16, 2)
+    z[:, 14] = 1.0
+    batch = {"z": z}
+    assert (WORLD.render_z(bald_z(z)).labels == HAIR).sum() == 0  # the bald code draws no hair
+    optimiser = module.configure_optimizers()
+    losses = []
+    for _ in range(30):
+        loss = module.training_step(batch, 0)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0]
+    proxy = load_bald_proxy(str(module.export_mapper(tmp_path / "bald_proxy.pt")))  # strict, HairCLIPv2's format
+    codes = module.codes(z)
+    assert torch.allclose(proxy(codes), module.bald_codes(codes).detach(), atol=1e-6)
