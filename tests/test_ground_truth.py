@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from hairclipv2.evaluation.ground_truth import ciede2000, ground_truth_metrics, hair_iou, region_psnr
@@ -61,7 +62,6 @@ def test_hair_iou_counts_overlap():
 
 def test_world_pairs_are_valid_pairs_files_with_ground_truth_for_every_task(tmp_path):
     import numpy as np
-    import pytest
     from PIL import Image
 
     from hairclipv2.evaluation.pairs import PairsError, read_pairs
@@ -84,3 +84,33 @@ def test_world_pairs_are_valid_pairs_files_with_ground_truth_for_every_task(tmp_
     )
     with pytest.raises(PairsError, match="ground truth needs all of"):
         read_pairs(tmp_path / "hair_text" / "partial.csv", "hair_text", 64)
+
+
+@pytest.mark.slow
+def test_the_world_editor_moves_hair_towards_the_asked_colour_and_keeps_the_rest():
+    """The committed world networks (weights/world): a colour edit to red on two world faces."""
+    import warnings
+
+    from hairclipv2.editing.editor import EditBatch
+    from hairclipv2.editing.proxies import ColourCondition
+    from hairclipv2.evaluation.ground_truth import mean_hair_colour
+    from hairclipv2.evaluation.world_pairs import haired_faces
+    from hairclipv2.pipeline import editor_config, from_config
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        editor = from_config(editor_config(overrides=["experiment=hairclipv2_world"]), "")
+    faces = haired_faces(WORLD, 2, 5)
+    shot = WORLD.render(faces)
+    red = torch.tensor(HAIR_COLOURS["red"])
+    target = WORLD.render(faces.with_hair_colour(red))
+    rgb = tuple(int(c) for c in (red * 255).round())
+    out = editor.edit(EditBatch(shot.image, "colour", colours=[ColourCondition(rgb=rgb)] * 2))
+    m = ground_truth_metrics(out.result, target.image, shot.hair, target.hair, out.result_hair, colour=True)
+    before = ciede2000(mean_hair_colour(shot.image, shot.hair), red[None].expand(2, 3))
+    assert (m["gt_colour_de2000"] < before - 5).all()  # the hair's colour moved towards red
+    inside = (out.result_hair > 0.5).float() * (shot.hair >= 0.99).float()
+    r, g, b = mean_hair_colour(out.result, inside).T
+    assert (r > g).all() and (r > b).all()
+    assert (m["gt_psnr_nonhair"] > 18).all()  # the rest, up to the 64 px world embedding's error

@@ -28,6 +28,7 @@ BINARY = {
     ".tif",
     ".tiff",
     ".ipynb",
+    ".bin",
 }
 ALLOWED_SOURCES = ("skimage.data", "synthetic", "project")
 
@@ -68,3 +69,18 @@ def test_no_shared_portrait_is_committed():
     faces = {sha256(p) for p in FACES.iterdir() if p.suffix.lower() in (".jpg", ".png")}
     assert faces, "../shared/faces holds no portraits"
     assert not faces & {sha256(p) for p in binary_files()}
+
+
+def test_the_world_weights_say_how_they_were_made():
+    """weights/world/: every file listed in its PROVENANCE.json with its hash, the command that
+    trained it, the seed, the steps and the run's measured validation."""
+    folder = ROOT / "weights" / "world"
+    provenance = json.loads((folder / "PROVENANCE.json").read_text())
+    listed = {f: h for entry in provenance.values() for f, h in entry["files"].items()}
+    present = {p.relative_to(ROOT).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != "PROVENANCE.json"}
+    assert present == set(listed)
+    for rel, digest in listed.items():
+        assert sha256(ROOT / rel) == digest, f"{rel}: changed since its provenance was recorded"
+    for name, entry in provenance.items():
+        assert entry["command"].startswith("python train.py experiment=world_"), name
+        assert isinstance(entry["seed"], int) and entry["steps"] > 0 and entry["validation"], name

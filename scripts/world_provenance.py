@@ -1,0 +1,85 @@
+"""Copy the world's trained networks from their run folders into weights/world/ and record where each
+comes from (weights/world/PROVENANCE.json: command, seed, steps, the run's last validation, sha256).
+
+    python scripts/world_provenance.py --generator RUN --parser RUN --clip RUN --bald RUN [--note TEXT]
+
+Each RUN is a `train.py experiment=world_*` run folder; a network not given keeps its entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "weights" / "world"
+# network -> (experiment, the file the run exports, the name in weights/world)
+NETWORKS = {
+    "generator": ("world_generator", "world_generator.pt", "generator.pt"),
+    "parser": ("world_parser", "world_parser.pt", "parser.pt"),
+    "clip": ("world_clip", "world_clip", "clip"),
+    "bald": ("world_bald", "bald_proxy.pt", "bald_proxy.pt"),
+}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def last_validation(run: Path) -> tuple[int, dict[str, float]]:
+    """The step and val/* values of the run's last validation row in csv/metrics.csv."""
+    rows = list(csv.DictReader(open(run / "csv" / "metrics.csv")))
+    rows = [r for r in rows if any(k.startswith("val/") and r[k] for k in r)]
+    last = rows[-1]
+    return int(last["step"]) + 1, {k: round(float(v), 4) for k, v in last.items() if k.startswith("val/") and v}
+
+
+def record(name: str, run: Path, note: str) -> dict:
+    experiment, exported, target = NETWORKS[name]
+    overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
+    config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+    dest = OUT / target
+    if dest.is_dir():
+        shutil.rmtree(dest)
+    (shutil.copytree if (run / exported).is_dir() else shutil.copyfile)(run / exported, dest)
+    files = sorted(p for p in ([dest] if dest.is_file() else dest.rglob("*")) if p.is_file())
+    step, metrics = last_validation(run)
+    kept = [o for o in overrides if not o.startswith(("hydra.", "callbacks.progress_bar", "resume_dir"))]
+    return {
+        "command": "python train.py " + " ".join(kept),
+        "experiment": experiment,
+        "seed": config["seed"],
+        "steps": step,
+        "validation": metrics,
+        "files": {p.relative_to(ROOT).as_posix(): sha256(p) for p in files},
+        "note": note,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for name in NETWORKS:
+        p.add_argument(f"--{name}", type=Path, help=f"a run folder of experiment={NETWORKS[name][0]}")
+    p.add_argument("--note", default="", help="hardware and wall time, said in words")
+    args = p.parse_args()
+    path = OUT / "PROVENANCE.json"
+    provenance = json.loads(path.read_text()) if path.is_file() else {}
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name in NETWORKS:
+        run = getattr(args, name)
+        if run is not None:
+            provenance[name] = record(name, run, args.note)
+    tmp = path.with_name(".PROVENANCE.json.tmp")
+    tmp.write_text(json.dumps(provenance, indent=1) + "\n")
+    tmp.replace(path)
+    print(json.dumps({k: (v["steps"], v["validation"]) for k, v in provenance.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
