@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .edit import message
+from .edit import refuse
 from .io import open_rgb, save_image_atomic
 from .masks import PAINT_COLOURS
 from .photo import Condition, EditError, PhotoEditor
@@ -308,11 +308,7 @@ def serve(args: argparse.Namespace, scratch: Path) -> int:
     try:
         app.editor  # noqa: B018 -- networks load before the page opens, and a missing file stops here
     except Exception as exc:
-        text = message(exc, args.weights)
-        if text is None:
-            raise
-        print(f"error: {text}", file=sys.stderr)
-        return 2
+        return refuse(exc, args.weights)
     page = build_app(app, None if args.weights else DEMO_WARNING)
     page.launch(server_name=args.host, server_port=args.port, share=False)
     return 0

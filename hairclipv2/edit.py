@@ -179,16 +179,21 @@ def message(exc: BaseException, weights: str | None) -> str | None:
     return text
 
 
+def refuse(exc: Exception, weights: str | None) -> int:
+    """Exit status 2 with the one-line message of a user's error; a bug is raised again."""
+    text = message(exc, weights)
+    if text is None:
+        raise exc
+    print(f"error: {text}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         written = run(args)
     except Exception as exc:
-        text = message(exc, args.weights)
-        if text is None:
-            raise
-        print(f"error: {text}", file=sys.stderr)
-        return 2
+        return refuse(exc, args.weights)
     for name, path in written.items():
         print(f"{name:10s} {path}")
     return 0
