@@ -500,6 +500,8 @@ def test_a_run_killed_with_sigkill_resumes_in_place_and_ends_bit_identical(tmp_p
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert not (tmp_path / "logs").exists() and last_step(killed) == end  # continued in the same folder
     assert not list((killed / "checkpoints").glob(".*.tmp"))  # a write the kill cut short was cleaned up
+    logged = {int(r["step"]) for r in csv.DictReader(open(killed / "csv" / "metrics.csv")) if r.get("train/loss")}
+    assert min(logged) < at <= max(logged)  # the history before the kill is kept, the resumed steps appended
     clean = tmp_path / "clean"
     straight = run_train([*KILL_RUN, f"trainer.max_steps={end}", f"hydra.run.dir={clean}"])
     assert straight.returncode == 0, straight.stderr[-3000:]
