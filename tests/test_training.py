@@ -441,7 +441,13 @@ def test_export_holds_the_best_checkpoint_with_every_official_option(tmp_path):
 KILL_RUN = [
     a for a in FAST if not a.startswith(("trainer.max_steps", "trainer.val_check_interval", "checkpoint_every"))
 ]
-KILL_RUN += ["checkpoint_every=2", "trainer.val_check_interval=4", "~callbacks.official_export", "logger=csv"]
+KILL_RUN += [
+    "checkpoint_every=2",
+    "trainer.val_check_interval=4",
+    "~callbacks.official_export",
+    "logger=csv",
+    "trainer.log_every_n_steps=1",
+]
 
 
 def as_from_a_terminal() -> None:
