@@ -647,6 +647,7 @@ def test_the_source_cache_embeds_a_picture_once_and_forgets_the_oldest(editor, s
     assert calls == [2, 1, 1] and out.result.shape == sources[:1].shape  # an edit reuses the embedding
 
 
+@pytest.mark.slow  # bf16 autocast on a CPU: about 65 s here, a GPU path
 def test_a_bf16_edit_stays_near_the_float32_edit_and_returns_float32(editor, sources, monkeypatch):
     """editing.acceleration.precision=bf16 runs the edit under autocast (it changes the numbers) and
     still hands back float32 images and codes close to the float32 edit's."""
