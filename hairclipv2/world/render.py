@@ -116,28 +116,27 @@ def hair_regions(a: FaceAttributes, x: torch.Tensor, y: torch.Tensor) -> tuple[t
     return silhouette, front
 
 
-def hair_colour(a: FaceAttributes, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def from_crown(a: FaceAttributes, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(angle, distance) of the grid around the crown, where the strands start (above the parting)."""
+    dx = x - _col(a.face_cx + 0.45 * a.parting * a.face_rx)
+    dy = y - (_col(a.face_cy) - _col(a.face_ry))
+    return torch.atan2(dx, dy), torch.sqrt(dx**2 + dy**2)
+
+
+def hair_colour(a: FaceAttributes, angle: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W): the hair's colour with strands that fan out from the crown and curl."""
-    cx, ry = _col(a.face_cx + 0.45 * a.parting * a.face_rx), _col(a.face_ry)
-    crown_y = _col(a.face_cy) - ry
-    dx, dy = x - cx, y - crown_y
-    r = torch.sqrt(dx**2 + dy**2)
     curl = _col(a.curl)
-    phi = torch.atan2(dx, dy) * 18 + 4 * curl * torch.sin(r * (20 + 30 * curl))
+    phi = angle * 18 + 4 * curl * torch.sin(r * (20 + 30 * curl))
     strands = 0.5 + 0.5 * torch.sin(phi)
     sheen = 0.2 * torch.exp(-(((r - 0.3) / 0.06) ** 2)) * (1 - curl)
     shade = 0.8 + 0.2 * strands + sheen
     return (a.hair_rgb[:, :, None, None] * shade[:, None]).clamp(0, 1)
 
 
-def _flow_lines(a: FaceAttributes, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _flow_lines(a: FaceAttributes, angle: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """(N, H, W) bool: a few thin lines along the strands (the sketch's interior strokes)."""
-    cx = _col(a.face_cx + 0.45 * a.parting * a.face_rx)
-    crown_y = _col(a.face_cy) - _col(a.face_ry)
-    dx, dy = x - cx, y - crown_y
-    r = torch.sqrt(dx**2 + dy**2)
     curl = _col(a.curl)
-    phi = torch.atan2(dx, dy) * 5 + 1.2 * curl * torch.sin(r * (20 + 30 * curl))
+    phi = angle * 5 + 1.2 * curl * torch.sin(r * (20 + 30 * curl))
     return torch.sin(phi).abs() < 0.06
 
 
@@ -155,7 +154,8 @@ def render(a: FaceAttributes, size: int = 64, supersample: int = 4) -> WorldImag
     canvas.paint_with((a.background[:, :, None, None] * shade[:, None]).clamp(0, 1), cls["background"])
 
     behind, front = hair_regions(a, x, y)
-    hair_paint = canvas.paint_with(hair_colour(a, x, y), cls["hair"])
+    angle, r = from_crown(a, x, y)
+    hair_paint = canvas.paint_with(hair_colour(a, angle, r), cls["hair"])
     canvas.paint(behind, hair_paint)
     neck = (dx.abs() < 0.42 * rx) & (dy > 0.2 * ry)
     canvas.paint(neck.expand(n, res, res), canvas.paint_with(a.skin * 0.85, cls["neck"]))
@@ -174,7 +174,7 @@ def render(a: FaceAttributes, size: int = 64, supersample: int = 4) -> WorldImag
     ids = torch.tensor([WORLD_16.classes[c] for c in LAYER_CLASSES], device=device)
     hair = coverage[:, cls["hair"] : cls["hair"] + 1]
     on_hair = canvas.ids == hair_paint
-    lines = F.max_pool2d((_flow_lines(a, x, y) & on_hair).float()[:, None], supersample)
+    lines = F.max_pool2d((_flow_lines(a, angle, r) & on_hair).float()[:, None], supersample)
     return WorldImages(image, ids[coverage.argmax(1, keepdim=True)], hair, sketch_strokes(hair, lines))
 
 
