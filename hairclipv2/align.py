@@ -1,18 +1,19 @@
-"""FFHQ-style face alignment from facenet-pytorch MTCNN's five landmarks.
+"""FFHQ face alignment: dlib's 68 landmarks (as FFHQ, e4e and HairCLIPv2 crop) or MTCNN's five.
 
-The crop follows the FFHQ recipe (NVlabs ffhq-dataset, `recreate_aligned_images`), with MTCNN's eye
-centres and mouth corners in place of the dlib-68 averages:
+NVlabs' FFHQ recipe (ffhq-dataset `recreate_aligned_images`), on the eye centres and mouth corners:
 
     e = (eye_l + eye_r) / 2,  m = (mouth_l + mouth_r) / 2,  e2e = eye_r - eye_l,  e2m = m - e
     x = e2e - rot90(e2m); x *= max(2 |e2e|, 1.8 |e2m|) / |x|;  y = rot90(x);  c = e + 0.1 e2m
     quad = [c - x - y, c - x + y, c + x + y, c + x - y]   (top-left, bottom-left, bottom-right, top-right)
 
-then shrink, crop, reflect-pad with a blurred border when the quad leaves the photo, a QUAD transform
-to 4096 px and an antialiased resize to the output size (1024, and 256 for the encoders).
+then shrink, crop, reflect-pad with a blurred border when the quad leaves the photo, a bilinear QUAD
+transform to `transform_size` px and a Lanczos resize to the output size. With dlib's 68 points (eyes:
+the means of points 36-41 and 42-47, mouth corners 48 and 54) this is HairCLIPv2's `align_face`
+(output 1024, transform 4096) and, with output and transform 256 and `face="last"`, e4e's.
 
-    python -m hairclipv2.align IN_DIR OUT_DIR [--size 1024] [--size256]
+    python -m hairclipv2.align IN_DIR OUT_DIR [--size 1024] [--landmarks dlib68|mtcnn] [--face largest]
 writes OUT_DIR/<name>.png for every photo with a face and OUT_DIR/align_report.json listing what was
-skipped and why (no face, unreadable file).
+skipped and why (no face, unreadable file) and which face was taken where there were several.
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from . import dlib_models
 from .io import open_rgb, save_image_atomic
 
 TRANSFORM_SIZE = 4096
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+LANDMARKS = ("dlib68", "mtcnn")
+FaceChoice = int | str  # an index in detection order, "largest" or "last"
 
 
 class NoFaceError(ValueError):
@@ -63,13 +67,20 @@ class FaceQuad:
         return np.stack([(u + 1) / 2, (v + 1) / 2], axis=1) * output_size
 
 
-def ffhq_quad(landmarks5: np.ndarray) -> FaceQuad:
-    """The FFHQ quad from MTCNN's landmarks (eye_l, eye_r, nose, mouth_l, mouth_r), (5, 2) in (x, y)."""
-    lm = np.asarray(landmarks5, dtype=np.float64)
-    if lm.shape != (5, 2):
-        raise ValueError(f"landmarks must have shape (5, 2), got {lm.shape}")
-    eye_l, eye_r, _, mouth_l, mouth_r = lm
-    eye_avg, mouth_avg = (eye_l + eye_r) / 2, (mouth_l + mouth_r) / 2
+def eyes_and_mouth(landmarks: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(eye_l, eye_r, mouth_l, mouth_r) from dlib's 68 points or MTCNN's five, (K, 2) in (x, y)."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.shape == (68, 2):
+        return lm[36:42].mean(0), lm[42:48].mean(0), lm[48], lm[54]
+    if lm.shape == (5, 2):  # eye_l, eye_r, nose, mouth_l, mouth_r
+        return lm[0], lm[1], lm[3], lm[4]
+    raise ValueError(f"landmarks must have shape (68, 2) (dlib) or (5, 2) (MTCNN), got {lm.shape}")
+
+
+def ffhq_quad(landmarks: np.ndarray) -> FaceQuad:
+    """The FFHQ quad from dlib's 68 landmarks or MTCNN's five."""
+    eye_l, eye_r, mouth_l, mouth_r = eyes_and_mouth(landmarks)
+    eye_avg, mouth_avg = (eye_l + eye_r) * 0.5, (mouth_l + mouth_r) * 0.5
     eye_to_eye, eye_to_mouth = eye_r - eye_l, mouth_avg - eye_avg
     x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]
     x /= np.hypot(*x)
@@ -78,7 +89,9 @@ def ffhq_quad(landmarks5: np.ndarray) -> FaceQuad:
     return FaceQuad(eye_avg + eye_to_mouth * 0.1, x, y)
 
 
-def warp_to_quad(img: Image.Image, quad: FaceQuad, output_size: int = 1024) -> Image.Image:
+def warp_to_quad(
+    img: Image.Image, quad: FaceQuad, output_size: int = 1024, transform_size: int = TRANSFORM_SIZE
+) -> Image.Image:
     """The FFHQ crop: shrink, crop, pad (reflect + blur), QUAD transform, resize."""
     corners, qsize = quad.corners.copy(), quad.size
     shrink = int(np.floor(qsize / output_size * 0.5))
@@ -120,47 +133,144 @@ def warp_to_quad(img: Image.Image, quad: FaceQuad, output_size: int = 1024) -> I
         arr += (np.median(arr, axis=(0, 1)) - arr) * np.clip(edge, 0.0, 1.0)
         img = Image.fromarray(np.uint8(np.clip(np.rint(arr), 0, 255)), "RGB")
         corners += pad[:2]
-    img = img.transform((TRANSFORM_SIZE, TRANSFORM_SIZE), Image.QUAD, (corners + 0.5).flatten(), Image.BILINEAR)
-    return img.resize((output_size, output_size), Image.LANCZOS) if output_size < TRANSFORM_SIZE else img
+    img = img.transform((transform_size, transform_size), Image.QUAD, (corners + 0.5).flatten(), Image.BILINEAR)
+    return img.resize((output_size, output_size), Image.LANCZOS) if output_size < transform_size else img
+
+
+@dataclass
+class DetectedFace:
+    landmarks: np.ndarray  # (68, 2) int (dlib) or (5, 2) float (MTCNN), photo pixels (x, y)
+    box: tuple[float, float, float, float]  # the detector's rectangle (left, top, right, bottom)
+
+    @property
+    def area(self) -> float:
+        return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
 
 
 @dataclass
 class AlignedFace:
     image: Image.Image  # output_size x output_size RGB
-    landmarks: np.ndarray  # the detected landmarks in the photo, (5, 2)
-    aligned_landmarks: np.ndarray  # where they land in `image`, (5, 2)
+    landmarks: np.ndarray  # the detected landmarks in the photo, (68, 2) or (5, 2)
+    aligned_landmarks: np.ndarray  # where they land in `image`
     quad: FaceQuad
-    n_faces: int  # faces found; the most confident one is aligned
+    n_faces: int  # faces found
+    index: int = 0  # which of them (detection order) was aligned
+    detector: str = "dlib68"  # the landmarks used (dlib68, or mtcnn: asked for, or dlib found no face)
+
+    def describe(self, name: str = "image") -> str:
+        """One line for the user: which face of how many, found by what."""
+        which = f"face {self.index} of {self.n_faces} (detection order)" if self.n_faces > 1 else "its face"
+        return f"{name}: aligned {which} with {self.detector} landmarks"
+
+
+def default_landmarks() -> str:
+    """dlib68 (the official crop) when dlib and its predictor are installed, otherwise mtcnn."""
+    return "dlib68" if dlib_models.available() else "mtcnn"
+
+
+def choose_face(faces: list[DetectedFace], face: FaceChoice) -> int:
+    """The index of `face` among the detections: an index, "largest" (detector box) or "last"."""
+    if face == "largest":
+        return max(range(len(faces)), key=lambda i: faces[i].area)
+    if face == "last":
+        return len(faces) - 1
+    if isinstance(face, str):
+        raise ValueError(f"face must be an index, 'largest' or 'last', got {face!r}")
+    index = int(face)
+    if not -len(faces) <= index < len(faces):
+        raise ValueError(f"face {index} asked for, but {len(faces)} face(s) were found")
+    return index % len(faces)
+
+
+def parse_face(text: str) -> FaceChoice:
+    """A command line's face choice: "largest", "last" or an integer index."""
+    if text in ("largest", "last"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected largest, last or a face index, got {text!r}") from None
 
 
 class FaceAligner:
-    """MTCNN (weights ship with facenet-pytorch) + the FFHQ crop."""
+    """Face landmarks and the FFHQ crop.
 
-    def __init__(self, device: str = "cpu"):
-        from facenet_pytorch import MTCNN
+    `landmarks`: "dlib68" (dlib's HOG detector, upsampled once, and its 68-point predictor: the
+    official crop), "mtcnn" (facenet-pytorch's five points), or None for dlib68 when installed.
+    `fallback`: with dlib68, retry with MTCNN when dlib finds no face (profile views); the aligned
+    face says which detector it came from.
+    """
 
-        self.mtcnn = MTCNN(keep_all=True, device=device)
+    def __init__(self, landmarks: str | None = None, device: str = "cpu", fallback: bool = True):
+        landmarks = landmarks or default_landmarks()
+        if landmarks not in LANDMARKS:
+            raise ValueError(f"landmarks must be one of {LANDMARKS}, got {landmarks!r}")
+        self.kind, self.device, self.fallback = landmarks, device, fallback
+        self._mtcnn = None
 
-    def landmarks(self, img: Image.Image, name: str = "image") -> tuple[np.ndarray, int]:
-        """The five landmarks of the most confident face, and how many faces were found."""
-        _, probs, points = self.mtcnn.detect(img.convert("RGB"), landmarks=True)
-        if points is None or len(points) == 0:
-            raise NoFaceError(f"{name}: no face found")
-        return np.asarray(points[int(np.argmax(probs))], dtype=np.float64), len(points)
+    @property
+    def mtcnn(self):
+        if self._mtcnn is None:
+            from facenet_pytorch import MTCNN
+
+            self._mtcnn = MTCNN(keep_all=True, device=self.device)
+        return self._mtcnn
+
+    def detect_dlib(self, img: Image.Image) -> list[DetectedFace]:
+        pixels = np.asarray(img.convert("RGB"))
+        predictor = dlib_models.shape_predictor()
+        found = []
+        for rect in dlib_models.frontal_face_detector()(pixels, 1):
+            points = np.array([[p.x, p.y] for p in predictor(pixels, rect).parts()], dtype=np.int64)
+            found.append(DetectedFace(points, (rect.left(), rect.top(), rect.right(), rect.bottom())))
+        return found
+
+    def detect_mtcnn(self, img: Image.Image) -> list[DetectedFace]:
+        boxes, _, points = self.mtcnn.detect(img.convert("RGB"), landmarks=True)
+        if points is None:
+            return []
+        return [DetectedFace(np.asarray(p, dtype=np.float64), tuple(map(float, b))) for b, p in zip(boxes, points)]
+
+    def detect(self, img: Image.Image, name: str = "image") -> tuple[list[DetectedFace], str]:
+        """Every face, in the detector's order, and the detector that found them."""
+        if self.kind == "dlib68":
+            found = self.detect_dlib(img)
+            if found or not self.fallback:
+                if not found:
+                    raise NoFaceError(f"{name}: no face found (dlib)")
+                return found, "dlib68"
+        found = self.detect_mtcnn(img)
+        if not found:
+            tried = "neither dlib nor MTCNN" if self.kind == "dlib68" else "MTCNN"
+            raise NoFaceError(f"{name}: no face found ({tried} found one)")
+        return found, "mtcnn"
 
     def faces(self, img: Image.Image, name: str = "image") -> list[np.ndarray]:
-        """The five landmarks of every face found, largest face (detector box area) first."""
-        boxes, _, points = self.mtcnn.detect(img.convert("RGB"), landmarks=True)
-        if points is None or len(points) == 0:
-            raise NoFaceError(f"{name}: no face found")
-        areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes]
-        return [np.asarray(points[i], dtype=np.float64) for i in np.argsort(areas)[::-1]]
+        """Every face's landmarks in the detector's order: (68, 2) integers with dlib."""
+        return [f.landmarks for f in self.detect(img, name)[0]]
 
-    def align(self, img: Image.Image, output_size: int = 1024, name: str = "image") -> AlignedFace:
+    def landmarks(self, img: Image.Image, name: str = "image") -> tuple[np.ndarray, int]:
+        """The landmarks of the largest face, and how many faces were found."""
+        found, _ = self.detect(img, name)
+        return found[choose_face(found, "largest")].landmarks, len(found)
+
+    def align(
+        self,
+        img: Image.Image,
+        output_size: int = 1024,
+        name: str = "image",
+        face: FaceChoice = "largest",
+        transform_size: int = TRANSFORM_SIZE,
+    ) -> AlignedFace:
+        """The FFHQ crop of one face. HairCLIPv2's: output 1024, transform 4096 (the default) with
+        face 0, 1, ... (it writes them all); e4e's `align_face`: output and transform 256, face "last"."""
         img = img.convert("RGB")  # grayscale, RGBA and palette images
-        lm, n = self.landmarks(img, name)
+        found, detector = self.detect(img, name)
+        index = choose_face(found, face)
+        lm = found[index].landmarks
         quad = ffhq_quad(lm)
-        return AlignedFace(warp_to_quad(img, quad, output_size), lm, quad.to_output(lm, output_size), quad, n)
+        image = warp_to_quad(img, quad, output_size, transform_size)
+        return AlignedFace(image, lm, quad.to_output(lm, output_size), quad, len(found), index, detector)
 
 
 class AlignError(ValueError):
@@ -202,8 +312,11 @@ def align_folder(
     output_size: int = 1024,
     aligner: FaceAligner | None = None,
     overwrite: bool = False,
+    face: FaceChoice = "largest",
+    transform_size: int = TRANSFORM_SIZE,
 ) -> dict:
-    """Align every image of in_dir into out_dir/<stem>.png; returns (and writes) the report."""
+    """Align every image of in_dir into out_dir/<stem>.png (one face each: `face`); returns (and
+    writes) the report."""
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
         raise FileNotFoundError(f"input folder not found: {in_dir}")
@@ -214,12 +327,20 @@ def align_folder(
     report: dict = {"input": str(in_dir), "output": str(out_dir), "size": output_size, "aligned": [], "skipped": []}
     for path, target in plan.items():
         try:
-            face = aligner.align(open_rgb(path), output_size, name=str(path))
+            aligned = aligner.align(open_rgb(path), output_size, str(path), face, transform_size)
         except (ValueError, NoFaceError) as exc:
             report["skipped"].append({"path": str(path), "reason": str(exc)})
             continue
-        save_image_atomic(face.image, target)
-        report["aligned"].append({"path": str(path), "output": str(target), "faces_found": face.n_faces})
+        save_image_atomic(aligned.image, target)
+        report["aligned"].append(
+            {
+                "path": str(path),
+                "output": str(target),
+                "faces_found": aligned.n_faces,
+                "face": aligned.index,
+                "landmarks": aligned.detector,
+            }
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / ".align_report.json.tmp"
     tmp.write_text(json.dumps(report, indent=2))
@@ -228,14 +349,32 @@ def align_folder(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="FFHQ-align the faces of a folder of photographs (MTCNN landmarks).")
+    parser = argparse.ArgumentParser(description="FFHQ-align the faces of a folder of photographs.")
     parser.add_argument("in_dir")
     parser.add_argument("out_dir")
     parser.add_argument("--size", type=int, default=1024, help="output size (1024 as FFHQ; 256 for the encoders)")
     parser.add_argument("--overwrite", action="store_true", help="replace crops already in OUT_DIR")
+    parser.add_argument(
+        "--landmarks",
+        choices=LANDMARKS,
+        default=None,
+        help="dlib68: dlib's 68 points, the official FFHQ crop (default when dlib is installed); mtcnn: five points",
+    )
+    parser.add_argument(
+        "--face",
+        type=parse_face,
+        default="largest",
+        help="which face of a photo with several: largest (default), last, or an index",
+    )
+    parser.add_argument(
+        "--transform-size", type=int, default=TRANSFORM_SIZE, help="the QUAD transform's size (4096; e4e's: 256)"
+    )
     args = parser.parse_args(argv)
     try:
-        report = align_folder(args.in_dir, args.out_dir, args.size, overwrite=args.overwrite)
+        aligner = FaceAligner(args.landmarks)
+        report = align_folder(
+            args.in_dir, args.out_dir, args.size, aligner, args.overwrite, args.face, args.transform_size
+        )
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -243,6 +382,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"aligned {len(report['aligned'])} image(s) into {args.out_dir}; skipped {len(report['skipped'])}")
+    for item in report["aligned"]:
+        if item["faces_found"] > 1 or item["landmarks"] != aligner.kind:
+            print(
+                f"  {item['path']}: took face {item['face']} of {item['faces_found']} ({item['landmarks']} landmarks)"
+            )
     for item in report["skipped"]:
         print(f"  skipped {item['path']}: {item['reason']}")
     return 0

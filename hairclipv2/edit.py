@@ -143,6 +143,8 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     wanted = condition(args, size)
     aligner = FaceAligner()
     prepared = prepare(aligner, size, photo, wanted, args.photo, args.all_faces)  # before the editor is built
+    if prepared.note:
+        print(prepared.note, file=sys.stderr)
     paths = output_paths(args, len(prepared.crops))
     check_outputs(args, paths)
     result = PhotoEditor(build_editor(cfg), aligner, args.grow, args.feather).edit_prepared(prepared)

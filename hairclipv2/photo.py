@@ -113,16 +113,24 @@ class Prepared:
     quads: list[FaceQuad]
     crops: list[Image.Image]
     reference: torch.Tensor | None  # the aligned reference (1, 3, S, S)
+    note: str = ""  # which face(s) were taken, by which landmarks, when that needs saying
 
 
 def aligned_faces(
     aligner: FaceAligner, size: int, photo: Image.Image, name: str = "photo", all_faces: bool = False
-) -> tuple[list[FaceQuad], list[Image.Image]]:
-    """The FFHQ quads of the photo's faces, largest first (only the largest unless all_faces), and
-    the aligned crops (size px)."""
-    faces = aligner.faces(photo, name=name)
-    quads = [ffhq_quad(lm) for lm in (faces if all_faces else faces[:1])]
-    return quads, [warp_to_quad(photo, quad, size) for quad in quads]
+) -> tuple[list[FaceQuad], list[Image.Image], str]:
+    """The FFHQ quads of the photo's faces, largest first (only the largest unless all_faces), the
+    aligned crops (size px), and a note saying which faces were taken when there was a choice."""
+    found, detector = aligner.detect(photo, name=name)
+    found = sorted(found, key=lambda f: -f.area)
+    quads = [ffhq_quad(f.landmarks) for f in (found if all_faces else found[:1])]
+    notes = []
+    if detector != aligner.kind:
+        notes.append(f"{name}: dlib found no face; aligned with MTCNN's five landmarks instead")
+    if len(found) > 1:
+        taken = "all of them, largest first" if all_faces else "the largest (--all-faces edits every one)"
+        notes.append(f"{name}: {len(found)} faces found; editing {taken}")
+    return quads, [warp_to_quad(photo, quad, size) for quad in quads], "\n".join(notes)
 
 
 def prepare(
@@ -135,12 +143,12 @@ def prepare(
 ) -> Prepared:
     """Everything that can be wrong with the input, found before any edit (and before the editor is
     built): a face in the photo (and in the reference), a condition that fits the edit size."""
-    quads, crops = aligned_faces(aligner, size, photo, name, all_faces)
+    quads, crops, note = aligned_faces(aligner, size, photo, name, all_faces)
     reference = None
     if condition.reference is not None:
         reference = pil_to_tensor(aligner.align(condition.reference, size, name="the reference").image)[None]
     condition.batch(pil_to_tensor(crops[0])[None], reference)
-    return Prepared(photo.convert("RGB"), condition, quads, crops, reference)
+    return Prepared(photo.convert("RGB"), condition, quads, crops, reference, note)
 
 
 class PhotoEditor:

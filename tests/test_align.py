@@ -20,7 +20,7 @@ FACES = ROOT.parent / "shared" / "faces"
 
 @pytest.fixture(scope="module")
 def aligner():
-    return FaceAligner()
+    return FaceAligner("mtcnn")
 
 
 @pytest.fixture(scope="module")

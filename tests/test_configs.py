@@ -40,6 +40,7 @@ EXPERIMENTS = {
     "hairclipv2_ffhq": "evaluate",
     "hairclipv2_world": "evaluate",
     "world_generator": "train",
+    "world_generator_finish": "train",
     "world_parser": "train",
     "world_clip": "train",
     "world_bald": "train",

@@ -13,6 +13,7 @@ import copy
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -29,21 +30,23 @@ class WorldGeneratorModule(pl.LightningModule):
         self,
         generator: Generator,
         optimizer: Callable[..., torch.optim.Optimizer] = partial(torch.optim.Adam, lr=2e-3, betas=(0.9, 0.99)),
+        scheduler: Callable[..., Any] | None = None,
         l1_lambda: float = 0.0,
         ema_decay: float = 0.999,
         world_dims: int | None = N_PARAMS,
         init_weights: str | None = None,
         export: str | None = "world_generator.pt",
     ):
-        """`ema_decay`: the weight of the running average per step; `world_dims`: the coordinates of z
+        """`scheduler`: an optional partial LR scheduler stepped every step (a decay to the end of
+        training buys the last decibels); `ema_decay`: the weight of the running average per step; `world_dims`: the coordinates of z
         the world reads (the mapping network's first layer starts blind to the others, which carry
         nothing; None keeps StyleGAN2's initialisation); `init_weights`: an exported generator file
         to continue from (both the live and the averaged weights start from it; the optimiser starts
         afresh); `export`: the file in the run folder the averaged generator is written to after
         every validation and at the end."""
         super().__init__()
-        self.save_hyperparameters(ignore=["generator", "optimizer"])
-        self.optimizer, self.export = optimizer, export
+        self.save_hyperparameters(ignore=["generator", "optimizer", "scheduler"])
+        self.optimizer, self.scheduler, self.export = optimizer, scheduler, export
         if init_weights is not None:
             load_generator(generator, init_weights, "model.init_weights")
         elif world_dims is not None:
@@ -83,8 +86,11 @@ class WorldGeneratorModule(pl.LightningModule):
         self.log("val/loss", self.val_loss, prog_bar=True)
         self.log("val/psnr", self.val_psnr, prog_bar=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer(self.generator.parameters())
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer(self.generator.parameters())
+        if self.scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler(optimizer), "interval": "step"}}
 
     def export_generator(self, path: str | Path) -> Path:
         """The averaged generator in rosinality's container, with latent_avg of 4096 of the world's z."""
