@@ -30,9 +30,11 @@ from torch.utils.data import DataLoader  # noqa: E402
 from callbacks.edit_report import EditReportWriter  # noqa: E402
 from callbacks.hair_metrics import HairEditMetrics, HairMetricsCallback  # noqa: E402
 from hairclipv2.config import ConfigError, instantiate_group, positive_int, register_resolvers  # noqa: E402
+from hairclipv2.dlib_models import DlibUnavailable  # noqa: E402
 from hairclipv2.editing.editor import HairEditModule  # noqa: E402
 from hairclipv2.editing.factory import editor_from_config  # noqa: E402
 from hairclipv2.evaluation.data import PairsDataset, collate_edits, embedded_default  # noqa: E402
+from hairclipv2.evaluation.dlib_identity import DlibIdentity  # noqa: E402
 from hairclipv2.evaluation.fid import CLIPFeatures, RandomFeatures, frechet  # noqa: E402
 from hairclipv2.evaluation.pairs import IMAGE_EXTENSIONS, PairsError, read_pairs  # noqa: E402
 from hairclipv2.evaluation.records import EditRecords  # noqa: E402
@@ -42,8 +44,30 @@ from hairclipv2.weights import CheckpointError, user_error  # noqa: E402
 
 register_resolvers()
 
-SHOWN_PER_SCENARIO = ("fid", "fid_clip", "lpips", "psnr", "ssim", "identity", "clip_i", "seconds_per_edit")
+SHOWN_PER_SCENARIO = (
+    "fid",
+    "fid_clip",
+    "lpips",
+    "psnr",
+    "ssim",
+    "identity",
+    "identity_dlib_distance",
+    "clip_i",
+    "seconds_per_edit",
+)
 RANDOM_WARNING = "RANDOM WEIGHTS: no pretrained networks are used (editing.random_weights=true); the pictures and metric values are meaningless and only show that the pipeline runs."
+
+
+def identity_metric(name: str | None) -> DlibIdentity | None:
+    """metrics.identity: "dlib" adds dlib's trained identity network beside IR-SE50's; null: not."""
+    if name in (None, "none"):
+        return None
+    if name != "dlib":
+        raise ConfigError(f"metrics.identity: expected dlib or null, got {name!r}")
+    try:
+        return DlibIdentity()
+    except DlibUnavailable as exc:
+        raise ConfigError(f"metrics.identity=dlib: {exc}; or set metrics.identity=null") from None
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -63,6 +87,7 @@ def evaluate(cfg: DictConfig) -> dict:
         m = cfg.metrics
         identity = IDLoss(m.identity_backbone, weights=m.identity_weights, random_weights=bool(m.random_weights))
         lpips = LPIPSLoss(m.lpips_net, random_backbone=bool(m.random_weights))
+    dlib_identity = identity_metric(m.get("identity"))
     distributions = distribution_metrics(cfg, editor.clip)
     protocol = {
         "task": task,
@@ -73,6 +98,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "inversion": str(cfg.inversion),
         "fid": "random features (demo)" if cfg.metrics.random_weights else "Inception v3 (torch-fidelity)",
         "fid_real": str(cfg.metrics.get("fid_real_dir") or "the pairs' face images"),
+        "identity": "IR-SE50" + (" and dlib's face-recognition ResNet (trained)" if dlib_identity else ""),
     }
     if pairs is None and cfg.get("embedded") == "world":  # world faces with the exact answer of every edit
         written = write_world_pairs(out / "inputs", task, int(cfg.world_pairs), int(cfg.generator.size))
@@ -97,7 +123,7 @@ def evaluate(cfg: DictConfig) -> dict:
     )
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_edits)
     clip = editor.clip
-    metrics_cb = HairMetricsCallback(HairEditMetrics(lpips, identity, clip), hair_of=editor.hair)
+    metrics_cb = HairMetricsCallback(HairEditMetrics(lpips, identity, clip, dlib_identity), hair_of=editor.hair)
     writer = EditReportWriter(
         out,
         task,
@@ -194,7 +220,7 @@ def main(cfg: DictConfig) -> None:
             f"{summary['task']}: {summary['edits']} edits, {summary['failures']} failed; report: {Path(cfg.paths.output_dir) / 'report.html'}"
         )
         for name, value in summary["metrics"].items():
-            print(f"  {name:18s} {value:.4g}")
+            print(f"  {name:24s} {value:.4g}")
         for scenario, values in summary.get("scenarios", {}).items():
             shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if k in SHOWN_PER_SCENARIO)
             print(f"  [{scenario}] {values['edits']} edits: {shown}")

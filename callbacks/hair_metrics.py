@@ -8,6 +8,9 @@ masks dilated by the HairCLIPv2 kernel (30 px at 512 px, scaled with the image s
 - `nonhair_ssim`, `nonhair_lpips`: SSIM / LPIPS between x and y composited with x outside `keep`
   (y * keep + x * (1 - keep)), so that only non-hair pixels can differ.
 - `identity`: identity cosine similarity (IR-SE50 or facenet) of x and y.
+- `identity_dlib`, `identity_dlib_distance` (with `metrics.identity=dlib`): cosine similarity and
+  Euclidean distance of dlib's face-recognition descriptors of x and y (a trained network that
+  installs offline; a distance below 0.6 is dlib's "same person").
 - `clip_score` (text edits): 100 * max(cos(CLIP(y), CLIP(text)), 0), as torchmetrics' CLIPScore.
 - `hair_similarity` (reference edits): cosine of the CLIP embeddings of the hair regions of y and of
   the reference (image * hair mask).
@@ -35,6 +38,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from hairclipv2 import masks as M
+from hairclipv2.evaluation.dlib_identity import DlibIdentity
 from hairclipv2.evaluation.ground_truth import GT_METRICS, ground_truth_metrics
 
 PSNR_CAP = 100.0
@@ -43,6 +47,8 @@ METRICS = (
     "nonhair_ssim",
     "nonhair_lpips",
     "identity",
+    "identity_dlib",
+    "identity_dlib_distance",
     "clip_score",
     "hair_similarity",
     "clip_i",
@@ -92,9 +98,15 @@ def composite(x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor) -> torch.Ten
 class HairEditMetrics(nn.Module):
     """Per-edit values and their running means (MeanMetric: synced over DDP ranks)."""
 
-    def __init__(self, lpips: nn.Module, identity: nn.Module, clip: nn.Module | None = None):
+    def __init__(
+        self,
+        lpips: nn.Module,
+        identity: nn.Module,
+        clip: nn.Module | None = None,
+        dlib_identity: DlibIdentity | None = None,
+    ):
         super().__init__()
-        self.lpips, self.identity, self.clip = lpips, identity, clip
+        self.lpips, self.identity, self.clip, self.dlib_identity = lpips, identity, clip, dlib_identity
         self.means = nn.ModuleDict({name: MeanMetric(nan_strategy="ignore") for name in METRICS})
 
     def clip_embedding(self, images: torch.Tensor) -> torch.Tensor:
@@ -133,6 +145,10 @@ class HairEditMetrics(nn.Module):
             "lpips": self.lpips.distance(result, source),
             "l2": ((result - source) / 2).pow(2).mean(dim=(1, 2, 3)),
         }
+        if self.dlib_identity is not None:
+            a, b = self.dlib_identity.descriptors(result), self.dlib_identity.descriptors(source)
+            values["identity_dlib"] = F.cosine_similarity(a, b, dim=1)
+            values["identity_dlib_distance"] = (a - b).norm(dim=1)
         if self.clip is not None and texts is not None:
             image = F.normalize(self.clip_embedding(result), dim=-1)
             text = F.normalize(self.clip.encode_text(texts), dim=-1)

@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from . import dlib_models
 from .align import FaceAligner, NoFaceError
 from .config import ConfigError
 from .evaluation.pairs import PairsError, parse_rgb, read_label_png
-from .io import image_format, open_rgb, save_image_atomic
+from .io import image_format, open_rgb, pil_to_tensor, save_image_atomic
 from .photo import Condition, EditError, PhotoEditor, prepare
 from .pipeline import editor_config, from_config
 from .weights import CheckpointError, user_error
@@ -133,6 +134,23 @@ def _inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
     return [(path, flag if flag.startswith("--") else path) for flag, path in named if path]
 
 
+def identity_lines(faces: list) -> list[str]:
+    """dlib's identity distance of each face's edit to its crop (a trained network; below 0.6 is
+    dlib's "same person"), or nothing when dlib is not installed."""
+    if not dlib_models.available():
+        return []
+    from .evaluation.dlib_identity import SAME_PERSON, DlibIdentity
+
+    identity, lines = DlibIdentity(), []
+    for i, face in enumerate(faces):
+        crop, edit = pil_to_tensor(face.crop)[None], pil_to_tensor(face.edit)[None]
+        distance = float(identity.distance(crop, edit))
+        verdict = "the same person" if distance < SAME_PERSON else "not the same person"
+        tag = "" if len(faces) == 1 else f" (face {i})"
+        lines.append(f"identity{tag}: dlib distance {distance:.3f} to the input ({verdict} by dlib's {SAME_PERSON})")
+    return lines
+
+
 def run(args: argparse.Namespace) -> dict[str, Path]:
     """Inputs and outputs are checked first, everything is computed, then written: an error leaves no
     file behind."""
@@ -148,6 +166,8 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     paths = output_paths(args, len(prepared.crops))
     check_outputs(args, paths)
     result = PhotoEditor(build_editor(cfg), aligner, args.grow, args.feather).edit_prepared(prepared)
+    for line in identity_lines(result.faces):
+        print(line)
     images = {"photo": result.photo, "region": result.region}
     for i, face in enumerate(result.faces):
         tag = "" if len(result.faces) == 1 else f"_face{i}"

@@ -52,9 +52,14 @@ def test_the_command_edits_the_photo_and_keeps_everything_else(astronaut, tmp_pa
     monkeypatch.setattr(edit, "build_editor", functools.partial(edit.build_editor, parser=ThresholdParser()))
     out = tmp_path / "edited.png"
     assert main([str(astronaut), "--text", "short curly hair", "-o", str(out), *SMALL]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     for name in ("edited.png", "edited_aligned.png", "edited_edit.png", "edited_region.png"):
         assert name in printed and (tmp_path / name).is_file()
+    # dlib finds her face and the mission patch: the command says which it edited, and how far the
+    # edit moved her identity by dlib's trained network.
+    assert "2 faces found; editing the largest" in captured.err
+    assert "identity: dlib distance" in printed
     before = np.asarray(Image.open(astronaut).convert("RGB"))
     after = np.asarray(Image.open(out))
     region = np.asarray(Image.open(tmp_path / "edited_region.png"))
