@@ -330,10 +330,38 @@ def test_painted_mask_alone_drives_the_proxy_and_lowers_its_loss(editor, sources
             editor.segmenter, editor.generator.synthesis(editor.latent_avg.expand(2, 10, -1)), labels
         )
     torch.testing.assert_close(h[0], start, rtol=1e-4, atol=1e-6)
-    out = editor.edit(EditBatch(sources[:1], "mask", masks=labels[:1]))
+    seen = {}
+    hairstyle = editor.blender.hairstyle
+
+    def spy(codes, feature, visual_mask, *args):
+        seen["visual_mask"] = visual_mask
+        return hairstyle(codes, feature, visual_mask, *args)
+
+    editor.blender.hairstyle = spy
+    try:
+        out = editor.edit(EditBatch(sources[:1], "mask", masks=labels[:1]))
+    finally:
+        del editor.blender.hairstyle
     assert "mask_proxy" in out.seconds and not torch.equal(out.result, out.reconstruction)
+    assert torch.equal(seen["visual_mask"], labels[:1, None])  # HairCLIPv2: the painting is visual_mask
     with pytest.raises(ValueError, match="texts, a painted mask, or both"):
         editor.text_proxy.optimise(sources[:1], None, editor.latent_avg)
+
+
+def test_painted_bald_region_official_and_union(editor, monkeypatch):
+    """Painting longer hair balds the new area either way; erased hair is balded only by "union"."""
+    parsed = torch.zeros(1, 1, 32, 32, dtype=torch.long)
+    parsed[..., :8, :] = 10  # the photo's own hair: the top quarter
+    longer = torch.zeros(1, 32, 32, dtype=torch.long)
+    longer[:, :16, :] = 10
+    erased = torch.zeros(1, 32, 32, dtype=torch.long)
+    bald = editor.segmenter.hair_and_ears
+    assert torch.equal(editor.bald_labels(parsed, None), parsed)
+    assert bald(editor.bald_labels(parsed, longer)).sum() == 16 * 32
+    assert bald(editor.bald_labels(parsed, erased)).sum() == 0  # official: the erased hair is kept
+    monkeypatch.setattr(editor, "painted_bald_region", "union")
+    assert bald(editor.bald_labels(parsed, longer)).sum() == 16 * 32
+    assert bald(editor.bald_labels(parsed, erased)).sum() == 8 * 32
 
 
 def test_colour_only_edit_targets_the_source_photo(editor, sources, monkeypatch):

@@ -37,6 +37,7 @@ from .sketch import SketchProxy
 KINDS = ("text", "reference", "mask", "sketch", "colour", "reconstruction")
 GLOBAL_KINDS = ("text", "reference", "mask")  # kinds with a global hairstyle proxy (and the bald proxy)
 PAINT_LABELS = (0, 1, 6, 10)  # HairCLIPv2's painting classes: background, face, ear, hair
+PAINTED_BALD_REGIONS = ("painted", "union")
 # A painted mask starts from the source's parsed labels (utils/mask_ui.py), so any of the parser's
 # classes may remain; only the painting classes weigh in the mask loss.
 PARSER_CLASSES = 16
@@ -142,6 +143,7 @@ class HairEditor(nn.Module):
         encoder: InversionModel | None = None,
         sketch_proxy: SketchProxy | None = None,
         source_photo_targets: bool = True,
+        painted_bald_region: str = "painted",
         networks: dict[str, nn.Module | None] | None = None,
         source_cache: int = 0,
         acceleration: Acceleration | None = None,
@@ -149,6 +151,10 @@ class HairEditor(nn.Module):
         """`source_photo_targets`: HairCLIPv2 parses the real photo for the bald mask, gives it to the
         proxies (landmarks) and uses it as the colour edit's target when the hairstyle is kept
         (`scripts/*.py`: `src_image`); False uses the image decoded from (F, S) instead.
+        `painted_bald_region`: where a painted mask is given, the labels the bald region (hair +
+        ears) is read from: "painted" is HairCLIPv2's (the painting is its `visual_mask`: painting
+        longer hair balds the new area, erased hair stays in the features), "union" also balds the
+        photo's own hair (erasing hair removes it).
         `networks`: the networks the parts share (generator, segmenter, clip, lpips, vgg, fan), registered
         here once; the parts only refer to them (sharing.py). `source_cache`: how many sources keep
         their embedding and parser labels for the next edit of the same picture (0: none; cache.py).
@@ -159,6 +165,9 @@ class HairEditor(nn.Module):
         self.blender, self.embedding, self.bald = blender, embedding, bald
         self.text_proxy, self.ref_proxy, self.colour_proxy, self.encoder = text_proxy, ref_proxy, colour_proxy, encoder
         self.sketch_proxy, self.source_photo_targets = sketch_proxy, source_photo_targets
+        if painted_bald_region not in PAINTED_BALD_REGIONS:
+            raise ValueError(f"painted_bald_region must be one of {PAINTED_BALD_REGIONS}, got {painted_bald_region!r}")
+        self.painted_bald_region = painted_bald_region
         self.cache = SourceCache(source_cache) if source_cache else None
         self.register_buffer("latent_avg", latent_avg.reshape(-1).clone())
         self.acceleration = acceleration or Acceleration()
@@ -167,6 +176,16 @@ class HairEditor(nn.Module):
     @property
     def generator(self) -> nn.Module:
         return self.networks["generator"]
+
+    def bald_labels(self, parsed: torch.Tensor, painted: torch.Tensor | None) -> torch.Tensor:
+        """The labels (N, 1, L, L) the bald region is read from (HairCLIPv2's `visual_mask`): the
+        photo's parsed labels, or with a painted mask (N, L, L) as `painted_bald_region` says."""
+        if painted is None:
+            return parsed
+        painted = painted[:, None].to(parsed)
+        if self.painted_bald_region == "painted":
+            return painted
+        return torch.where(self.segmenter.hair_and_ears(painted) > 0, painted, parsed)
 
     def clock(self) -> float:
         """Seconds for stage timings: on a GPU, after the queued kernels have run (synchronised)."""
@@ -296,7 +315,7 @@ class HairEditor(nn.Module):
             blended = self.blender.hairstyle(
                 fs.codes,
                 fs.feature,
-                src_labels,
+                self.bald_labels(src_labels, batch.masks),
                 bald_codes,
                 global_codes,
                 local.codes if local is not None else None,

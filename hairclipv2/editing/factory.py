@@ -64,6 +64,7 @@ def build_hair_editor(
     randomize_proxy_noise: bool = True,
     resume_with_skip: bool = False,
     source_photo_targets: bool = True,
+    painted_bald_region: str = "painted",
     use_landmarks: bool = True,
     landmark_weights: str | None = None,
     random_bald_alpha: float = 1.0,
@@ -182,6 +183,7 @@ def build_hair_editor(
         encoder,
         sketch,
         source_photo_targets,
+        painted_bald_region,
         source_cache=source_cache,
         acceleration=build(Acceleration, acceleration, "editing.acceleration"),
         networks={
