@@ -33,6 +33,7 @@ from hairclipv2.config import ConfigError, instantiate_group, positive_int, regi
 from hairclipv2.dlib_models import DlibUnavailable  # noqa: E402
 from hairclipv2.editing.editor import HairEditModule  # noqa: E402
 from hairclipv2.editing.factory import editor_from_config  # noqa: E402
+from hairclipv2.editing.latents import LatentCache  # noqa: E402
 from hairclipv2.evaluation.data import PairsDataset, collate_edits, embedded_default  # noqa: E402
 from hairclipv2.evaluation.dlib_identity import DlibIdentity  # noqa: E402
 from hairclipv2.evaluation.fid import CLIPFeatures, RandomFeatures, frechet  # noqa: E402
@@ -56,6 +57,13 @@ SHOWN_PER_SCENARIO = (
     "seconds_per_edit",
 )
 RANDOM_WARNING = "RANDOM WEIGHTS: no pretrained networks are used (editing.random_weights=true); the pictures and metric values are meaningless and only show that the pipeline runs."
+
+
+def latent_cache(latents: DictConfig | dict) -> LatentCache | None:
+    """HairCLIPv2's cache folders, written where an inversion is missing (latents.write)."""
+    if not latents.get("write", True) or not (latents.get("src_F_dir") or latents.get("ref_latent_dir")):
+        return None
+    return LatentCache(latents.get("src_F_dir"), latents.get("ref_latent_dir"))
 
 
 def identity_metric(name: str | None) -> DlibIdentity | None:
@@ -146,7 +154,9 @@ def evaluate(cfg: DictConfig) -> dict:
     seed = int(cfg.seed) if cfg.batch_size == 1 else None
     if len(dataset):
         trainer.predict(
-            HairEditModule(editor, seed=seed, inversion=cfg.inversion), dataloaders=loader, return_predictions=False
+            HairEditModule(editor, seed=seed, inversion=cfg.inversion, latents=latent_cache(latents)),
+            dataloaders=loader,
+            return_predictions=False,
         )
     if not trainer.is_global_zero:
         return {}

@@ -556,6 +556,46 @@ def test_cached_official_latents_replace_the_inversions(editor, sources, tmp_pat
     assert "ref.npy: the codes has shape (1, 4, 512)" in ds[0]["error"]  # in a run: this pair fails alone
 
 
+def test_missing_cached_latents_are_written_and_reused(editor, sources, tmp_path, monkeypatch):
+    """As HairCLIPv2: an edit writes src_F/<name>.npz and ref_latent/<name>.npy where they are missing
+    (its formats), and the next run over the same pictures inverts nothing."""
+    from PIL import Image
+
+    from hairclipv2.editing.latents import LatentCache
+    from hairclipv2.evaluation.data import PairsDataset, collate_edits
+    from hairclipv2.evaluation.pairs import Pair
+    from hairclipv2.io import save_image_atomic, to_uint8
+
+    g = editor.generator
+    src_png = save_image_atomic(Image.fromarray(to_uint8(sources[0])), tmp_path / "img" / "src.png")
+    ref_png = save_image_atomic(Image.fromarray(to_uint8(sources[1])), tmp_path / "img" / "ref.png")
+    dirs = {"src_f_dir": tmp_path / "src_F", "ref_latent_dir": tmp_path / "ref_latent"}
+    pair = Pair(1, "a", src_png, reference=ref_png)
+    ds = PairsDataset([pair], "hair_transfer", 64, generator=g, hairstyle_block=1, **dirs)
+    cache = LatentCache(*dirs.values())
+    first = HairEditModule(editor, latents=cache).run(collate_edits([ds[0]]))
+    assert sorted(p.name for p in cache.written) == ["ref.npy", "src.npz"]
+    with np.load(tmp_path / "src_F" / "src.npz") as npz:
+        assert npz["latent_in"].shape == (1, g.n_latent, g.style_dim) and npz["latent_F"].shape == (
+            1,
+            g.channels[8],
+            8,
+            8,
+        )
+        torch.testing.assert_close(torch.from_numpy(npz["latent_F"])[0], first.source_feature[0])
+    assert np.load(tmp_path / "ref_latent" / "ref.npy").shape == (1, g.n_latent, g.style_dim)
+    assert not list(tmp_path.glob("*/.*.tmp"))
+
+    def no_inversion(*args, **kwargs):
+        raise AssertionError("a cached latent was inverted again")
+
+    monkeypatch.setattr(editor.embedding, "invert_w", no_inversion)
+    monkeypatch.setattr(editor.embedding, "invert_fs", no_inversion)
+    again = HairEditModule(editor, latents=cache).run(collate_edits([ds[0]]))
+    torch.testing.assert_close(again.reference_codes, first.reference_codes)
+    assert len(cache.written) == 2  # nothing written twice
+
+
 # ------------------------------------------------------------------------------------ landmarks
 @pytest.fixture(scope="module")
 def fan():
@@ -693,3 +733,25 @@ def test_a_bf16_edit_stays_near_the_float32_edit_and_returns_float32(editor, sou
     difference = (fast.result - exact.result).abs()
     assert difference.max() > 0
     assert difference.mean() < 0.05 * exact.result.abs().mean()
+
+
+def test_clip_half_on_cuda_is_clip_loads_fp16_network():
+    """clip.load on CUDA keeps fp16 weights (layer norms in float32) and casts the inputs: the same
+    embeddings to float16's precision, gradients still reaching the image; off the GPU it stays float32."""
+    from hairclipv2.models.clip import CLIPModel
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clip = CLIPModel("ViT-B-32-quickgelu", None, half_on_cuda=True)
+    images = torch.rand(2, 3, 224, 224, requires_grad=True)
+    full = clip.encode_image(images)
+    assert not clip.is_half  # a CPU tensor: float32, as clip.load on a CPU
+    clip.to_half()
+    assert clip.model.visual.conv1.weight.dtype == torch.float16
+    assert clip.model.visual.ln_pre.weight.dtype == torch.float32
+    half = clip.encode_image(images)
+    assert half.dtype == torch.float32 and not torch.equal(half, full)
+    assert torch.nn.functional.cosine_similarity(half, full).min() > 0.999
+    half.sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0

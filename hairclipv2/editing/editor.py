@@ -13,6 +13,7 @@ Every optimisation is batched with per-sample codes and per-sample losses. `Hair
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ from .acceleration import Acceleration
 from .bald import BaldProxy
 from .cache import SourceCache
 from .embedding import FSCode, FSEmbedding
-from .latents import fs_code
+from .latents import LatentCache, fs_code
 from .proxies import ColourCondition, ColourProxy, RefProxy, TextProxy
 from .sketch import SketchProxy
 
@@ -122,6 +123,9 @@ class EditOutput:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, for the whole batch
     bald_codes: torch.Tensor | None = None  # the bald proxy's W+ (hairstyle edits with a global proxy)
     proxy_codes: torch.Tensor | None = None  # the hairstyle proxy's W+: global (text, reference, mask), else sketch
+    source_codes: torch.Tensor | None = None  # the source's (S, F) embedding the edit started from
+    source_feature: torch.Tensor | None = None
+    reference_codes: torch.Tensor | None = None  # the references' W+ inversion (reference edits)
 
     def __post_init__(self) -> None:
         # float32 whatever precision the edit ran at (bf16 autocast: acceleration.py)
@@ -269,10 +273,17 @@ class HairEditor(nn.Module):
             )
         if self.ref_proxy is None:
             raise ValueError("this editor has no reference proxy")
-        ref_codes = batch.reference_codes
-        if ref_codes is None:
-            ref_codes = self.embedding.invert_w(batch.references, self.initial_codes(batch.references))
-        return self.ref_proxy.optimise(source_images, batch.references, ref_codes, painted_labels=batch.masks)
+        batch = self.with_reference_codes(batch)
+        return self.ref_proxy.optimise(
+            source_images, batch.references, batch.reference_codes, painted_labels=batch.masks
+        )
+
+    def with_reference_codes(self, batch: EditBatch) -> EditBatch:
+        """The batch with its references' W+ (HairCLIPv2's `ref_latent`): given, or inverted here."""
+        if batch.kind != "reference" or batch.reference_codes is not None:
+            return batch
+        codes = self.embedding.invert_w(batch.references, self.initial_codes(batch.references))
+        return dataclasses.replace(batch, reference_codes=codes)
 
     def edit(
         self, batch: EditBatch, source_code: FSCode | None = None, progress: Callable[[str], None] | None = None
@@ -302,6 +313,7 @@ class HairEditor(nn.Module):
                 seconds["bald"] = self.clock() - tic
                 progress(f"{batch.kind} proxy")
                 tic = self.clock()
+                batch = self.with_reference_codes(batch)
                 global_codes = self.global_proxy(batch, target).codes
                 seconds[f"{batch.kind}_proxy"] = self.clock() - tic
             if batch.sketches is not None:
@@ -345,6 +357,9 @@ class HairEditor(nn.Module):
                 seconds,
                 bald_codes,
                 global_codes if global_codes is not None else None if local is None else local.codes,
+                fs.codes.detach(),
+                fs.feature.detach(),
+                batch.reference_codes,
             )
 
 
@@ -359,16 +374,23 @@ class HairEditModule(pl.LightningModule):
     """
 
     def __init__(
-        self, editor: HairEditor, isolate_failures: bool = True, seed: int | None = None, inversion: str = "fs"
+        self,
+        editor: HairEditor,
+        isolate_failures: bool = True,
+        seed: int | None = None,
+        inversion: str = "fs",
+        latents: LatentCache | None = None,
     ):
         """`seed`: each batch's random draws (proxy noise) start from seed + a hash of its ids, so a
         pair edited alone gives the same result in any run, process or order. `inversion`: "fs"
-        (HairCLIPv2's optimised embedding) or "e4e" (the encoder's codes, one forward pass)."""
+        (HairCLIPv2's optimised embedding) or "e4e" (the encoder's codes, one forward pass).
+        `latents`: HairCLIPv2's cache folders, where the inversions an edit computed are written
+        (batches carry "source_stem" and "reference_stem")."""
         super().__init__()
         if inversion not in ("fs", "e4e"):
             raise ValueError(f"inversion must be 'fs' or 'e4e', got {inversion!r}")
         self.editor = editor.requires_grad_(False)
-        self.isolate_failures, self.seed, self.inversion = isolate_failures, seed, inversion
+        self.isolate_failures, self.seed, self.inversion, self.latents = isolate_failures, seed, inversion, latents
 
     def run(self, batch: dict[str, Any]) -> EditOutput:
         source_code = None
@@ -378,7 +400,13 @@ class HairEditModule(pl.LightningModule):
         elif self.inversion == "e4e":
             source_code = self.editor.encoder_code(batch["source"])
         with torch.enable_grad():
-            return self.editor.edit(batch_to_edits(batch), source_code)
+            out = self.editor.edit(batch_to_edits(batch), source_code)
+        if self.latents is not None and "source_stem" in batch:
+            if source_code is None:
+                self.latents.store(batch["source_stem"], out.source_codes, out.source_feature)
+            if "reference_codes" not in batch:
+                self.latents.store_references(batch.get("reference_stem", []), out.reference_codes)
+        return out
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         """Pairs whose files could not be loaded arrive in batch["failures"] and are reported as such."""
@@ -446,6 +474,9 @@ def slice_batch(batch: dict[str, Any], idx: list[int]) -> dict[str, Any]:
 def concat_outputs(outputs: list[EditOutput]) -> EditOutput:
     fields = ("result", "reconstruction", "hairstyle", "source_hair", "result_hair", "codes", "feature")
     merged = {f: torch.cat([getattr(o, f) for o in outputs]) for f in fields}
+    for f in ("source_codes", "source_feature", "reference_codes"):  # kept where every output has them
+        if all(getattr(o, f) is not None for o in outputs):
+            merged[f] = torch.cat([getattr(o, f) for o in outputs])
     seconds: dict[str, float] = {}
     for o in outputs:
         for k, v in o.seconds.items():

@@ -54,6 +54,7 @@ def build_hair_editor(
     ffhq_pca: str | None = None,
     clip_pretrained: str | None = "openai",
     clip_model: str = "ViT-B-32-quickgelu",
+    clip_half_on_cuda: bool = False,
     parser_kind: str = "bisenet",
     e4e_weights: str | None = None,
     random_weights: bool = False,
@@ -140,7 +141,7 @@ def build_hair_editor(
         resume_with_skip=resume_with_skip,
     )
     lpips_vgg = LPIPSLoss("vgg", random_backbone=random_backbones)
-    clip = CLIPModel(clip_model, pretrained=None if random_backbones else clip_pretrained)
+    clip = CLIPModel(clip_model, None if random_backbones else clip_pretrained, half_on_cuda=clip_half_on_cuda)
     vgg = VGG16Activations(random_weights=random_backbones)
     text_cfg, ref_cfg, colour_cfg = (
         build(TextProxyConfig, text, "editing.text"),

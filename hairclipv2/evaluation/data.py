@@ -86,9 +86,11 @@ class PairsDataset(Dataset):
             "id": p.id,
             "row": p.row,
             "condition": p.condition,
+            "source_stem": p.source.stem,  # the cached inversions' file names (HairCLIPv2's src_F/<stem>.npz)
         }
         if p.reference is not None:
             item["reference"] = self.image(p.reference)
+            item["reference_stem"] = p.reference.stem
         if p.text is not None:
             item["text"] = p.text
         if p.mask is not None:

@@ -19,10 +19,16 @@ class CLIPModel(FrozenNetwork):
     """OpenAI's CLIP ViT-B/32 through open_clip (HairCLIPv2: `clip.load("ViT-B/32")`); text embeddings
     are cached per string. OpenAI's network uses QuickGELU, which open_clip builds only under the
     `-quickgelu` name (plain `ViT-B-32` is GELU: another function with the same weights).
-    `name="local-dir:FOLDER"` loads an open_clip folder (the world's CLIP, `training/world_clip.py`)."""
+    `name="local-dir:FOLDER"` loads an open_clip folder (the world's CLIP, `training/world_clip.py`).
 
-    def __init__(self, name: str = "ViT-B-32-quickgelu", pretrained: str | None = "openai"):
+    `half_on_cuda`: as `clip.load(..., device="cuda")`, which keeps OpenAI's fp16 weights: on a CUDA
+    device the convolutions, linear layers and attention run in float16 (layer norms in float32)
+    and the inputs are cast to float16; embeddings come back float32. Off, CLIP is float32 on every
+    device (`clip.load` on a CPU)."""
+
+    def __init__(self, name: str = "ViT-B-32-quickgelu", pretrained: str | None = "openai", half_on_cuda: bool = False):
         super().__init__()
+        self.half_on_cuda, self.is_half = half_on_cuda, False
         import open_clip
 
         if pretrained is None and not name.startswith("local-dir:"):  # local-dir: the folder holds the weights
@@ -41,6 +47,24 @@ class CLIPModel(FrozenNetwork):
         self._text_cache: dict[str, torch.Tensor] = {}
         self.freeze()
 
+    def to_half(self) -> CLIPModel:
+        """OpenAI's fp16 CLIP: clip.load's `convert_weights` (open_clip's `convert_weights_to_lp`),
+        with its float32 layer norms."""
+        from open_clip import convert_weights_to_lp
+        from open_clip.transformer import LayerNormFp32
+
+        if not self.is_half:
+            convert_weights_to_lp(self.model, torch.float16)
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.LayerNorm):
+                    module.__class__ = LayerNormFp32
+            self.is_half = True
+        return self
+
+    def _precision_for(self, device: torch.device) -> None:
+        if self.half_on_cuda and device.type == "cuda":
+            self.to_half()
+
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """Unnormalised text embeddings (N, D), cached per string."""
         for t in texts:
@@ -48,6 +72,7 @@ class CLIPModel(FrozenNetwork):
                 raise ValueError(f"text conditions must be non-empty strings, got {t!r}")
         missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
         if missing:
+            self._precision_for(self.mean.device)
             with torch.no_grad():
                 emb = self.model.encode_text(self.tokenizer(missing).to(self.mean.device)).float()
             self._text_cache.update(zip(missing, emb))
@@ -55,7 +80,9 @@ class CLIPModel(FrozenNetwork):
 
     def encode_image(self, images01: torch.Tensor) -> torch.Tensor:
         """Unnormalised image embeddings of (N, 3, 224, 224) images in [0, 1]."""
-        return self.model.encode_image((images01 - self.mean) / self.std).float()
+        self._precision_for(images01.device)
+        x = (images01 - self.mean) / self.std
+        return self.model.encode_image(x.half() if self.is_half else x).float()
 
 
 def clip_input(images: torch.Tensor) -> torch.Tensor:
