@@ -57,6 +57,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if hasattr(datamodule, "report") and trainer.is_global_zero:
         write_json_atomic(datamodule.report(), out / "data_report.json")
+    if trainer.is_global_zero:
+        write_json_atomic(cluster_report(trainer), out / "cluster.json")
     if cfg.train:
         with stop_on_sigterm(), restore_errors(trainer, ckpt_path):
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -87,14 +89,32 @@ def check_settings(cfg: DictConfig) -> None:
             positive_int(cfg.data[key], f"data.{key}")
 
 
+def cluster_report(trainer: pl.Trainer) -> dict[str, Any]:
+    """Where the run's processes came from: the world size and the cluster environment Lightning
+    read the ranks from (SLURM's srun variables on a cluster)."""
+    env = getattr(trainer.strategy, "cluster_environment", None)
+    return {
+        "world_size": trainer.world_size,
+        "num_nodes": trainer.num_nodes,
+        "devices_per_node": trainer.num_devices,
+        "cluster_environment": type(env).__name__ if env is not None else None,
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
+
+
 def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """ckpt_path, or with resume_dir (a run folder, continued in place) its checkpoints/last.ckpt;
-    checked to be a whole checkpoint before anything is built."""
+    """ckpt_path, or with resume_dir (a run folder, continued in place) its checkpoints/last.ckpt,
+    or with auto_resume the run folder's own last.ckpt (a requeued job's); checked to be a whole
+    checkpoint before anything is built."""
     if cfg.get("ckpt_path"):
         if not Path(cfg.ckpt_path).is_file():
             raise ConfigError(f"ckpt_path: no such file: {cfg.ckpt_path}")
         return str(check_checkpoint_file(cfg.ckpt_path))
     if not cfg.get("resume_dir"):
+        own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        if cfg.get("auto_resume") and own.is_file():  # a requeued job, back in its own run folder
+            print(f"resuming from {own} (auto_resume)", file=sys.stderr)
+            return str(check_checkpoint_file(own))
         return None
     last = Path(cfg.resume_dir) / "checkpoints" / "last.ckpt"
     if not last.is_file():

@@ -34,6 +34,7 @@ GROUPS = {
 EXPERIMENTS = {
     "e4e_demo": "train",
     "e4e_ffhq": "train",
+    "e4e_world": "train",
     "fs_encoder_demo": "train",
     "fs_encoder_ffhq": "train",
     "hairclipv2_demo": "evaluate",

@@ -125,6 +125,7 @@ class E4EModule(pl.LightningModule):
         )
         self.val_lpips, self.val_id_sim, self.val_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_latent_mse, self.val_count, self.val_d_loss = MeanMetric(), SumMetric(), MeanMetric()
+        self.val_latent_avg_mse = MeanMetric()  # the same error for answering latent_avg: the bar to beat
 
     @property
     def generator(self) -> Generator:
@@ -261,7 +262,10 @@ class E4EModule(pl.LightningModule):
             metrics["val/id_similarity"] = self.val_id_sim
         if "w" in batch:
             self.val_latent_mse.update(((codes - batch["w"]) ** 2).mean(dim=(1, 2)))
+            average = self.model.latent_avg[None].to(codes)
+            self.val_latent_avg_mse.update(((average - batch["w"]) ** 2).mean(dim=(1, 2)))
             metrics["val/latent_mse"] = self.val_latent_mse
+            metrics["val/latent_avg_mse"] = self.val_latent_avg_mse
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=False)
         return {"input": x.detach(), "reconstruction": y_hat.detach()}
 

@@ -1,0 +1,1 @@
+"""The project's Hydra launchers (a Hydra plugin package: Hydra imports plugins from hydra_plugins)."""
