@@ -3,7 +3,8 @@ comes from (weights/world/PROVENANCE.json: command, seed, steps, the run's last 
 
     python scripts/world_provenance.py --generator RUN --parser RUN --clip RUN --bald RUN [--note TEXT]
 
-Each RUN is a `train.py experiment=world_*` run folder; a network not given keeps its entry.
+Each RUN is a `train.py experiment=world_*` run folder (for the generator also
+`world_generator_finish`, which continues the shipped one); a network not given keeps its entry.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ def record(name: str, run: Path, note: str) -> dict:
     files = sorted(p for p in ([dest] if dest.is_file() else dest.rglob("*")) if p.is_file())
     step, metrics = last_validation(run)
     kept = [o for o in overrides if not o.startswith(("hydra.", "callbacks.progress_bar", "resume_dir"))]
+    ran = [o.split("=", 1)[1] for o in kept if o.startswith("experiment=")]
     return {
         "command": "python train.py " + " ".join(kept),
-        "experiment": experiment,
+        "experiment": ran[0] if ran else experiment,
         "seed": config["seed"],
         "steps": step,
         "validation": metrics,

@@ -101,6 +101,7 @@ def test_hydra_builds_the_module_optimisers_callbacks_and_loggers(tmp_path):
         "ModelCheckpoint",
         "ModelCheckpoint",
         "OfficialExport",
+        "RequeueOnSignal",
         "ResumedLogs",
         "SafeExceptionCheckpoint",
         "TQDMProgressBar",

@@ -49,8 +49,16 @@ class PyramidEncoderBase(nn.Module):
     """The shared IR-SE body, per-row style heads and lateral convs of pSp and e4e."""
 
     def __init__(
-        self, num_layers: int = 50, mode: str = "ir_se", stylegan_size: int = 1024, input_size: int = INPUT_SIZE
+        self,
+        num_layers: int = 50,
+        mode: str = "ir_se",
+        stylegan_size: int = 1024,
+        input_size: int = INPUT_SIZE,
+        zero_init_styles: bool = False,
     ):
+        """`zero_init_styles`: start every style head's last layer at zero, so the first codes are
+        exactly the offset (latent_avg) and training moves them from there (pSp and e4e draw it at
+        random: their first codes lie far from any real code)."""
         super().__init__()
         if input_size < 32 or input_size & (input_size - 1):
             raise ValueError(f"input_size must be a power of two >= 32, got {input_size}")
@@ -65,6 +73,9 @@ class PyramidEncoderBase(nn.Module):
         c3 = input_size // 16  # spatial size of c3; p2 and p1 are 2x and 4x
         spatial = lambda i: c3 if i < COARSE_IND else 2 * c3 if i < MIDDLE_IND else 4 * c3  # noqa: E731
         self.styles = nn.ModuleList([GradualStyleBlock(512, 512, spatial(i)) for i in range(self.style_count)])
+        if zero_init_styles:
+            for block in self.styles:
+                nn.init.zeros_(block.linear.weight)
         self.latlayer1 = nn.Conv2d(256, 512, 1)
         self.latlayer2 = nn.Conv2d(128, 512, 1)
 
@@ -100,9 +111,14 @@ class Encoder4Editing(PyramidEncoderBase):
     """
 
     def __init__(
-        self, num_layers: int = 50, mode: str = "ir_se", stylegan_size: int = 1024, input_size: int = INPUT_SIZE
+        self,
+        num_layers: int = 50,
+        mode: str = "ir_se",
+        stylegan_size: int = 1024,
+        input_size: int = INPUT_SIZE,
+        zero_init_styles: bool = False,
     ):
-        super().__init__(num_layers, mode, stylegan_size, input_size)
+        super().__init__(num_layers, mode, stylegan_size, input_size, zero_init_styles)
         self.progressive_stage = INFERENCE_STAGE
 
     def set_progressive_stage(self, stage: int) -> None:
