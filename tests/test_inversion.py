@@ -108,6 +108,16 @@ def test_backbone_rejects_bad_images_and_options():
         Encoder4Editing(50, "ir_se", 64).set_progressive_stage(19)
 
 
+def test_zero_initialised_style_heads_start_at_the_offset_and_still_learn():
+    torch.manual_seed(0)
+    encoder = Encoder4Editing(50, "ir_se", 64, input_size=32, zero_init_styles=True)
+    x = torch.randn(2, 3, 32, 32)
+    codes = encoder(x)
+    assert codes.shape == (2, 10, 512) and codes.abs().max() == 0  # codes = latent_avg exactly
+    (codes - 1).pow(2).sum().backward()  # a zero layer still gets a gradient: its input is not zero
+    assert encoder.styles[0].linear.weight.grad.abs().sum() > 0
+
+
 def test_delta_regularisation_by_hand():
     codes = torch.zeros(2, 4, 3)
     codes[0, 1] = torch.tensor([3.0, 4.0, 0.0])  # |delta| = 5 for sample 0, row 1
