@@ -54,7 +54,7 @@ def test_matching_settings_pass_and_the_launchers_are_ours():
     assert local.hydra.launcher._target_ == "hydra_plugins.hairclipv2_cluster.launcher.CheckedLocalLauncher"
 
 
-@pytest.mark.slow  # a fast-tier budget item (make test < 5 min); runs in make test-slow
+@pytest.mark.slow  # 7 to 21 s on 2 cores
 def test_a_mismatch_stops_before_anything_is_submitted(tmp_path):
     """The check runs in the submitting process: no submitit folder, no job."""
     result = run_train(

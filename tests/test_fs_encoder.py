@@ -76,7 +76,7 @@ def test_the_objective_falls_and_uses_the_true_codes_of_the_synthetic_world(worl
     assert all(p.grad is None for p in g.parameters())  # the generator stays frozen
 
 
-@pytest.mark.slow  # a fast-tier budget item (make test < 5 min); runs in make test-slow
+@pytest.mark.slow  # 7 to 21 s on 2 cores
 def test_the_editor_embeds_with_the_encoder_and_refinement_lowers_the_loss(world, tmp_path):
     from hairclipv2.editing.factory import build_hair_editor
 
