@@ -4,7 +4,7 @@
                                      | --sketch S.png | --mask M.png) [--sketch S.png] [--mask M.png]
                                     [-o OUT.jpg] [--all-faces] [--weights DIR] [--set KEY=VALUE ...]
 
-The face is FFHQ-aligned (MTCNN), embedded and edited at the generator's size, and the edit is pasted
+The face is FFHQ-aligned (dlib's 68 landmarks, MTCNN where dlib finds none), embedded and edited at the generator's size, and the edit is pasted
 back into the original photo: the inverse of the alignment, blended with a feathered mask around the
 hair of the source and of the result, so that everything outside it keeps the photo's pixels bit for
 bit. Written next to OUT: OUT (the photo), OUT_aligned.png (the crop), OUT_edit.png (the edited crop)
@@ -15,7 +15,8 @@ official files of HairCLIPv2's pretrained_models/ folder (experiment=hairclipv2_
 argparse, not Hydra: one photo and one condition read best as a command line; the editor itself is
 still built from the Hydra configs (`--set` passes overrides such as editing.text.steps=50).
 Bad input (no face, a tiny or unreadable image, an empty text, a sketch or mask of the wrong size)
-ends with a message on stderr and exit status 2, and nothing is written.
+ends with a message on stderr and exit status 2, and nothing is written. An edit that leaves the
+photo as it was (no hair found in it nor in the edit) writes its outputs, warns, and exits with 3.
 """
 
 from __future__ import annotations
@@ -151,9 +152,12 @@ def identity_lines(faces: list) -> list[str]:
     return lines
 
 
+NOTHING_CHANGED = 3  # exit status: the edit ran and the photo came back unchanged
+
+
 def run(args: argparse.Namespace) -> dict[str, Path]:
     """Inputs and outputs are checked first, everything is computed, then written: an error leaves no
-    file behind."""
+    file behind. `args.unchanged` says afterwards whether the written photo equals the input."""
     check_outputs(args, output_paths(args))
     cfg = editor_config(args.weights, ["editing.source_cache=8", *args.set])
     size = int(cfg.generator.size)
@@ -168,6 +172,7 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     result = PhotoEditor(build_editor(cfg), aligner, args.grow, args.feather).edit_prepared(prepared)
     for line in identity_lines(result.faces):
         print(line)
+    args.unchanged = np.array_equal(np.asarray(result.photo), np.asarray(photo.convert("RGB")))
     images = {"photo": result.photo, "region": result.region}
     for i, face in enumerate(result.faces):
         tag = "" if len(result.faces) == 1 else f"_face{i}"
@@ -218,6 +223,13 @@ def main(argv: list[str] | None = None) -> int:
         return refuse(exc, args.weights)
     for name, path in written.items():
         print(f"{name:10s} {path}")
+    if getattr(args, "unchanged", False):
+        print(
+            "warning: no hair found in the photo or in the edit: nothing was changed (the photo was written "
+            "as it was). A random-weight demo parser finds no hair; --weights gives the official one.",
+            file=sys.stderr,
+        )
+        return NOTHING_CHANGED
     return 0
 
 

@@ -70,6 +70,27 @@ def test_the_command_edits_the_photo_and_keeps_everything_else(astronaut, tmp_pa
     assert Image.open(tmp_path / "edited_aligned.png").size == (64, 64)  # the demo generator's size
 
 
+def test_an_edit_that_changes_nothing_says_so_and_exits_3(astronaut, tmp_path, capsys, monkeypatch):
+    """A parser that finds no hair (the random demo parser's usual answer): no region, the photo comes
+    back bit for bit, and the command must not report it as an edit."""
+    import functools
+
+    import hairclipv2.edit as edit
+
+    from conftest import ThresholdParser
+
+    class NoHair(ThresholdParser):
+        def forward(self, x):
+            full, half = super().forward(x)
+            return full.index_fill(1, torch.tensor([10]), -100.0), half.index_fill(1, torch.tensor([10]), -100.0)
+
+    monkeypatch.setattr(edit, "build_editor", functools.partial(edit.build_editor, parser=NoHair()))
+    out = tmp_path / "same.png"
+    assert main([str(astronaut), "--rgb", "200,30,30", "-o", str(out), *SMALL]) == 3
+    assert "nothing was changed" in capsys.readouterr().err
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(astronaut).convert("RGB")))
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
