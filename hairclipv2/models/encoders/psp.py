@@ -110,16 +110,7 @@ class Encoder4Editing(PyramidEncoderBase):
     number of delta rows switched on; row 0 never gets a delta. (N, 3, 256, 256) -> (N, style_count, 512).
     """
 
-    def __init__(
-        self,
-        num_layers: int = 50,
-        mode: str = "ir_se",
-        stylegan_size: int = 1024,
-        input_size: int = INPUT_SIZE,
-        zero_init_styles: bool = False,
-    ):
-        super().__init__(num_layers, mode, stylegan_size, input_size, zero_init_styles)
-        self.progressive_stage = INFERENCE_STAGE
+    progressive_stage: int = INFERENCE_STAGE  # every delta on until training sets a stage
 
     def set_progressive_stage(self, stage: int) -> None:
         stage = int(getattr(stage, "value", stage))  # also accepts e4e's ProgressiveStage enum
