@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .edit import refuse
 from .io import open_rgb, save_image_atomic
 from .masks import PAINT_COLOURS
 from .photo import Condition, EditError, PhotoEditor
+from .photo_command import refuse
 from .pipeline import from_pretrained
 
 MODES = ("text", "reference", "sketch", "mask", "colour (text)", "colour (RGB)")

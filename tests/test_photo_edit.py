@@ -44,7 +44,7 @@ def test_paste_back_changes_only_the_weighted_pixels():
 def test_the_command_edits_the_photo_and_keeps_everything_else(astronaut, tmp_path, capsys, monkeypatch):
     import functools
 
-    import hairclipv2.edit as edit
+    import hairclipv2.photo_command as edit
 
     from conftest import ThresholdParser
 
@@ -70,12 +70,22 @@ def test_the_command_edits_the_photo_and_keeps_everything_else(astronaut, tmp_pa
     assert Image.open(tmp_path / "edited_aligned.png").size == (64, 64)  # the demo generator's size
 
 
+def test_help_and_argument_errors_need_neither_torch_nor_the_editor():
+    """`--help` answers at once: the command line is parsed before torch is imported."""
+    import subprocess
+    import sys
+
+    code = "import sys; from hairclipv2.edit import main\ntry:\n main(['--help'])\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().endswith("False") and "--weights" in done.stdout
+
+
 def test_an_edit_that_changes_nothing_says_so_and_exits_3(astronaut, tmp_path, capsys, monkeypatch):
     """A parser that finds no hair (the random demo parser's usual answer): no region, the photo comes
     back bit for bit, and the command must not report it as an edit."""
     import functools
 
-    import hairclipv2.edit as edit
+    import hairclipv2.photo_command as edit
 
     from conftest import ThresholdParser
 
