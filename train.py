@@ -70,8 +70,28 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update({f"best/{k}": float(v) for k, v in trainer.callback_metrics.items()})
     if trainer.is_global_zero:
         write_json_atomic(metrics, out / "metrics.json")
+        print(closing_lines(trainer, out, cfg.get("optimized_metric")))
     finish_wandb()
     return metrics
+
+
+def closing_lines(trainer: pl.Trainer, out: Path, metric: str | None) -> str:
+    """Where the run's outputs are, what it reached, and how to continue it (also after Ctrl-C)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    lines = [f"run folder: {out}" + (" (stopped early)" if trainer.interrupted else "")]
+    best = trainer.checkpoint_callback
+    if best is not None and best.best_model_path:
+        score = f" ({best.monitor} {float(best.best_model_score):.4g})" if best.best_model_score is not None else ""
+        lines.append(f"best checkpoint: {best.best_model_path}{score}")
+    if metric and metric in trainer.callback_metrics:
+        lines.append(f"{metric} at step {trainer.global_step}: {float(trainer.callback_metrics[metric]):.4g}")
+    last = out / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+        kept = [o for o in overrides if not o.startswith(("resume_dir=", "hydra.run.dir="))]
+        lines.append("continue: python train.py " + " ".join([*kept, f"resume_dir={out}"]))
+    return "\n".join(lines)
 
 
 def check_settings(cfg: DictConfig) -> None:

@@ -135,6 +135,7 @@ def test_sigusr1_checkpoints_and_the_requeued_run_ends_as_an_uninterrupted_one(t
     again = run_train(args)  # the requeued job: the same command, the same folder
     assert again.returncode == 0, again.stderr[-3000:]
     assert "auto_resume" in again.stderr and last_step(run) == 12
+    assert f"run folder: {run}" in again.stdout and f"resume_dir={run}" in again.stdout  # how to continue
     clean = tmp_path / "clean"
     straight = run_train([*KILL_RUN, "trainer.max_steps=12", f"hydra.run.dir={clean}"])
     assert straight.returncode == 0, straight.stderr[-3000:]
