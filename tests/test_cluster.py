@@ -23,9 +23,9 @@ from hairclipv2.cluster import check_cluster
 from hairclipv2.config import ConfigError
 
 
-def compose_with_launcher(overrides: list[str]):
+def compose_with_launcher(overrides: list[str], entry: str = "train"):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=overrides, return_hydra_config=True)
+        return compose(entry, overrides=overrides, return_hydra_config=True)
 
 
 @pytest.mark.parametrize(
@@ -50,6 +50,11 @@ def test_matching_settings_pass_and_the_launchers_are_ours():
     check_cluster(cfg)
     assert cfg.hydra.launcher._target_ == "hydra_plugins.hairclipv2_cluster.launcher.CheckedSlurmLauncher"
     assert cfg.hydra.launcher.signal_delay_s > 0 and cfg.hydra.launcher.max_num_timeout > 0
+    evaluation = compose_with_launcher(
+        ["hydra/launcher=slurm", "hydra.launcher.nodes=4", "trainer=ddp", "trainer.devices=8", "trainer.num_nodes=4"],
+        "evaluate",
+    )
+    check_cluster(evaluation)  # the README's evaluation over four nodes
     local = compose_with_launcher(["hydra/launcher=local"])
     assert local.hydra.launcher._target_ == "hydra_plugins.hairclipv2_cluster.launcher.CheckedLocalLauncher"
 
