@@ -41,9 +41,11 @@ from hairclipv2.evaluation.pairs import IMAGE_EXTENSIONS, PairsError, read_pairs
 from hairclipv2.evaluation.records import EditRecords  # noqa: E402
 from hairclipv2.evaluation.world_pairs import write_world_pairs  # noqa: E402
 from hairclipv2.losses import IDLoss, LPIPSLoss  # noqa: E402
+from hairclipv2.quiet import silence_known_noise  # noqa: E402
 from hairclipv2.weights import CheckpointError, user_error  # noqa: E402
 
 register_resolvers()
+silence_known_noise()
 
 SHOWN_PER_SCENARIO = (
     "fid",

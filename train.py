@@ -30,10 +30,12 @@ from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from hairclipv2.config import ConfigError, instantiate_group, positive_int, register_resolvers  # noqa: E402
+from hairclipv2.quiet import silence_known_noise  # noqa: E402
 from hairclipv2.training.checkpointing import check_checkpoint_file  # noqa: E402
 from hairclipv2.weights import CheckpointError, user_error  # noqa: E402
 
 register_resolvers()
+silence_known_noise()
 
 
 def write_json_atomic(payload: Any, path: Path) -> None:

@@ -19,6 +19,7 @@ from .evaluation.pairs import PairsError, parse_rgb, read_label_png
 from .io import image_format, open_rgb, pil_to_tensor, save_image_atomic
 from .photo import Condition, EditError, PhotoEditor, prepare
 from .pipeline import editor_config, from_config
+from .quiet import silence_known_noise
 from .weights import CheckpointError, user_error
 
 RANDOM_WARNING = "RANDOM WEIGHTS (no --weights): the edit is a meaningless picture; it shows that the pipeline runs"
@@ -175,6 +176,7 @@ def refuse(exc: Exception, weights: str | None) -> int:
 
 def main(args: argparse.Namespace) -> int:
     """The command after its arguments are parsed (`hairclipv2.edit` parses them without torch)."""
+    silence_known_noise()
     try:
         written = run(args)
     except Exception as exc:

@@ -84,3 +84,17 @@ def test_demo_shows_split_consistency(tmp_path):
     without = float(re.search(r"without skip\|\s+= (\S+)", out).group(1))
     assert with_skip == 0.0 and without > 0.1
     assert Image.open(tmp_path / "split_generator.png").size == (4 * 66 + 2, 4 * 66 + 2)
+
+
+def test_known_noise_is_silenced_and_the_runs_own_warnings_are_kept():
+    import warnings
+
+    from hairclipv2.quiet import silence_known_noise
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        silence_known_noise()
+        warnings.warn("`.fit(ckpt_path=None)` was called without a model. The last model ...", stacklevel=1)
+        warnings.warn("Found 120 module(s) in eval mode at the start of training. This may ...", stacklevel=1)
+        warnings.warn("LPIPS(alex) with a random backbone: the distances are meaningless", stacklevel=1)
+    assert [str(w.message) for w in caught] == ["LPIPS(alex) with a random backbone: the distances are meaningless"]

@@ -1,0 +1,28 @@
+"""Warnings a default run prints that say nothing the user can act on, silenced by exact message in
+this one place. Every warning about the user's own run (random weights, missing files, skipped
+images) is kept."""
+
+from __future__ import annotations
+
+import warnings
+
+# message (a regex matched at its start) -> why it says nothing to the user
+KNOWN_NOISE = {
+    r"`\.fit\(ckpt_path=None\)` was called without a model": (
+        "Lightning turns ckpt_path=None into 'last' when an on-exception checkpoint callback is present; "
+        "train.py decides every resume itself (resume_dir, auto_resume) and says so"
+    ),
+    r'\.fit\(ckpt_path="last"\) is set, but there is no last checkpoint available': "the same, on a fresh run",
+    r"The parameter 'pretrained' is deprecated": "the lpips package builds torchvision's AlexNet / VGG the old way",
+    r"Arguments other than a weight enum or `None` for 'weights' are deprecated": "the same call of lpips",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated": "Lightning's own code on this torch version",
+    r"Found \d+ module\(s\) in eval mode at the start of training": (
+        "the frozen networks (generator, LPIPS, identity) are in eval mode on purpose"
+    ),
+}
+
+
+def silence_known_noise() -> None:
+    """Ignore the warnings of KNOWN_NOISE (call once in an entry point)."""
+    for message in KNOWN_NOISE:
+        warnings.filterwarnings("ignore", message=message)
