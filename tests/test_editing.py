@@ -556,6 +556,7 @@ def test_cached_official_latents_replace_the_inversions(editor, sources, tmp_pat
     assert "ref.npy: the codes has shape (1, 4, 512)" in ds[0]["error"]  # in a run: this pair fails alone
 
 
+@pytest.mark.slow  # 8 s on 2 cores
 def test_missing_cached_latents_are_written_and_reused(editor, sources, tmp_path, monkeypatch):
     """As HairCLIPv2: an edit writes src_F/<name>.npz and ref_latent/<name>.npy where they are missing
     (its formats), and the next run over the same pictures inverts nothing."""

@@ -108,6 +108,7 @@ def test_the_editor_embeds_with_the_encoder_and_refinement_lowers_the_loss(world
                           embedding={"method": "encoder"})  # fmt: skip
 
 
+@pytest.mark.slow  # 8 s on 2 cores
 def test_the_refinement_has_its_own_adam_and_the_official_fs_step_keeps_lr(world, tmp_path):
     from hairclipv2.editing.embedding import EmbeddingConfig
     from hairclipv2.editing.factory import build_hair_editor
