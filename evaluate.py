@@ -29,10 +29,15 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from callbacks.edit_report import EditReportWriter  # noqa: E402
 from callbacks.hair_metrics import HairEditMetrics, HairMetricsCallback  # noqa: E402
-from hairclipv2.config import ConfigError, instantiate_group, positive_int, register_resolvers  # noqa: E402
+from hairclipv2.config import (  # noqa: E402
+    ConfigError,
+    instantiate_group,
+    positive_int,
+    register_resolvers,
+    show_config,
+)
 from hairclipv2.dlib_models import DlibUnavailable  # noqa: E402
 from hairclipv2.editing.editor import HairEditModule  # noqa: E402
-from hairclipv2.editing.factory import editor_from_config  # noqa: E402
 from hairclipv2.editing.latents import LatentCache  # noqa: E402
 from hairclipv2.evaluation.data import PairsDataset, collate_edits, embedded_default  # noqa: E402
 from hairclipv2.evaluation.dlib_identity import DlibIdentity  # noqa: E402
@@ -41,6 +46,7 @@ from hairclipv2.evaluation.pairs import IMAGE_EXTENSIONS, PairsError, read_pairs
 from hairclipv2.evaluation.records import EditRecords  # noqa: E402
 from hairclipv2.evaluation.world_pairs import write_world_pairs  # noqa: E402
 from hairclipv2.losses import IDLoss, LPIPSLoss  # noqa: E402
+from hairclipv2.pipeline import editor_from_config  # noqa: E402
 from hairclipv2.quiet import silence_known_noise  # noqa: E402
 from hairclipv2.weights import CheckpointError, user_error  # noqa: E402
 
@@ -89,6 +95,7 @@ def evaluate(cfg: DictConfig) -> dict:
     pairs = (
         read_pairs(cfg.pairs, task, int(cfg.generator.size)) if cfg.pairs else None
     )  # checked before anything is written
+    show_config(cfg, out)
     random_weights = bool(cfg.editing.random_weights)
     editor = editor_from_config(cfg.editing, RANDOM_WARNING)
     with warnings.catch_warnings():

@@ -6,7 +6,8 @@
     python train.py experiment=e4e_demo resume_dir=logs/e4e_demo/runs/<time>  # resume in place
 
 Outputs go to the Hydra run folder: checkpoints/, images/, csv/ (metrics), metrics.json,
-data_report.json (what the datamodule found and skipped) and e4e_official.pt.
+data_report.json (what the datamodule found and skipped), and with export_official=true
+e4e_official.pt. checkpoints/last.ckpt resumes a run; the best checkpoint holds weights only.
 """
 
 from __future__ import annotations
@@ -26,12 +27,25 @@ sys.path.insert(0, str(ROOT))
 
 import hydra  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
+from lightning_fabric.utilities.rank_zero import rank_zero_only  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from hairclipv2.config import ConfigError, instantiate_group, positive_int, register_resolvers  # noqa: E402
+from hairclipv2.config import (  # noqa: E402
+    ConfigError,
+    instantiate_group,
+    positive_int,
+    register_resolvers,
+    show_config,
+)
 from hairclipv2.quiet import silence_known_noise  # noqa: E402
-from hairclipv2.training.checkpointing import check_checkpoint_file  # noqa: E402
+from hairclipv2.training.checkpointing import (  # noqa: E402
+    check_checkpoint_file,
+    holds_training_state,
+    link_best_to_last,
+)
+from hairclipv2.training.sweeps import keep_best_trial  # noqa: E402
 from hairclipv2.weights import CheckpointError, user_error  # noqa: E402
 
 register_resolvers()
@@ -50,6 +64,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_settings(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
+    if rank_zero_only.rank == 0:
+        show_config(cfg, out)
     ckpt_path = resume_checkpoint(cfg)
     datamodule = instantiate(cfg.data)  # checks the data folders before any model is built
     model = instantiate(cfg.model)  # loads the official weights (clear errors when missing)
@@ -64,17 +80,40 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.train:
         with stop_on_sigterm(), restore_errors(trainer, ckpt_path):
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-        if trainer.state.status == "finished" and not trainer.interrupted:  # the final state, to continue from
-            trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
+        # the final state, to continue from (fast_dev_run writes no checkpoint, as Lightning says)
+        if trainer.state.status == "finished" and not trainer.interrupted and not trainer.fast_dev_run:
+            trainer.save_checkpoint(out / "checkpoints" / "last.ckpt", weights_only=False)
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            if best and trainer.is_global_zero:
+                link_best_to_last(best, out / "checkpoints" / "last.ckpt")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test"):
         trainer.validate(model, datamodule=datamodule, ckpt_path="best" if cfg.train else ckpt_path)
         metrics.update({f"best/{k}": float(v) for k, v in trainer.callback_metrics.items()})
     if trainer.is_global_zero:
         write_json_atomic(metrics, out / "metrics.json")
-        print(closing_lines(trainer, out, cfg.get("optimized_metric")))
+        sweep_note = keep_sweep_checkpoints(cfg, out, metrics.get(cfg.get("optimized_metric")))
+        print(closing_lines(trainer, out, cfg.get("optimized_metric")) + sweep_note)
     finish_wandb()
     return metrics
+
+
+def keep_sweep_checkpoints(cfg: DictConfig, out: Path, value: float | None) -> str:
+    """With keep_checkpoints=best_trial in a multirun, only the sweep's best trial so far keeps its
+    checkpoints/ (hairclipv2/training/sweeps.py); returns a closing line saying which."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if cfg.get("keep_checkpoints", "all") == "all" or not HydraConfig.initialized():
+        return ""
+    if cfg.keep_checkpoints != "best_trial":
+        raise ConfigError(f"keep_checkpoints: expected 'all' or 'best_trial', found {cfg.keep_checkpoints!r}")
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return ""
+    direction = str(hydra_cfg.sweeper.get("direction", "minimize"))
+    if keep_best_trial(hydra_cfg.sweep.dir, out, value, direction):
+        return f"\ncheckpoints kept: the sweep's best trial so far ({cfg.optimized_metric} {value:.4g})"
+    return "\ncheckpoints removed: not the sweep's best trial (keep_checkpoints=best_trial)"
 
 
 def closing_lines(trainer: pl.Trainer, out: Path, metric: str | None) -> str:
@@ -83,7 +122,7 @@ def closing_lines(trainer: pl.Trainer, out: Path, metric: str | None) -> str:
 
     lines = [f"run folder: {out}" + (" (stopped early)" if trainer.interrupted else "")]
     best = trainer.checkpoint_callback
-    if best is not None and best.best_model_path:
+    if best is not None and best.best_model_path and Path(best.best_model_path).is_file():
         score = f" ({best.monitor} {float(best.best_model_score):.4g})" if best.best_model_score is not None else ""
         lines.append(f"best checkpoint: {best.best_model_path}{score}")
     if metric and metric in trainer.callback_metrics:
@@ -131,7 +170,13 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     if cfg.get("ckpt_path"):
         if not Path(cfg.ckpt_path).is_file():
             raise ConfigError(f"ckpt_path: no such file: {cfg.ckpt_path}")
-        return str(check_checkpoint_file(cfg.ckpt_path))
+        check_checkpoint_file(cfg.ckpt_path)
+        if not holds_training_state(cfg.ckpt_path):
+            raise ConfigError(
+                f"ckpt_path: {cfg.ckpt_path} holds weights only (a best checkpoint), no optimiser state to "
+                "resume from; resume from its run's checkpoints/last.ckpt (resume_dir=<run folder>)"
+            )
+        return str(cfg.ckpt_path)
     if not cfg.get("resume_dir"):
         own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
         if cfg.get("auto_resume") and own.is_file():  # a requeued job, back in its own run folder

@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hairclipv2.editing.cache import SourceCache  # noqa: E402
 from hairclipv2.editing.editor import EditBatch  # noqa: E402
-from hairclipv2.editing.factory import build_hair_editor  # noqa: E402
 from hairclipv2.editing.proxies import ColourCondition  # noqa: E402
 from hairclipv2.models.stylegan2 import Generator  # noqa: E402
+from hairclipv2.pipeline import build_hair_editor  # noqa: E402
 
 from common import device_name, print_table, write_json  # noqa: E402
 

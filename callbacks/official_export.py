@@ -84,12 +84,13 @@ def official_train_opts(trainer: pl.Trainer, module: pl.LightningModule, checkpo
 
 
 class OfficialExport(pl.Callback):
-    """On rank 0 at the end of fit: `<run>/<filename>` from the best (or last) encoder weights."""
+    """On rank 0 at the end of fit: `<run>/<filename>` from the best (or last) encoder weights
+    (nothing when not `enabled`: the file is as large as the encoder, written where asked)."""
 
-    def __init__(self, filename: str = "e4e_official.pt", weights: str = "best"):
+    def __init__(self, filename: str = "e4e_official.pt", weights: str = "best", enabled: bool = True):
         if weights not in ("best", "last"):
             raise ValueError(f"callbacks.official_export.weights must be 'best' or 'last', got {weights!r}")
-        self.filename, self.weights = filename, weights
+        self.filename, self.weights, self.enabled = filename, weights, enabled
         self.source: str = ""
 
     def best_encoder_state(self, trainer: pl.Trainer) -> dict[str, torch.Tensor] | None:
@@ -101,7 +102,7 @@ class OfficialExport(pl.Callback):
         return {k[len(ENCODER_PREFIX) :]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
+        if not (self.enabled and trainer.is_global_zero):
             return
         path = Path(trainer.default_root_dir) / self.filename
         self.source = "last weights"

@@ -49,7 +49,7 @@ class RequeueOnSignal(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         if self.stopped_at is not None or not trainer.strategy.reduce_boolean_decision(self.received, all=False):
             return
-        trainer.save_checkpoint(self.dirpath / "last.ckpt")
+        trainer.save_checkpoint(self.dirpath / "last.ckpt", weights_only=False)
         self.stopped_at = trainer.global_step
         trainer.should_stop = True
 

@@ -139,3 +139,37 @@ def register_resolvers() -> None:
     """`${run_dir:RESUME,PATH}` for the Hydra run folders (idempotent)."""
     if not OmegaConf.has_resolver("run_dir"):
         OmegaConf.register_new_resolver("run_dir", run_dir)
+
+
+def config_tree(cfg: DictConfig, first: tuple[str, ...] = ("tags", "data", "model", "trainer")) -> str:
+    """The composed config as lightning-hydra-template prints it: one branch per top-level key
+    (`first` at the top, then the others in order), each as YAML; resolved where it can be."""
+    from rich.console import Console
+    from rich.syntax import Syntax
+    from rich.tree import Tree
+
+    tree = Tree("CONFIG", guide_style="dim")
+    keys = [k for k in first if k in cfg] + [k for k in cfg if k not in first and k != "hydra"]
+    for key in keys:
+        try:
+            value = OmegaConf.select(cfg, key, throw_on_missing=False)
+            text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else str(value)
+        except Exception:  # a resolver that needs the running Hydra app: shown unresolved
+            text = OmegaConf.to_yaml(cfg[key]) if isinstance(cfg[key], (DictConfig, ListConfig)) else str(cfg[key])
+        tree.add(key).add(Syntax(text.rstrip(), "yaml", background_color="default"))
+    console = Console(width=110, record=True, force_terminal=False, color_system=None)
+    with console.capture() as captured:
+        console.print(tree)
+    return captured.get()
+
+
+def show_config(cfg: DictConfig, out_dir: str | Path) -> None:
+    """Print the config tree (`extras.print_config`) and keep it in <run>/config_tree.log, and the
+    run's tags in <run>/tags.log."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = config_tree(cfg)
+    (out / "config_tree.log").write_text(text)
+    (out / "tags.log").write_text("\n".join(str(t) for t in cfg.get("tags") or []) + "\n")
+    if cfg.get("extras", {}).get("print_config", True):
+        print(text, end="")

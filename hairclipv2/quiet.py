@@ -4,6 +4,8 @@ images) is kept."""
 
 from __future__ import annotations
 
+import logging
+import re
 import warnings
 
 # message (a regex matched at its start) -> why it says nothing to the user
@@ -19,10 +21,36 @@ KNOWN_NOISE = {
     r"Found \d+ module\(s\) in eval mode at the start of training": (
         "the frozen networks (generator, LPIPS, identity) are in eval mode on purpose"
     ),
+    r"Using ModelCheckpoint with manual optimization and every_n_train_steps": (
+        "e4e steps its optimisers itself; the state after a step is the one a resume needs "
+        "(tests/test_training.py resumes bit-identically)"
+    ),
+}
+
+# logger name -> {message (regex matched at its start) -> why}: info lines printed through logging
+KNOWN_LOG_NOISE = {
+    "pytorch_lightning.utilities.rank_zero": {
+        r"💡 Tip: For seamless cloud logging": "an advertisement for a hosted logger",
+    },
 }
 
 
+class _DropMessages(logging.Filter):
+    def __init__(self, patterns: list[str]):
+        super().__init__()
+        self.patterns = [re.compile(p) for p in patterns]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(p.match(message) for p in self.patterns)
+
+
 def silence_known_noise() -> None:
-    """Ignore the warnings of KNOWN_NOISE (call once in an entry point)."""
+    """Ignore the warnings of KNOWN_NOISE and the log lines of KNOWN_LOG_NOISE (call once in an
+    entry point; calling again adds nothing)."""
     for message in KNOWN_NOISE:
         warnings.filterwarnings("ignore", message=message)
+    for name, messages in KNOWN_LOG_NOISE.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) for f in logger.filters):
+            logger.addFilter(_DropMessages(list(messages)))

@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from hairclipv2.editing.bald import BaldProxy, LevelMapper, load_bald_proxy
-from hairclipv2.editing.editor import EditBatch, HairEditModule, HairEditor
+from hairclipv2.editing.editor import EditBatch, HairEditModule
 from hairclipv2.editing.embedding import EmbeddingConfig, FSEmbedding
-from hairclipv2.editing.factory import build_hair_editor
 from hairclipv2.editing.optim import run_adam
 from hairclipv2.editing.prior import PNormPrior
 from hairclipv2.editing.proxies import ColourCondition
 from hairclipv2.models.stylegan2 import Generator
+from hairclipv2.pipeline import build_hair_editor, from_pretrained
 from hairclipv2.weights import CheckpointError, sampling_seed
 
 from conftest import ThresholdParser
@@ -426,7 +426,7 @@ def test_an_official_folder_runs_every_mode_from_one_key(tmp_path, sources):
     ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        editor = HairEditor.from_pretrained(folder, overrides=small)
+        editor = from_pretrained(folder, overrides=small)
     assert set(editor.networks) == {"generator", "segmenter", "clip", "lpips", "vgg"}
     assert torch.equal(
         editor.generator.state_dict()["to_rgb1.bias"], torch.load(folder / "ffhq.pt")["g_ema"]["to_rgb1.bias"]
@@ -448,7 +448,7 @@ def test_an_official_folder_runs_every_mode_from_one_key(tmp_path, sources):
     (tmp_path / "pretrained_models" / "seg.pth").unlink()
     with pytest.raises(Exception) as err, warnings.catch_warnings():  # Hydra wraps the CheckpointError
         warnings.simplefilter("ignore")
-        HairEditor.from_pretrained(folder, overrides=small)
+        from_pretrained(folder, overrides=small)
     message = str(err.value)
     assert (
         "2 pretrained file(s) missing" in message
@@ -456,7 +456,7 @@ def test_an_official_folder_runs_every_mode_from_one_key(tmp_path, sources):
         and "paths.weights.bisenet" in message
     )
     with pytest.raises(FileNotFoundError, match="no_such_folder"):
-        HairEditor.from_pretrained(tmp_path / "no_such_folder")
+        from_pretrained(tmp_path / "no_such_folder")
 
 
 def test_clip_is_openai_vit_b32_with_quickgelu(editor):

@@ -78,7 +78,7 @@ def test_the_objective_falls_and_uses_the_true_codes_of_the_synthetic_world(worl
 
 @pytest.mark.slow  # 7 to 21 s on 2 cores
 def test_the_editor_embeds_with_the_encoder_and_refinement_lowers_the_loss(world, tmp_path):
-    from hairclipv2.editing.factory import build_hair_editor
+    from hairclipv2.pipeline import build_hair_editor
 
     g, fs, _, images = world
     path = save_fs_encoder(fs, tmp_path / "fs_encoder.pt")
@@ -111,8 +111,8 @@ def test_the_editor_embeds_with_the_encoder_and_refinement_lowers_the_loss(world
 @pytest.mark.slow  # 8 s on 2 cores
 def test_the_refinement_has_its_own_adam_and_the_official_fs_step_keeps_lr(world, tmp_path):
     from hairclipv2.editing.embedding import EmbeddingConfig
-    from hairclipv2.editing.factory import build_hair_editor
     from hairclipv2.editing.optim import run_adam
+    from hairclipv2.pipeline import build_hair_editor
 
     g, fs, _, images = world
     path = save_fs_encoder(fs, tmp_path / "fs_encoder.pt")
@@ -148,7 +148,7 @@ def test_the_refinement_has_its_own_adam_and_the_official_fs_step_keeps_lr(world
 
 def test_the_fs_space_with_the_skip_gives_back_the_image_and_the_encoder_must_match_the_editor(world, tmp_path):
     from hairclipv2.editing.embedding import FSEmbedding
-    from hairclipv2.editing.factory import build_hair_editor
+    from hairclipv2.pipeline import build_hair_editor
 
     g, fs, w, images = world
     with torch.no_grad():

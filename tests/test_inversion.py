@@ -69,12 +69,34 @@ def test_container_round_trip(tmp_path, images):
     assert not list(path.parent.glob(".*.tmp"))
 
 
+def test_small_encoders_tap_stage_ends_and_round_trip(tmp_path, images):
+    from hairclipv2.models.encoders.irse import stage_ends
+
+    assert stage_ends(50)[1:] == (6, 20, 23)  # the official taps
+    small = build_encoder("Encoder4Editing", 64, num_layers=18, input_size=64, style_hidden=32)
+    c1, c2, c3 = small.pyramid_inputs(torch.zeros(1, 3, 64, 64))
+    assert (c1.shape[1:], c2.shape[1:], c3.shape[1:]) == ((128, 16, 16), (256, 8, 8), (512, 4, 4))
+    assert small.styles[0].convs[0].out_channels == 32 and small.styles[0].linear.weight.shape == (512, 32)
+    official_size = sum(p.numel() for p in build_encoder("Encoder4Editing", 64, input_size=64).parameters())
+    assert sum(p.numel() for p in small.parameters()) < official_size / 4
+    torch.manual_seed(0)
+    model = InversionModel(small, small_decoder()).eval()
+    path = model.save_official(tmp_path / "small.pt")
+    opts = torch.load(path, weights_only=True)["opts"]
+    assert (opts["encoder_layers"], opts["style_hidden"], opts["input_size"]) == (18, 32, 64)
+    loaded = InversionModel.from_official(path).eval()
+    x = torch.nn.functional.interpolate(images[:1], size=64, mode="bilinear")
+    with torch.no_grad():
+        assert torch.equal(model(x)[1], loaded(x)[1])
+
+
 def test_official_opts_of_the_ffhq_shape_need_nothing_of_ours():
     from hairclipv2.models.stylegan2 import Generator
 
     model = InversionModel(build_encoder("Encoder4Editing", 1024), Generator(1024, 512, 8))
     opts = model.official_opts()
-    assert "generator" not in opts and opts["stylegan_size"] == 1024 and opts["encoder_type"] == "Encoder4Editing"
+    assert not {"generator", "encoder_layers", "style_hidden", "input_size"} & set(opts)
+    assert opts["stylegan_size"] == 1024 and opts["encoder_type"] == "Encoder4Editing"
 
 
 def test_other_architectures_are_rejected(tmp_path):
@@ -103,7 +125,7 @@ def test_backbone_rejects_bad_images_and_options():
     with pytest.raises(ValueError, match=r"\(N, 3, 112, 112\)"):
         Backbone(112).eval()(torch.zeros(1, 3, 100, 100))
     with pytest.raises(ValueError, match="num_layers must be one of"):
-        Backbone(112, num_layers=34)
+        Backbone(112, num_layers=26)
     with pytest.raises(ValueError, match="progressive stage must be in"):
         Encoder4Editing(50, "ir_se", 64).set_progressive_stage(19)
 

@@ -96,5 +96,21 @@ def test_known_noise_is_silenced_and_the_runs_own_warnings_are_kept():
         silence_known_noise()
         warnings.warn("`.fit(ckpt_path=None)` was called without a model. The last model ...", stacklevel=1)
         warnings.warn("Found 120 module(s) in eval mode at the start of training. This may ...", stacklevel=1)
+        warnings.warn("Using ModelCheckpoint with manual optimization and every_n_train_steps, but ...", stacklevel=1)
         warnings.warn("LPIPS(alex) with a random backbone: the distances are meaningless", stacklevel=1)
     assert [str(w.message) for w in caught] == ["LPIPS(alex) with a random backbone: the distances are meaningless"]
+
+
+def test_known_log_noise_is_dropped_and_other_lines_pass(caplog):
+    import logging
+
+    from hairclipv2.quiet import silence_known_noise
+
+    silence_known_noise()
+    silence_known_noise()
+    logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    assert sum(type(f).__name__ == "_DropMessages" for f in logger.filters) == 1
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        logger.info("💡 Tip: For seamless cloud logging and experiment tracking, try installing ...")
+        logger.info("GPU available: False, used: False")
+    assert [r.getMessage() for r in caplog.records] == ["GPU available: False, used: False"]

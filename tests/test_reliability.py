@@ -184,9 +184,9 @@ def test_an_unused_identity_network_is_neither_built_nor_checkpointed():
 
 @pytest.mark.slow  # 7 to 21 s on 2 cores
 def test_an_e4e_file_does_not_replace_the_editors_generator(tmp_path):
-    from hairclipv2.editing.factory import build_hair_editor
     from hairclipv2.models.inversion import InversionModel, build_encoder
     from hairclipv2.models.stylegan2 import Generator
+    from hairclipv2.pipeline import build_hair_editor
 
     from conftest import ThresholdParser
 

@@ -302,6 +302,7 @@ def test_demo_training_reduces_the_loss(tmp_path):
                 "model.discriminator.w_discriminator_lambda=0",
                 "model.progressive.start=null",
                 "trainer.log_every_n_steps=1",
+                "export_official=true",
             ],
         )
         module_metrics = train_script.train(cfg)
@@ -416,7 +417,9 @@ def test_export_holds_the_best_checkpoint_with_every_official_option(tmp_path):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        train_script.train(compose_cfg(tmp_path, ["trainer.max_steps=4", "trainer.val_check_interval=2"]))
+        train_script.train(
+            compose_cfg(tmp_path, ["trainer.max_steps=4", "trainer.val_check_interval=2", "export_official=true"])
+        )
     # As e4e's utils/model_utils.setup_model reads it.
     ckpt = torch.load(tmp_path / "e4e_official.pt", map_location="cpu", weights_only=True)
     opts = ckpt["opts"]
@@ -555,6 +558,13 @@ def test_optuna_search_runs_two_trials_and_reports_the_best(tmp_path):
         "0",
         "1",
     ]
+    # keep_checkpoints=best_trial: the best trial alone keeps checkpoints; each trial keeps its metrics
+    kept = json.loads((tmp_path / "best_trial.json").read_text())
+    assert [(tmp_path / t / "checkpoints").is_dir() for t in "01"] == [
+        kept["run_dir"] == str(tmp_path / t) for t in "01"
+    ]
+    assert kept["value"] == pytest.approx(best["best_value"])
+    assert all((tmp_path / t / "metrics.json").is_file() for t in "01")
 
 
 def test_synthetic_codes_are_drawn_apart_from_the_generator_initialisation():

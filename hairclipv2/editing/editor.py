@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,13 +197,6 @@ class HairEditor(nn.Module):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return time.perf_counter()
-
-    @classmethod
-    def from_pretrained(cls, weights_dir: str | None = None, overrides: Sequence[str] = (), **parts: Any) -> HairEditor:
-        """The editor of HairCLIPv2's files in `weights_dir` (the demo without it): see pipeline.py."""
-        from ..pipeline import from_pretrained
-
-        return from_pretrained(weights_dir, overrides, **parts)
 
     @property
     def segmenter(self) -> HairSegmenter:

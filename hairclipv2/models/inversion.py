@@ -33,11 +33,12 @@ def build_encoder(
     num_layers: int = 50,
     mode: str = "ir_se",
     input_size: int = INPUT_SIZE,
+    style_hidden: int | None = None,
 ) -> nn.Module:
     """An encoder by its official `opts.encoder_type` name."""
     if encoder_type not in ENCODER_TYPES:
         raise ValueError(f"encoder_type must be one of {sorted(ENCODER_TYPES)}, got {encoder_type!r}")
-    return ENCODER_TYPES[encoder_type](num_layers, mode, stylegan_size, input_size)
+    return ENCODER_TYPES[encoder_type](num_layers, mode, stylegan_size, input_size, style_hidden=style_hidden)
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -134,7 +135,11 @@ class InversionModel(nn.Module):
             "checkpoint_path": None,
         }
         if self.encoder.input_size != INPUT_SIZE:
-            opts["input_size"] = self.encoder.input_size  # read by ours only
+            opts["input_size"] = self.encoder.input_size  # read by ours only, as the next two
+        if self.encoder.num_layers != 50:
+            opts["encoder_layers"] = self.encoder.num_layers
+        if self.encoder.styles[0].hidden != 512:
+            opts["style_hidden"] = self.encoder.styles[0].hidden
         official_widths = {
             r: c for r, c in default_channels(OFFICIAL_GENERATOR["channel_multiplier"]).items() if r <= g.size
         }
@@ -177,7 +182,11 @@ class InversionModel(nn.Module):
         opts = ckpt.opts
         size = int(opts.get("stylegan_size", 1024))
         encoder = build_encoder(
-            opts.get("encoder_type", "Encoder4Editing"), size, input_size=int(opts.get("input_size", INPUT_SIZE))
+            opts.get("encoder_type", "Encoder4Editing"),
+            size,
+            num_layers=int(opts.get("encoder_layers", 50)),
+            input_size=int(opts.get("input_size", INPUT_SIZE)),
+            style_hidden=opts.get("style_hidden"),
         )
         if decoder is None:
             g_opts = {

@@ -26,7 +26,7 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.loggers.csv_logs import _ExperimentWriter
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-from pytorch_lightning.callbacks import Callback, OnExceptionCheckpoint
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, OnExceptionCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from torch.utils.data import DataLoader, Sampler
@@ -128,6 +128,51 @@ def check_checkpoint_file(path: str | Path) -> Path:
     return path
 
 
+def checkpoint_step(path: str | Path) -> int | None:
+    """The global step a Lightning checkpoint was written at (tensors memory-mapped, not read)."""
+    try:
+        return int(torch.load(path, map_location="cpu", mmap=True, weights_only=True)["global_step"])
+    except Exception:  # another format, or objects weights_only refuses: unknown
+        return None
+
+
+def holds_training_state(path: str | Path) -> bool:
+    """False for a weights-only checkpoint (no optimiser state: it cannot be resumed from)."""
+    try:
+        return "optimizer_states" in torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception:
+        return True  # not readable this way: Lightning's restore gives its own error
+
+
+def link_best_to_last(best: str | Path, last: str | Path) -> bool:
+    """Make the weights-only best checkpoint a hard link to last.ckpt when both hold the same step
+    (the same weights: one copy on disk instead of two). False where nothing was linked."""
+    best, last = Path(best), Path(last)
+    if not (best.is_file() and last.is_file()) or best.samefile(last):
+        return False
+    step = checkpoint_step(best)
+    if step is None or step != checkpoint_step(last):
+        return False
+    tmp = best.with_name(f".{best.stem}{TMP_SUFFIX}")
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(last, tmp)
+        os.replace(tmp, best)
+    except OSError:  # a filesystem without hard links: both files stay
+        tmp.unlink(missing_ok=True)
+        return False
+    return True
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint for last.ckpt, which also keeps fast_dev_run's promise of no
+    checkpoint at the end of training (Lightning's on_train_end saves `last` regardless)."""
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.fast_dev_run:
+            super().on_train_end(trainer, pl_module)
+
+
 class SafeExceptionCheckpoint(OnExceptionCheckpoint):
     """Lightning's on-exception checkpoint, written only after `on_train_start` (the checkpoint being
     resumed was restored) and never deleted at teardown (it is the run's `last.ckpt`)."""
@@ -140,8 +185,8 @@ class SafeExceptionCheckpoint(OnExceptionCheckpoint):
         self.training_started = True
 
     def on_exception(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
-        if self.training_started:
-            super().on_exception(trainer, *args, **kwargs)
+        if self.training_started:  # a whole checkpoint (optimiser state included): what a resume reads
+            trainer.save_checkpoint(self.ckpt_path, weights_only=False)
 
     def teardown(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
         pass

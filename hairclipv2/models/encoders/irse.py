@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-STAGE_UNITS = {50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}
+# units per stage: 50/100/152 as TreB1eN's get_blocks (the official files); 18/34 as InsightFace's
+# iresnet18/34, for small encoders (no official pSp/e4e file uses them)
+STAGE_UNITS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}
 STAGE_DEPTHS = (64, 128, 256, 512)
 MODES = ("ir", "ir_se")
 
@@ -33,6 +35,16 @@ def body_units(num_layers: int) -> list[UnitSpec]:
         units.extend(UnitSpec(depth, depth, 1) for _ in range(count - 1))
         in_channel = depth
     return units
+
+
+def stage_ends(num_layers: int) -> tuple[int, ...]:
+    """Index of the last unit of each stage of an IR-`num_layers` body ((2, 6, 20, 23) for 50)."""
+    body_units(num_layers)  # the same error for an unknown depth
+    ends, total = [], 0
+    for count in STAGE_UNITS[num_layers]:
+        total += count
+        ends.append(total - 1)
+    return tuple(ends)
 
 
 class SEModule(nn.Module):
