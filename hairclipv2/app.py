@@ -11,7 +11,8 @@ one runs starts nothing. Bad input (no face, a corrupt or tiny upload, an empty 
 reference, an empty sketch) is a message in the page; the app keeps serving.
 
 Without `--weights` the editor is the embedded demo (random weights: the pictures mean nothing);
-`--weights DIR` reads HairCLIPv2's `pretrained_models/` (see `pipeline.from_pretrained`).
+`--weights DIR` reads HairCLIPv2's `pretrained_models/` (see `pipeline.from_pretrained`); `--fast`
+shortens every optimisation to about a tenth, `--seed` seeds the edits and the demo's networks.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from .io import open_rgb, save_image_atomic
 from .masks import PAINT_COLOURS
 from .photo import Condition, EditError, PhotoEditor
 from .photo_command import refuse
-from .pipeline import from_pretrained
+from .pipeline import command_config, from_config
+from .quiet import silence_known_noise
 
 MODES = ("text", "reference", "sketch", "mask", "colour (text)", "colour (RGB)")
 OTHER_CLASS_COLOUR = (128, 128, 128)  # classes the painting cannot produce (cloth, ...)
@@ -288,6 +290,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m hairclipv2.app", description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", default=None, help="HairCLIPv2's pretrained_models/ folder (official weights)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a Hydra override of the editor")
+    p.add_argument(
+        "--fast", action="store_true", help="about a tenth of the optimisation steps: a quick CPU try, coarser edits"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seeds the edits (and the demo's random networks); default 0")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     return p.parse_args(argv)
@@ -295,6 +301,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    silence_known_noise()
     # The user's photos and edits (ours and Gradio's upload copies) live in one folder, removed at exit.
     with tempfile.TemporaryDirectory(prefix="hairclipv2_app_") as scratch:
         os.environ["GRADIO_TEMP_DIR"] = str(Path(scratch) / "uploads")
@@ -304,7 +311,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(args: argparse.Namespace, scratch: Path) -> int:
     overrides = ["editing.source_cache=8", *args.set]  # edits of one photo embed it once
-    app = EditorApp(lambda: PhotoEditor(from_pretrained(args.weights, overrides)), scratch / "edits")
+    try:  # every setting and file checked before any network loads
+        cfg, shortened = command_config(args.weights, overrides, args.fast, args.seed)
+    except Exception as exc:
+        return refuse(exc, args.weights)
+    if args.fast:
+        print("--fast: " + (", ".join(shortened) or "nothing to shorten"), file=sys.stderr)
+    app = EditorApp(lambda: PhotoEditor(from_config(cfg)), scratch / "edits")
     try:
         app.editor  # noqa: B018 -- networks load before the page opens, and a missing file stops here
     except Exception as exc:

@@ -42,6 +42,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--all-faces", action="store_true", help="edit every face (default: the largest)")
     p.add_argument("--weights", default=None, help="HairCLIPv2's pretrained_models/ folder (official weights)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a Hydra override of the editor")
+    p.add_argument(
+        "--fast", action="store_true", help="about a tenth of the optimisation steps: a quick CPU try, coarser edits"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seeds the edit (and the demo's random networks); default 0")
     p.add_argument("--grow", type=int, default=None, help="px the hair region grows by (default: size / 32)")
     p.add_argument("--feather", type=int, default=None, help="px of soft edge (default: size / 32)")
     args = p.parse_args(argv)

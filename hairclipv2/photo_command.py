@@ -7,22 +7,59 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from . import dlib_models
 from .align import FaceAligner, NoFaceError
 from .config import ConfigError
+from .editing.optim import observe_steps
 from .evaluation.pairs import PairsError, parse_rgb, read_label_png
 from .io import image_format, open_rgb, pil_to_tensor, save_image_atomic
 from .photo import Condition, EditError, PhotoEditor, prepare
-from .pipeline import editor_config, from_config
+from .pipeline import command_config, from_config
 from .quiet import silence_known_noise
 from .weights import CheckpointError, user_error
 
 RANDOM_WARNING = "RANDOM WEIGHTS (no --weights): the edit is a meaningless picture; it shows that the pipeline runs"
+
+
+class StageReport:
+    """Each stage of the edit on stderr as it runs: a progress bar over its optimisation steps, then
+    one line with its time (and steps)."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.stage: str | None = None
+        self.started = 0.0
+        self.steps = 0
+        self.bar: tqdm | None = None
+
+    def __call__(self, stage: str) -> None:
+        self.finish()
+        self.stage, self.started, self.steps = stage, time.perf_counter(), 0
+
+    def step(self, done: int, total: int) -> None:
+        if self.bar is None or done == 1:
+            if self.bar is not None:
+                self.bar.close()
+            self.bar = tqdm(total=total, desc=f"{self.stage:14s}", leave=False, file=self.stream, unit="step")
+        self.bar.update(done - self.bar.n)
+        self.steps += 1
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.stage is not None:
+            steps = f" ({self.steps} steps)" if self.steps else ""
+            print(f"{self.stage:14s} {time.perf_counter() - self.started:6.1f} s{steps}", file=self.stream)
+            self.stage = None
 
 
 def build_editor(cfg: Any, **parts: Any):
@@ -118,17 +155,27 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     """Inputs and outputs are checked first, everything is computed, then written: an error leaves no
     file behind. `args.unchanged` says afterwards whether the written photo equals the input."""
     check_outputs(args, output_paths(args))
-    cfg = editor_config(args.weights, ["editing.source_cache=8", *args.set])
+    cfg, shortened = command_config(args.weights, ["editing.source_cache=8", *args.set], args.fast, args.seed)
+    if args.fast:
+        print("--fast: " + (", ".join(shortened) or "nothing to shorten"), file=sys.stderr)
     size = int(cfg.generator.size)
     photo = open_rgb(args.photo)
     wanted = condition(args, size)
+    report = StageReport()
+    report("aligning")
     aligner = FaceAligner()
     prepared = prepare(aligner, size, photo, wanted, args.photo, args.all_faces)  # before the editor is built
+    report.finish()
     if prepared.note:
         print(prepared.note, file=sys.stderr)
     paths = output_paths(args, len(prepared.crops))
     check_outputs(args, paths)
-    result = PhotoEditor(build_editor(cfg), aligner, args.grow, args.feather).edit_prepared(prepared)
+    report("loading editor")
+    editor = build_editor(cfg)
+    torch.manual_seed(args.seed)
+    with observe_steps(report.step):
+        result = PhotoEditor(editor, aligner, args.grow, args.feather).edit_prepared(prepared, report)
+    report.finish()
     for line in identity_lines(result.faces):
         print(line)
     args.unchanged = np.array_equal(np.asarray(result.photo), np.asarray(photo.convert("RGB")))

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from .blending import FeatureBlender
-from .config import ConfigError, build
+from .config import ConfigError, build, plain
 from .editing.acceleration import Acceleration
 from .editing.bald import BALD_ALPHA_SCALE, BaldProxy, LevelMapper, load_bald_proxy
 from .editing.editor import HairEditor
@@ -55,6 +55,13 @@ from .models.stylegan2 import Generator
 from .models.vgg import VGG16Activations
 from .weights import OFFICIAL, MissingCheckpointError, frozen_generator
 
+SECTIONS = (
+    (EmbeddingConfig, "embedding"),
+    (TextProxyConfig, "text"),
+    (RefProxyConfig, "reference"),
+    (ColourProxyConfig, "colour"),
+    (Acceleration, "acceleration"),
+)
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DEMO_WARNING = "RANDOM WEIGHTS (no weights folder): the edit is a meaningless picture; it shows that the pipeline runs"
 
@@ -67,6 +74,8 @@ def editor_config(weights_dir: str | Path | None = None, overrides: Sequence[str
     from .config import ConfigError, register_resolvers
 
     register_resolvers()
+    if weights_dir is not None and not Path(weights_dir).expanduser().is_dir():
+        raise FileNotFoundError(f"weights folder {weights_dir} does not exist (HairCLIPv2's pretrained_models/)")
     base = ["experiment=hairclipv2_ffhq", f"paths.weights_dir={weights_dir}"] if weights_dir else []
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -77,9 +86,22 @@ def editor_config(weights_dir: str | Path | None = None, overrides: Sequence[str
         raise ConfigError(f"{first}{cause}") from None
 
 
+def command_config(
+    weights_dir: str | Path | None, overrides: Sequence[str] = (), fast: bool = False, seed: int = 0
+) -> tuple[DictConfig, list[str]]:
+    """The editor config of the photo command and the browser editor, checked (settings and files)
+    before any network is built: `seed` for the edits and the demo's networks, `fast` for the fast
+    preset (keys the overrides set are kept). Returns it with the preset's changes."""
+    cfg = editor_config(weights_dir, [f"seed={seed}", *overrides])
+    changed = fast_preset(cfg, keep={o.split("=", 1)[0].lstrip("+~") for o in overrides}) if fast else []
+    check_editing(cfg.editing)
+    return cfg, changed
+
+
 def from_config(cfg: DictConfig, warning: str = DEMO_WARNING, **parts: Any) -> HairEditor:
-    """The editor of a composed config's `editing` group; `parts` replace factory arguments."""
-    return editor_from_config(cfg.editing, warning, **parts)
+    """The editor of a composed config's `editing` group, its random networks (the demo's) drawn from
+    `cfg.seed`; `parts` replace factory arguments."""
+    return editor_from_config(cfg.editing, warning, cfg.get("seed", 0), **parts)
 
 
 def from_pretrained(
@@ -87,8 +109,6 @@ def from_pretrained(
 ) -> HairEditor:
     """One call from a weights folder to the editor that owns every part (generator, segmenter, CLIP,
     proxies, encoder). A missing file stops with one error listing each file, its conf key and source."""
-    if weights_dir is not None and not Path(weights_dir).expanduser().is_dir():
-        raise FileNotFoundError(f"weights folder {weights_dir} does not exist (HairCLIPv2's pretrained_models/)")
     return from_config(editor_config(weights_dir, overrides), warning, **parts)
 
 
@@ -131,19 +151,17 @@ def build_hair_editor(
     if parser_kind not in ("bisenet", "world"):
         raise ConfigError(f"editing.parser_kind: expected 'bisenet' or 'world', found {parser_kind!r}")
     if not random_weights:
-        fan_file = (landmark_weights or str(default_fan_file())) if use_landmarks and not random_backbones else ""
         check_official_files(
-            {
-                "fan": fan_file,
-                "world_generator" if world else "stylegan2": stylegan_weights,
-                "world_parser" if world else "bisenet": parser_weights if parser is None else "",
-                # the world has no PCA statistics file (its prior comes from the mapping) and may have
-                # no trained bald mapper yet
-                "bald_proxy": bald_weights if not world else "",
-                "ffhq_pca": ffhq_pca if not world else "",
-                "sketch_proxy": sketch_weights or "",
-                "e4e": e4e_weights or "",
-            }
+            required_files(
+                parser_kind,
+                stylegan_weights,
+                parser_weights if parser is None else "",
+                bald_weights,
+                sketch_weights,
+                ffhq_pca,
+                e4e_weights,
+                landmark_weights if use_landmarks and not random_backbones else "",
+            )
         )
     latent_avg = frozen_generator(generator, stylegan_weights, "editing.stylegan_weights")
     if parser is None:
@@ -245,6 +263,84 @@ def build_hair_editor(
     )
 
 
+def required_files(
+    parser_kind: str,
+    stylegan_weights: str | None,
+    parser_weights: str | None,
+    bald_weights: str | None,
+    sketch_weights: str | None,
+    ffhq_pca: str | None,
+    e4e_weights: str | None,
+    landmark_weights: str | None,
+) -> dict[str, str | None]:
+    """kind -> configured path of every file an editor with official weights reads ("" = not wanted;
+    None = wanted, not set). `landmark_weights` None means FAN's default file."""
+    world = parser_kind == "world"
+    return {
+        "fan": (landmark_weights or str(default_fan_file())) if landmark_weights != "" else "",
+        "world_generator" if world else "stylegan2": stylegan_weights,
+        "world_parser" if world else "bisenet": parser_weights,
+        # the world has no PCA statistics file (its prior comes from the mapping) and may have no
+        # trained bald mapper yet
+        "bald_proxy": bald_weights if not world else "",
+        "ffhq_pca": ffhq_pca if not world else "",
+        "sketch_proxy": sketch_weights or "",
+        "e4e": e4e_weights or "",
+    }
+
+
+def check_editing(editing: DictConfig) -> None:
+    """The settings of a conf/editing config checked as the factory reads them, before any network
+    is built: the typed sections (steps, rates, rows) and, with official weights, every file."""
+    settings = plain(editing)
+    for cls, key in SECTIONS:
+        build(cls, settings.get(key), f"editing.{key}")
+    if settings.get("random_weights"):
+        return
+    random_backbones = settings.get("random_backbones")
+    use_landmarks = settings.get("use_landmarks", True) and not random_backbones
+    check_official_files(
+        required_files(
+            settings.get("parser_kind", "bisenet"),
+            settings.get("stylegan_weights"),
+            settings.get("parser_weights"),
+            settings.get("bald_weights"),
+            settings.get("sketch_weights"),
+            settings.get("ffhq_pca"),
+            settings.get("e4e_weights"),
+            settings.get("landmark_weights") if use_landmarks else "",
+        )
+    )
+
+
+# the optimisation lengths the fast preset shortens (a tenth, at least FAST_LEAST steps)
+FAST_KEYS = (
+    "embedding.w_steps",
+    "embedding.fs_steps",
+    "text.steps",
+    "reference.steps",
+    "colour.edit_steps",
+    "colour.final_steps",
+)
+FAST_LEAST = 3
+
+
+def fast_preset(cfg: DictConfig, keep: Sequence[str] = ()) -> list[str]:
+    """Shorten every optimisation of `cfg.editing` to about a tenth (a CPU try: coarser edits), except
+    the keys in `keep` (overrides the user gave); returns what changed, as "key: old -> new"."""
+    changed = []
+    for key in FAST_KEYS:
+        full = f"editing.{key}"
+        value = OmegaConf.select(cfg, full)
+        if full in keep or not isinstance(value, int):
+            continue
+        new = min(value, max(FAST_LEAST, round(value / 10)))
+        if new != value:
+            OmegaConf.update(cfg, full, new)
+            changed.append(f"{full}: {value} -> {new}")
+    return changed
+
+
 def check_official_files(paths: Mapping[str, str | None]) -> None:
     """One error listing every missing pretrained file (kind -> configured path; "" = not wanted),
     each with its conf key and where it comes from."""
@@ -265,9 +361,10 @@ def check_official_files(paths: Mapping[str, str | None]) -> None:
         )
 
 
-def editor_from_config(editing: Any, warning: str, **parts: Any) -> HairEditor:
+def editor_from_config(editing: Any, warning: str, seed: int | None = None, **parts: Any) -> HairEditor:
     """Hydra-instantiate a conf/editing config; with random weights, print `warning` in a banner on
-    stderr (and leave out the per-network warnings it sums up). `parts` replace factory arguments."""
+    stderr (and leave out the per-network warnings it sums up), and with `seed` draw every random
+    network from it (the same demo in every process). `parts` replace factory arguments."""
     import sys
 
     from hydra.utils import instantiate
@@ -275,6 +372,8 @@ def editor_from_config(editing: Any, warning: str, **parts: Any) -> HairEditor:
     random_weights = bool(editing.random_weights)
     if random_weights:
         print(f"\n{'!' * 100}\n{warning}\n{'!' * 100}\n", file=sys.stderr)
+    if random_weights and seed is not None:
+        torch.manual_seed(seed)
     with warnings.catch_warnings():
         if random_weights:
             warnings.simplefilter("ignore")

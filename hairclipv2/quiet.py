@@ -32,6 +32,11 @@ KNOWN_LOG_NOISE = {
     "pytorch_lightning.utilities.rank_zero": {
         r"💡 Tip: For seamless cloud logging": "an advertisement for a hosted logger",
     },
+    "root": {
+        r"No pretrained weights loaded for model": (
+            "open_clip's line for pretrained=None; CLIPModel warns about CLIP's random weights itself"
+        ),
+    },
 }
 
 

@@ -3,9 +3,12 @@ is not at FFHQ alignment) with the small random-weight editor, and the paste-bac
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
 from hairclipv2.align import ffhq_quad
@@ -60,6 +63,11 @@ def test_the_command_edits_the_photo_and_keeps_everything_else(astronaut, tmp_pa
     # edit moved her identity by dlib's trained network.
     assert "2 faces found; editing the largest" in captured.err
     assert "identity: dlib distance" in printed
+    # each stage on stderr with its time, the optimisations with their steps (SMALL: 2 + 2, and 2)
+    stages = captured.err.replace("\r", "\n")  # a finished bar is cleared with a carriage return
+    assert re.search(r"^aligning +\d+\.\d s$", stages, re.M)
+    assert re.search(r"^embedding +\d+\.\d s \(4 steps\)$", stages, re.M)
+    assert re.search(r"^text proxy +\d+\.\d s \(2 steps\)$", stages, re.M)
     before = np.asarray(Image.open(astronaut).convert("RGB"))
     after = np.asarray(Image.open(out))
     region = np.asarray(Image.open(tmp_path / "edited_region.png"))
@@ -122,3 +130,82 @@ def test_a_photo_without_a_face_is_refused(tmp_path, capsys):
     Image.fromarray(np.full((128, 128, 3), 200, np.uint8)).save(tmp_path / "wall.png")
     assert main([str(tmp_path / "wall.png"), "--text", "bob", "-o", str(tmp_path / "out.png")]) == 2
     assert "no face found" in capsys.readouterr().err and not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "editing.text.steps=abc"], "editing.text.steps: expected int, found 'abc'"),
+        (["--set", "editing.nosuch=1"], "Could not override 'editing.nosuch'"),
+        (["--weights", "EMPTY"], "6 pretrained file(s) missing for the hair editor"),
+        (["--weights", "NOWHERE"], "does not exist"),
+    ],
+)
+def test_settings_and_weights_are_refused_before_any_work(astronaut, tmp_path, capsys, monkeypatch, args, message):
+    import hairclipv2.photo_command as edit
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the face was aligned before the settings were checked")
+
+    monkeypatch.setattr(edit, "FaceAligner", no_work)
+    (tmp_path / "empty").mkdir()
+    args = [{"EMPTY": str(tmp_path / "empty"), "NOWHERE": str(tmp_path / "nowhere")}.get(a, a) for a in args]
+    assert main([str(astronaut), "--text", "bob", "-o", str(tmp_path / "out.png"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_the_fast_preset_shortens_every_optimisation_but_the_ones_given():
+    from hairclipv2.pipeline import FAST_KEYS, command_config
+
+    full, _ = command_config(None)
+    fast, changed = command_config(None, ["editing.text.steps=7"], fast=True)
+    for key in FAST_KEYS:
+        before, after = OmegaConf.select(full.editing, key), OmegaConf.select(fast.editing, key)
+        assert after == (7 if key == "text.steps" else max(3, round(before / 10))), key
+    assert "editing.embedding.w_steps: 20 -> 3" in changed and not any("text.steps" in c for c in changed)
+    official, changed = command_config(None, ["experiment=hairclipv2_ffhq", "editing.random_weights=true"], fast=True)
+    assert official.editing.embedding.w_steps == 110 and "editing.embedding.fs_steps: 250 -> 25" in changed
+
+
+def test_stage_report_prints_each_stage_with_its_time_and_steps():
+    import io
+
+    from hairclipv2.editing.optim import observe_steps, run_adam
+    from hairclipv2.photo_command import StageReport
+
+    stream = io.StringIO()
+    report = StageReport(stream)
+    x = torch.zeros(2, requires_grad=True)
+    report("embedding")
+    with observe_steps(report.step):
+        run_adam([x], 0.1, 3, lambda: (x - 1).pow(2).sum(0, keepdim=True))
+        run_adam([x], 0.1, 2, lambda: (x - 1).pow(2).sum(0, keepdim=True))
+    report("blending")
+    report.finish()
+    run_adam([x], 0.1, 2, lambda: (x - 1).pow(2).sum(0, keepdim=True))  # outside the context: not counted
+    lines = [line for line in stream.getvalue().splitlines() if re.match(r"^\w[\w ]+ +\d+\.\d s", line)]
+    assert [re.sub(r"\d+\.\d s", "T", re.sub(" +", " ", line)) for line in lines] == [
+        "embedding T (5 steps)",
+        "blending T",
+    ]
+
+
+@pytest.mark.slow  # 50 s on 2 cores
+def test_the_same_seed_gives_the_same_edit_in_every_process(astronaut, tmp_path):
+    """The demo's random networks and the edit are drawn from --seed: two processes agree bit for
+    bit, another seed gives another edit."""
+    import subprocess
+    import sys
+
+    def edit(seed: int, name: str) -> np.ndarray:
+        out = tmp_path / f"{name}.png"
+        argv = [str(astronaut), "--text", "bob", "-o", str(out), "--seed", str(seed), *SMALL]
+        code = f"import sys; from hairclipv2.edit import main; sys.exit(main({argv!r}))"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert done.returncode in (0, 3), done.stderr[-2000:]
+        return np.asarray(Image.open(tmp_path / f"{name}_edit.png"))
+
+    first, again, other = edit(5, "a"), edit(5, "b"), edit(6, "c")
+    assert np.array_equal(first, again) and not np.array_equal(first, other)

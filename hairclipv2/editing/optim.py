@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import torch
@@ -22,6 +24,20 @@ class AdamRun:
 
 ADAM_BETAS = (0.9, 0.999)  # torch's defaults, which every HairCLIPv2 loop keeps
 
+# called as step_observer(done, total) after each step of every run_adam in the context
+_STEP_OBSERVER: ContextVar[Callable[[int, int], None] | None] = ContextVar("step_observer", default=None)
+
+
+@contextmanager
+def observe_steps(observer: Callable[[int, int], None]) -> Iterator[None]:
+    """Within the context, every optimisation loop reports `observer(done, total)` after each step
+    (a progress bar), without the proxies passing a callback down."""
+    token = _STEP_OBSERVER.set(observer)
+    try:
+        yield
+    finally:
+        _STEP_OBSERVER.reset(token)
+
 
 def run_adam(
     params: Sequence[torch.Tensor],
@@ -38,6 +54,7 @@ def run_adam(
         raise ValueError(f"run_adam: {len(rates)} learning rates for {len(params)} parameters")
     opt = torch.optim.Adam([{"params": [p], "lr": r} for p, r in zip(params, rates)], betas=betas)
     run = AdamRun(before_last_step=[p.detach().clone() for p in params])
+    observer = _STEP_OBSERVER.get()
     for step in range(steps):
         opt.zero_grad(set_to_none=True)
         loss = loss_fn()
@@ -46,4 +63,6 @@ def run_adam(
             run.before_last_step = [p.detach().clone() for p in params]
         opt.step()
         run.losses.append(loss.detach())
+        if observer is not None:
+            observer(step + 1, steps)
     return run
