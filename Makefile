@@ -2,7 +2,7 @@
 PYTHON ?= python3
 export PIP_ROOT_USER_ACTION := ignore
 
-.PHONY: setup demo split-demo test test-slow test-all lint bench
+.PHONY: setup demo split-demo test test-slow test-all lint docs bench
 
 setup:
 	PYTHON=$(PYTHON) bash scripts/setup.sh
@@ -25,6 +25,9 @@ test-all: setup
 lint:
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+
+docs:  # the documentation site (docs/, mkdocs.yml) into site/, every warning an error
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict --quiet --site-dir site
 
 bench: setup
 	$(PYTHON) benchmarks/generator.py

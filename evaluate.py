@@ -2,7 +2,7 @@
 
     python evaluate.py task=hair_transfer                       # embedded default, random weights
     python evaluate.py task=hair_text pairs=my_pairs.csv editing=hairclipv2 generator=stylegan2_ffhq
-    python evaluate.py task=hair_color pairs=DIR align=true trainer.devices=2 trainer.strategy=ddp
+    python evaluate.py task=hair_color pairs=DIR align=true trainer=ddp trainer.devices=2
 
 Everything lands in the Hydra run folder: edits/, grids/, edits.csv, summary.json,
 summary_plot.png and report.html (see callbacks/edit_report.py; metrics: callbacks/hair_metrics.py).

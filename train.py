@@ -3,7 +3,7 @@
     python train.py experiment=e4e_demo                     # the embedded default, CPU, minutes
     python train.py experiment=e4e_ffhq                     # the paper's FFHQ run (data + weights needed)
     python train.py -m experiment=e4e_demo model.loss.lpips_lambda=0.4,0.8   # a sweep
-    python train.py experiment=e4e_demo resume_dir=logs/e4e_demo/runs/<time>  # resume in place
+    python train.py experiment=e4e_demo resume_dir=logs/e4e_demo/runs/2026-12-06_12-00-00  # resume in place
 
 Outputs go to the Hydra run folder: checkpoints/, images/, csv/ (metrics), metrics.json,
 data_report.json (what the datamodule found and skipped), and with export_official=true

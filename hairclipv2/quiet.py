@@ -30,14 +30,19 @@ KNOWN_NOISE = {
 # logger name -> {message (regex matched at its start) -> why}: info lines printed through logging
 KNOWN_LOG_NOISE = {
     "pytorch_lightning.utilities.rank_zero": {
-        r"💡 Tip: For seamless cloud logging": "an advertisement for a hosted logger",
+        r"💡 Tip: For seamless cloud": "advertisements for a hosted logger and model registry",
     },
     "root": {
         r"No pretrained weights loaded for model": (
             "open_clip's line for pretrained=None; CLIPModel warns about CLIP's random weights itself"
         ),
+        r"Using default SimpleTokenizer": "open_clip says which tokenizer it chose for a CLIP model",
     },
 }
+
+# packages whose INFO lines (on the root logger, which Hydra's apps print) narrate their own
+# steps: their warnings and errors pass
+CHATTY_PACKAGES = {"open_clip": "eleven lines per model load: the file it found, the config, the tokenizer"}
 
 
 class _DropMessages(logging.Filter):
@@ -47,6 +52,8 @@ class _DropMessages(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        if record.levelno < logging.WARNING and any(f"/{p}/" in record.pathname for p in CHATTY_PACKAGES):
+            return False
         return not any(p.match(message) for p in self.patterns)
 
 

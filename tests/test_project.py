@@ -112,5 +112,12 @@ def test_known_log_noise_is_dropped_and_other_lines_pass(caplog):
     assert sum(type(f).__name__ == "_DropMessages" for f in logger.filters) == 1
     with caplog.at_level(logging.INFO, logger=logger.name):
         logger.info("💡 Tip: For seamless cloud logging and experiment tracking, try installing ...")
+        logger.info("💡 Tip: For seamless cloud uploads and versioning, try installing ...")
         logger.info("GPU available: False, used: False")
     assert [r.getMessage() for r in caplog.records] == ["GPU available: False, used: False"]
+    root, chatty = logging.getLogger(), "/site-packages/open_clip/factory.py"
+    with caplog.at_level(logging.INFO):
+        caplog.clear()
+        for level, path in [(logging.INFO, chatty), (logging.WARNING, chatty), (logging.INFO, "/work/x.py")]:
+            root.handle(root.makeRecord("root", level, path, 1, f"{level} {path}", None, None))
+    assert [r.getMessage() for r in caplog.records] == [f"{logging.WARNING} {chatty}", f"{logging.INFO} /work/x.py"]

@@ -58,7 +58,7 @@ class EmbeddingConfig:
     # ours (#15): Adam of those refinement steps, (lr of the free rows of S, lr of F) and betas; None
     # keeps the official FS step's (`lr` for both, betas (0.9, 0.999)). F's elements move about lr per
     # step, far less than their spread: on the demo world (0.005, 0.1) and (0.85, 0.95) gain about
-    # 3 dB after 50 steps, 0.26 dB short of the official embedding (README, "The FS encoder").
+    # 3 dB after 50 steps, 0.26 dB short of the official embedding (docs/research/fs-encoder.md).
     refinement_lr: tuple[float, float] | None = None
     refinement_betas: tuple[float, float] | None = None
 
