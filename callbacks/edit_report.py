@@ -210,12 +210,17 @@ class EditReportWriter(pl.Callback):
         write_text_atomic(render_html(rows, columns, summary, plot), self.out / "report.html")
 
     def plot(self, rows: list[dict[str, Any]], metrics: list[str], scenarios: dict[str, dict]) -> str | None:
-        """Per metric: the distribution over the edits, or with scenarios the mean of each scenario."""
+        """Per metric: the distribution over the edits (from PLOT_LEAST edits on), or with two or
+        more scenarios the mean of each; nothing where there is no distribution (the summary table
+        has the values)."""
         values = {m: [r[m] for r in rows if r["status"] == "ok" and _number(r.get(m))] for m in metrics}
-        values = {m: v for m, v in values.items() if v}
-        if scenarios:
+        values = {m: v for m, v in values.items() if len(v) >= (1 if scenarios else PLOT_LEAST)}
+        if len(scenarios) >= 2:
             values = {m: [s.get(m) for s in scenarios.values()] for m in values}
+        elif scenarios:
+            values = {m: v for m, v in values.items() if len(v) >= PLOT_LEAST}
         if not values:
+            (self.out / "summary_plot.png").unlink(missing_ok=True)
             return None
         import matplotlib
 
@@ -224,7 +229,7 @@ class EditReportWriter(pl.Callback):
 
         fig, axes = plt.subplots(1, len(values), figsize=(3 * len(values), 2.6), squeeze=False)
         for ax, (name, v) in zip(axes[0], values.items()):
-            if scenarios:
+            if len(scenarios) >= 2:
                 ax.bar(range(len(v)), [x if x is not None else 0 for x in v], color="#4a7ab5")
                 ax.set_xticks(range(len(v)), list(scenarios), rotation=60, fontsize=6)
             else:
@@ -238,23 +243,28 @@ class EditReportWriter(pl.Callback):
         return "summary_plot.png"
 
 
+PLOT_LEAST = 3  # edits a histogram needs; fewer are a table
+
+
 def _number(value: Any) -> bool:
     """A metric value that counts: a number, not NaN (a metric that did not apply to that edit)."""
     return isinstance(value, (int, float)) and not math.isnan(value)
 
 
 def metric_means(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Mean of each metric over the rows that have it; the runtime leaves out warm-up edits (the first
-    of each process) unless only those exist."""
+    """Mean of each metric over the rows that have it. The runtime leaves out warm-up edits (the first
+    of each process, with its one-time setup); when only those exist it is reported as
+    `seconds_first_edit`, so that no warm-up passes for the time an edit takes."""
     names = sorted({k for r in rows for k in r} - ROW_FIELDS)
     means = {}
     for name in names:
-        pool = rows
-        if name == "seconds_per_edit" and any(not r.get("warmup") for r in rows):
-            pool = [r for r in rows if not r.get("warmup")]
+        pool, key = rows, name
+        if name == "seconds_per_edit":
+            timed = [r for r in rows if not r.get("warmup")]
+            pool, key = (timed, name) if timed else (rows, "seconds_first_edit")
         values = [r[name] for r in pool if _number(r.get(name))]
         if values:
-            means[name] = sum(values) / len(values)
+            means[key] = sum(values) / len(values)
     return means
 
 
@@ -309,7 +319,7 @@ def comparison_table(summary: dict[str, Any], fmt: Any) -> str:
 
 def render_html(rows: list[dict[str, Any]], columns: list[str], summary: dict[str, Any], plot: str | None) -> str:
     esc = lambda v: html.escape(str(v))  # noqa: E731
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else esc(v)  # noqa: E731
+    fmt = lambda v: ("n/a" if math.isnan(v) else f"{v:.4g}") if isinstance(v, float) else esc(v)  # noqa: E731
     summary_rows = "".join(f"<tr><th>{esc(k)}</th><td>{fmt(v)}</td></tr>" for k, v in summary["metrics"].items())
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
@@ -324,13 +334,14 @@ def render_html(rows: list[dict[str, Any]], columns: list[str], summary: dict[st
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{esc(summary["task"])} report</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;margin:1em 0}} td,th{{border:1px solid #bbb;padding:3px 8px;font-size:13px}}
-.warning{{background:#fdd;border:2px solid #c00;padding:.6em;font-weight:bold}} figure{{display:inline-block;margin:.5em}} figure img{{width:660px;image-rendering:pixelated}} img{{max-width:100%}}</style></head>
+.warning{{background:#fdd;border:2px solid #c00;padding:.6em;font-weight:bold}} figure{{display:inline-block;margin:.5em}} .wide{{overflow-x:auto;max-width:100%}} #edits td,#edits th{{font-size:11px;white-space:nowrap}} figure img{{width:660px;image-rendering:pixelated}} img{{max-width:100%}}</style></head>
 <body><h1>{esc(summary["task"])}: {summary["edits"]} edits, {summary["failures"]} failed</h1>{warning}
 <h2>Protocol</h2><table id="protocol">{protocol}</table>
 <h2>Summary</h2><table id="summary"><tr><th>metric</th><th>mean</th></tr>{summary_rows}</table>
 {scenario_table(summary, fmt)}{comparison_table(summary, fmt)}{plot_html}
 <p>Non-hair metrics compare source and result outside the dilated union of both hair masks.</p>
-<h2>Edits</h2><table id="edits"><tr>{head}</tr>{body}</table>
+<h2>Edits</h2><div class="wide"><table id="edits"><tr>{head}</tr>{body}</table></div>
+<p>n/a: the metric does not apply to that edit (no hair found for the non-hair and hair metrics).</p>
 <h2>Grids</h2><p>source | condition | result | source hair | result hair</p>{grids}
 </body></html>
 """

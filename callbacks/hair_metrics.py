@@ -7,13 +7,15 @@ masks dilated by the HairCLIPv2 kernel (30 px at 512 px, scaled with the image s
   PSNR_CAP = 100 dB instead of infinity.
 - `nonhair_ssim`, `nonhair_lpips`: SSIM / LPIPS between x and y composited with x outside `keep`
   (y * keep + x * (1 - keep)), so that only non-hair pixels can differ.
+  The three are NaN (n/a in the report, left out of the means) when neither x nor y has any hair:
+  they would repeat the whole-image numbers.
 - `identity`: identity cosine similarity (IR-SE50 or facenet) of x and y.
 - `identity_dlib`, `identity_dlib_distance` (with `metrics.identity=dlib`): cosine similarity and
   Euclidean distance of dlib's face-recognition descriptors of x and y (a trained network that
   installs offline; a distance below 0.6 is dlib's "same person").
 - `clip_score` (text edits): 100 * max(cos(CLIP(y), CLIP(text)), 0), as torchmetrics' CLIPScore.
 - `hair_similarity` (reference edits): cosine of the CLIP embeddings of the hair regions of y and of
-  the reference (image * hair mask).
+  the reference (image * hair mask); NaN when either has no hair (two black pictures agree: 1).
 - whole-image `psnr`, `ssim`, `ms_ssim`, `lpips` and `l2` (MSE of images in [0, 1]) of y against x:
   the inversion table's metrics (SFE, CVPR'24, Table 1) and the hair-transfer table's (Stable-Hair,
   Table 1); MS-SSIM uses as many of its five scales as the image size allows (all five from 176 px).
@@ -82,6 +84,11 @@ def keep_mask(source_hair: torch.Tensor, result_hair: torch.Tensor) -> torch.Ten
     union = torch.maximum(source_hair, result_hair)
     k = M.dilate_kernel(union.shape[-1])
     return 1 - F.max_pool2d(F.pad(union, (k // 2, k - 1 - k // 2, k // 2, k - 1 - k // 2)), k, stride=1)
+
+
+def has_pixels(mask: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: the (N, 1, H, W) mask covers any pixel."""
+    return mask.flatten(1).amax(1) > 0
 
 
 def masked_psnr(x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -155,7 +162,8 @@ class HairEditMetrics(nn.Module):
             values["clip_score"] = 100 * (image * text).sum(-1).clamp_min(0)
         if self.clip is not None and reference is not None and reference_hair is not None:
             a, b = self.clip_embedding(result * result_hair), self.clip_embedding(reference * reference_hair)
-            values["hair_similarity"] = F.cosine_similarity(a, b, dim=-1)
+            both = (has_pixels(result_hair) & has_pixels(reference_hair)).to(a.device)
+            values["hair_similarity"] = F.cosine_similarity(a, b, dim=-1).where(both, torch.nan)
         if self.clip is not None and reference is not None:
             values["clip_i"] = F.cosine_similarity(self.clip_embedding(result), self.clip_embedding(reference), dim=-1)
         if truth is not None:
@@ -169,6 +177,11 @@ class HairEditMetrics(nn.Module):
                 colour=colour,
             )
             values.update({k: v.to(result.device) for k, v in gt.items()})
+        # no hair in the source nor in the result: "outside the hair" is the whole picture, and the
+        # non-hair numbers would repeat the whole-image ones as if they measured consistency: n/a (NaN)
+        found = (has_pixels(source_hair) | has_pixels(result_hair)).to(result.device)
+        for name in ("nonhair_psnr", "nonhair_ssim", "nonhair_lpips"):
+            values[name] = values[name].reshape(-1).where(found, torch.nan)
         for name, v in values.items():
             self.means[name].update(v)
         return values

@@ -43,6 +43,42 @@ OTHER_CLASS_COLOUR = (128, 128, 128)  # classes the painting cannot produce (clo
 CANVAS = 512  # px of the drawing canvases (the aligned face is shown at this size)
 STAGES = ("aligning", "embedding", "bald proxy", "proxy", "sketch proxy", "blending", "colour proxy", "pasting back")
 DEMO_WARNING = "Random weights (no --weights): the pictures are meaningless; they show that the pipeline runs."
+DOWNLOAD_SUFFIX = {"aligned": "_aligned", "bald": "_bald", "proxy": "_proxy", "edit": "_edit", "photo": "_edited"}
+PAINT_NAMES = {0: "background", 1: "face", 6: "ear", 10: "hair"}
+# the fields each mode reads (the others are hidden while it is chosen)
+MODE_FIELD_ORDER = ("text", "reference", "colour_text", "rgb")
+MODE_FIELDS = {
+    "text": ("text",),
+    "reference": ("reference",),
+    "sketch": (),
+    "mask": (),
+    "colour (text)": ("colour_text",),
+    "colour (RGB)": ("rgb",),
+}
+
+
+def shown_at_canvas_size(image: Image.Image | None) -> Image.Image | None:
+    """A small result shown at the canvas size with nearest upscaling (its pixels as computed)."""
+    if image is None or image.width >= CANVAS:
+        return image
+    return image.resize((CANVAS, CANVAS * image.height // image.width), Image.NEAREST)
+
+
+def readable_preview(path: str | None) -> Image.Image | None:
+    """The upload as it will be read (upright), or nothing where it cannot be read (the edit says why)."""
+    try:
+        return open_rgb(path) if path else None
+    except (EditError, ValueError, OSError):
+        return None
+
+
+def legend() -> str:
+    """The mask canvas's colours, as Markdown swatches."""
+    return " ".join(
+        f'<span style="display:inline-block;width:12px;height:12px;background:#{r:02x}{g:02x}{b:02x};'
+        f'border:1px solid #888"></span> {PAINT_NAMES[label]}'
+        for label, (r, g, b) in PAINT_COLOURS.items()
+    )
 
 
 def hex_to_rgb(value: str) -> tuple[int, int, int]:
@@ -196,8 +232,19 @@ class EditorApp:
                 result = self.editor.edit(photo, wanted, name=Path(form.photo).name, progress=progress)
             face = result.faces[0]
             run_dir = Path(tempfile.mkdtemp(dir=self.out_dir, prefix="edit_"))
-            images = {"bald": face.bald, "proxy": face.proxy, "edit": face.edit, "photo": result.photo}
-            files = [save_image_atomic(img, run_dir / f"{name}.png") for name, img in images.items() if img]
+            images = {
+                "aligned": face.crop,
+                "bald": face.bald,
+                "proxy": face.proxy,
+                "edit": face.edit,
+                "photo": result.photo,
+            }
+            stem = Path(form.photo).stem  # downloads named after the photo, as the command names them
+            files = [
+                save_image_atomic(img, run_dir / f"{stem}{DOWNLOAD_SUFFIX[name]}.png")
+                for name, img in images.items()
+                if img
+            ]
             return {**images, "files": [str(f) for f in files]}
 
 
@@ -235,7 +282,11 @@ def build_app(app: EditorApp, warning: str | None = None):
             out = app.run(form, progress=stage)
         except (EditError, ValueError, FileNotFoundError) as exc:
             raise user_error(exc, form.photo, form.reference) from None
-        return out["bald"], out["proxy"], out["edit"], out["photo"], out["files"]
+        small = [shown_at_canvas_size(out[k]) for k in ("aligned", "bald", "proxy", "edit")]
+        return (*small, out["photo"], out["files"])
+
+    def on_mode(chosen: str):
+        return [gr.update(visible=name in MODE_FIELDS.get(chosen, ())) for name in MODE_FIELD_ORDER]
 
     paint = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in PAINT_COLOURS.values()]
     with gr.Blocks(title="HairCLIPv2 editor", analytics_enabled=False) as page:
@@ -245,11 +296,19 @@ def build_app(app: EditorApp, warning: str | None = None):
         with gr.Row():
             with gr.Column():
                 photo = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="photo")
+                preview = gr.Image(label="Uploaded photo", interactive=False, elem_id="preview", height=200)
                 mode = gr.Radio(list(MODES), value="text", label="Mode", elem_id="mode")
                 text = gr.Textbox(label="Hairstyle text", placeholder="short bob haircut", elem_id="text")
-                reference = gr.File(label="Reference photo", file_types=["image"], type="filepath", elem_id="ref")
-                colour_text = gr.Textbox(label="Colour text", placeholder="red hair", elem_id="colour_text")
-                rgb = gr.ColorPicker(value="#b43228", label="Colour (RGB)", elem_id="rgb")
+                reference = gr.File(
+                    label="Reference photo", file_types=["image"], type="filepath", elem_id="ref", visible=False
+                )
+                reference_preview = gr.Image(
+                    label="Reference", interactive=False, elem_id="ref_preview", height=200, visible=False
+                )
+                colour_text = gr.Textbox(
+                    label="Colour text", placeholder="red hair", elem_id="colour_text", visible=False
+                )
+                rgb = gr.ColorPicker(value="#b43228", label="Colour (RGB)", elem_id="rgb", visible=False)
                 run = gr.Button("Edit", variant="primary", elem_id="run")
             with gr.Column():
                 sketch = gr.ImageEditor(
@@ -267,18 +326,26 @@ def build_app(app: EditorApp, warning: str | None = None):
                     sources=[],
                     elem_id="mask",
                 )
+                gr.Markdown(legend(), elem_id="legend")
         with gr.Row():
             shown = {"type": "pil", "format": "png", "interactive": False}  # png: the pixels as computed
+            before = gr.Image(label="Before (the aligned face)", elem_id="before", **shown)
+            edit = gr.Image(label="After (the edit)", elem_id="edit", **shown)
+            pasted = gr.Image(label="Photo with the edit", elem_id="pasted", **shown)
+        with gr.Row():
             bald = gr.Image(label="Bald proxy", elem_id="bald", **shown)
             proxy = gr.Image(label="Hairstyle proxy", elem_id="proxy", **shown)
-            edit = gr.Image(label="Edit", elem_id="edit", **shown)
-            pasted = gr.Image(label="Photo with the edit", elem_id="pasted", **shown)
         files = gr.File(label="Download", file_count="multiple", elem_id="files", interactive=False)
         photo.upload(on_upload, photo, [sketch, mask], api_name="canvases")
+        photo.change(readable_preview, photo, preview, api_name=False)
+        reference.change(readable_preview, reference, reference_preview, api_name=False)
+        fields = {"text": text, "reference": reference, "colour_text": colour_text, "rgb": rgb}
+        mode.change(on_mode, mode, [fields[name] for name in MODE_FIELD_ORDER], api_name=False)
+        mode.change(lambda chosen: gr.update(visible=chosen == "reference"), mode, reference_preview, api_name=False)
         run.click(
             on_run,
             [photo, mode, text, reference, sketch, mask, colour_text, rgb],
-            [bald, proxy, edit, pasted, files],
+            [before, bald, proxy, edit, pasted, files],
             api_name="edit",
             trigger_mode="once",  # a click while an edit runs starts nothing
             concurrency_limit=1,
@@ -294,6 +361,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--fast", action="store_true", help="about a tenth of the optimisation steps: a quick CPU try, coarser edits"
     )
     p.add_argument("--seed", type=int, default=0, help="seeds the edits (and the demo's random networks); default 0")
+    p.add_argument(
+        "--aligned", action="store_true", help="uploads are aligned faces already (square FFHQ crops, world faces)"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     return p.parse_args(argv)
@@ -317,7 +387,7 @@ def serve(args: argparse.Namespace, scratch: Path) -> int:
         return refuse(exc, args.weights)
     if args.fast:
         print("--fast: " + (", ".join(shortened) or "nothing to shorten"), file=sys.stderr)
-    app = EditorApp(lambda: PhotoEditor(from_config(cfg)), scratch / "edits")
+    app = EditorApp(lambda: PhotoEditor(from_config(cfg), aligned=args.aligned), scratch / "edits")
     try:
         app.editor  # noqa: B018 -- networks load before the page opens, and a missing file stops here
     except Exception as exc:

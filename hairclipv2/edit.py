@@ -40,6 +40,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
     p.add_argument("--all-faces", action="store_true", help="edit every face (default: the largest)")
+    p.add_argument(
+        "--aligned", action="store_true", help="PHOTO is an aligned face already (a square FFHQ crop, a world face)"
+    )
     p.add_argument("--weights", default=None, help="HairCLIPv2's pretrained_models/ folder (official weights)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a Hydra override of the editor")
     p.add_argument(

@@ -133,6 +133,17 @@ def aligned_faces(
     return quads, [warp_to_quad(photo, quad, size) for quad in quads], "\n".join(notes)
 
 
+def whole_picture(photo: Image.Image, size: int, name: str = "photo") -> tuple[FaceQuad, Image.Image]:
+    """An already aligned face (an FFHQ-aligned crop, a world face): the quad of the whole square
+    picture and the picture at the edit size."""
+    w, h = photo.size
+    if w != h:
+        raise EditError(f"{name}: --aligned takes a square, already aligned face; this picture is {w}x{h}")
+    quad = FaceQuad(np.array([w / 2, h / 2]), np.array([w / 2, 0.0]), np.array([0.0, h / 2]))
+    crop = photo.convert("RGB")
+    return quad, crop if w == size else crop.resize((size, size), Image.LANCZOS)
+
+
 def prepare(
     aligner: FaceAligner,
     size: int,
@@ -140,12 +151,20 @@ def prepare(
     condition: Condition,
     name: str = "photo",
     all_faces: bool = False,
+    aligned: bool = False,
 ) -> Prepared:
     """Everything that can be wrong with the input, found before any edit (and before the editor is
-    built): a face in the photo (and in the reference), a condition that fits the edit size."""
-    quads, crops, note = aligned_faces(aligner, size, photo, name, all_faces)
+    built): a face in the photo (and in the reference), a condition that fits the edit size.
+    `aligned`: the photo and the reference are aligned faces already (no detection)."""
+    if aligned:
+        quad, crop = whole_picture(photo, size, name)
+        quads, crops, note = [quad], [crop], ""
+    else:
+        quads, crops, note = aligned_faces(aligner, size, photo, name, all_faces)
     reference = None
-    if condition.reference is not None:
+    if condition.reference is not None and aligned:
+        reference = pil_to_tensor(whole_picture(condition.reference, size, "the reference")[1])[None]
+    elif condition.reference is not None:
         reference = pil_to_tensor(aligner.align(condition.reference, size, name="the reference").image)[None]
     condition.batch(pil_to_tensor(crops[0])[None], reference)
     return Prepared(photo.convert("RGB"), condition, quads, crops, reference, note)
@@ -155,6 +174,7 @@ class PhotoEditor:
     """A HairEditor with the face aligner and the paste-back: photo and condition in, photo out.
 
     `grow` / `feather`: px the hair region grows by and its soft edge (default: size / 32 each).
+    `aligned`: photos are aligned faces already (square crops; no detection).
     """
 
     def __init__(
@@ -163,17 +183,20 @@ class PhotoEditor:
         aligner: FaceAligner | None = None,
         grow: int | None = None,
         feather: int | None = None,
+        aligned: bool = False,
     ):
-        self.editor, self.aligner = editor, aligner or FaceAligner()
+        self.editor, self.aligner, self.aligned = editor, aligner or FaceAligner(), aligned
         self.size = int(editor.generator.size)
         self.grow = grow if grow is not None else max(1, self.size // 32)
         self.feather = feather if feather is not None else max(1, self.size // 32)
 
     def prepare(self, photo: Image.Image, condition: Condition, name: str = "photo", all_faces: bool = False):
-        return prepare(self.aligner, self.size, photo, condition, name, all_faces)
+        return prepare(self.aligner, self.size, photo, condition, name, all_faces, self.aligned)
 
     def largest_face(self, photo: Image.Image, name: str = "photo") -> Image.Image:
-        """The aligned crop of the photo's largest face."""
+        """The aligned crop of the photo's largest face (the photo itself when `aligned`)."""
+        if self.aligned:
+            return whole_picture(photo, self.size, name)[1]
         return aligned_faces(self.aligner, self.size, photo, name)[1][0]
 
     def labels(self, crop: Image.Image) -> np.ndarray:

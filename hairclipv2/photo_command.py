@@ -48,7 +48,9 @@ class StageReport:
         if self.bar is None or done == 1:
             if self.bar is not None:
                 self.bar.close()
-            self.bar = tqdm(total=total, desc=f"{self.stage:14s}", leave=False, file=self.stream, unit="step")
+            self.bar = tqdm(  # disable=None: no bar where the stream is not a terminal (a log file)
+                total=total, desc=f"{self.stage:14s}", leave=False, file=self.stream, unit="step", disable=None
+            )
         self.bar.update(done - self.bar.n)
         self.steps += 1
 
@@ -164,7 +166,7 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     report = StageReport()
     report("aligning")
     aligner = FaceAligner()
-    prepared = prepare(aligner, size, photo, wanted, args.photo, args.all_faces)  # before the editor is built
+    prepared = prepare(aligner, size, photo, wanted, args.photo, args.all_faces, args.aligned)  # before the editor
     report.finish()
     if prepared.note:
         print(prepared.note, file=sys.stderr)

@@ -16,6 +16,7 @@ registered once and loaded from one weights folder.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -74,6 +75,8 @@ def editor_config(weights_dir: str | Path | None = None, overrides: Sequence[str
     from .config import ConfigError, register_resolvers
 
     register_resolvers()
+    # paths.root_dir: the repository (weights/world/, conf/), wherever the command runs from
+    os.environ.setdefault("PROJECT_ROOT", str(CONF.parent))
     if weights_dir is not None and not Path(weights_dir).expanduser().is_dir():
         raise FileNotFoundError(f"weights folder {weights_dir} does not exist (HairCLIPv2's pretrained_models/)")
     base = ["experiment=hairclipv2_ffhq", f"paths.weights_dir={weights_dir}"] if weights_dir else []

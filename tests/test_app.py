@@ -101,14 +101,21 @@ def test_a_sketch_edit_through_the_api_and_a_bad_upload_answered_with_a_message(
     Image.fromarray(strokes).save(tmp_path / "strokes.png")
     sketch = {"background": None, "layers": [handle_file(str(tmp_path / "strokes.png"))], "composite": None}
     photo = handle_file(str(photos / "astronaut.png"))
-    bald, proxy, edit, pasted, files = client.predict(
+    aligned, bald, proxy, edit, pasted, files = client.predict(
         photo, "sketch", "", None, sketch, None, "", "#b43228", api_name="/edit"
     )
     assert bald is None  # a sketch alone blends no bald proxy
-    assert Image.open(proxy).size == Image.open(edit).size == (64, 64)
+    # the 64 px results shown at the canvas size, upscaled with nearest: each pixel a 8x8 block
+    assert Image.open(aligned).size == Image.open(proxy).size == Image.open(edit).size == (CANVAS, CANVAS)
+    shown = np.asarray(Image.open(edit).convert("RGB"))
+    assert np.array_equal(shown, np.repeat(np.repeat(shown[::8, ::8], 8, 0), 8, 1))
     before, after = np.asarray(Image.open(photos / "astronaut.png")), np.asarray(Image.open(pasted).convert("RGB"))
     assert after.shape == before.shape and 0 < (after != before).any(-1).mean() < 0.5
-    assert sorted(Path(f).name for f in files) == ["edit.png", "photo.png", "proxy.png"]
+    # downloads at their computed size, named after the photo as the command names its outputs
+    names = sorted(Path(f).name for f in files)
+    assert names == ["astronaut_aligned.png", "astronaut_edit.png", "astronaut_edited.png", "astronaut_proxy.png"]
+    saved = {Path(f).name: f for f in files}
+    assert np.array_equal(np.asarray(Image.open(saved["astronaut_edit.png"]).convert("RGB")), shown[::8, ::8])
 
     started = app.edits_started
     with pytest.raises(Exception, match="not a readable image"):

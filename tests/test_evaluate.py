@@ -66,6 +66,36 @@ def test_a_change_inside_the_hair_leaves_non_hair_metrics_unchanged(metrics):
     assert w["nonhair_psnr"].item() < 30 and w["nonhair_ssim"].item() < 0.99 and w["nonhair_lpips"].item() > 0
 
 
+def test_metrics_without_hair_are_not_applicable(metrics):
+    """No hair in source nor result: the non-hair metrics would repeat the whole-image ones, and two
+    empty hair regions look alike to CLIP; they are NaN (n/a), the others stay."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    y = x + 0.1 * torch.randn_like(x)
+    hair = torch.zeros(2, 1, 64, 64)
+    hair[0, :, :16] = 1  # the first edit has hair, the second none
+    v = metrics.per_edit(x, y, hair, hair)
+    for name in ("nonhair_psnr", "nonhair_ssim", "nonhair_lpips"):
+        assert not v[name][0].isnan() and v[name][1].isnan(), name
+    assert not v["psnr"].isnan().any() and not v["lpips"].isnan().any()
+
+
+def test_runtime_and_plots_say_what_they_measured(tmp_path):
+    from callbacks.edit_report import EditReportWriter, metric_means
+
+    warm = {"status": "ok", "warmup": True, "seconds_per_edit": 20.0, "psnr": 10.0}
+    timed = [{"status": "ok", "warmup": False, "seconds_per_edit": s, "psnr": 12.0} for s in (2.0, 4.0)]
+    assert metric_means([warm]) == {"seconds_first_edit": 20.0, "psnr": 10.0}
+    assert metric_means([warm, *timed])["seconds_per_edit"] == 3.0 and "seconds_first_edit" not in metric_means(
+        [warm, *timed]
+    )
+    writer = EditReportWriter(tmp_path, "hair_text", [])
+    assert writer.plot([warm, timed[0]], ["psnr"], {}) is None  # two edits: a table, no histogram
+    assert writer.plot([warm, *timed], ["psnr"], {}) == "summary_plot.png"
+    assert (tmp_path / "summary_plot.png").is_file()
+    assert writer.plot([warm], ["psnr"], {}) is None and not (tmp_path / "summary_plot.png").exists()
+
+
 def test_keep_mask_is_the_complement_of_the_dilated_union():
     a = torch.zeros(1, 1, 512, 512)
     a[..., 100, 100] = 1
@@ -204,8 +234,11 @@ def test_text_task_end_to_end(text_run):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["edits"] == 2 and summary["failures"] == 0 and summary["task"] == "hair_text"
     means = summary["metrics"]
-    assert means["nonhair_psnr"] == pytest.approx(np.mean([float(r["nonhair_psnr"]) for r in rows]), rel=1e-4)
-    assert (run / "summary_plot.png").is_file() and "RANDOM WEIGHTS" in (run / "report.html").read_text()
+    psnr = [float(r["nonhair_psnr"]) for r in rows if r["nonhair_psnr"] != "nan"]  # nan: no hair found
+    assert means.get("nonhair_psnr", "n/a") == (pytest.approx(np.mean(psnr), rel=1e-4) if psnr else "n/a")
+    # two edits: no distribution to plot (the summary table has the means)
+    assert not (run / "summary_plot.png").exists() and "RANDOM WEIGHTS" in (run / "report.html").read_text()
+    assert "seconds_per_edit" in means and "seconds_first_edit" not in means  # the warm-up is left out
     assert not list(run.rglob(".*.tmp"))
 
 
@@ -217,7 +250,10 @@ def test_embedded_default_hair_transfer(tmp_path):
         tmp_path / "inputs" / "generated_reference.png"
     ).is_file()
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["edits"] == 1 and "hair_similarity" in summary["metrics"] and "warning" in summary
+    assert summary["edits"] == 1 and "warning" in summary
+    (row,) = csv.DictReader(open(tmp_path / "edits.csv"))
+    assert ("hair_similarity" in summary["metrics"]) == (row["hair_similarity"] != "nan")  # n/a without hair
+    assert "seconds_first_edit" in summary["metrics"] and "seconds_per_edit" not in summary["metrics"]
     assert "report: " in result.stdout
 
 

@@ -209,3 +209,33 @@ def test_the_same_seed_gives_the_same_edit_in_every_process(astronaut, tmp_path)
 
     first, again, other = edit(5, "a"), edit(5, "b"), edit(6, "c")
     assert np.array_equal(first, again) and not np.array_equal(first, other)
+
+
+def test_an_aligned_face_is_edited_without_detection_and_pasted_back_in_place(tmp_path, capsys, monkeypatch):
+    """--aligned: a world face (dlib sees no cartoon) is the crop itself; the edit comes back at the
+    picture's own size, every pixel outside the region as it was. A world face written by
+    `python -m hairclipv2.world`."""
+    import functools
+
+    import hairclipv2.photo_command as edit
+    from hairclipv2.world.__main__ import main as world_main
+
+    from conftest import ThresholdParser
+
+    assert world_main([str(tmp_path / "faces"), "--n", "2", "--seed", "3"]) == 0
+    captions = (tmp_path / "faces" / "captions.txt").read_text().splitlines()
+    assert [c.split("\t")[0] for c in captions] == ["world_3_0.png", "world_3_1.png"] and "hair" in captions[0]
+    face = tmp_path / "faces" / "world_3_0.png"
+    monkeypatch.setattr(edit, "build_editor", functools.partial(edit.build_editor, parser=ThresholdParser()))
+    out = tmp_path / "edited.png"
+    assert main([str(face), "--aligned", "--text", "bob", "-o", str(out), *SMALL]) == 0
+    assert "faces found" not in capsys.readouterr().err  # no detection ran
+    before, after = np.asarray(Image.open(face).convert("RGB")), np.asarray(Image.open(out))
+    region = np.asarray(Image.open(tmp_path / "edited_region.png"))
+    assert after.shape == before.shape == (64, 64, 3) and (region > 0).any()
+    assert np.array_equal(after[region == 0], before[region == 0])
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "edited_aligned.png")), before)  # the crop is the face
+
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "wide.png")
+    assert main([str(tmp_path / "wide.png"), "--aligned", "--text", "bob", "-o", str(tmp_path / "w.png")]) == 2
+    assert "--aligned takes a square, already aligned face; this picture is 60x40" in capsys.readouterr().err
