@@ -168,6 +168,51 @@ def test_a_text_edit_in_headless_chromium(served, photos, tmp_path):
         time.sleep(1)
         width = page.locator("#pasted img").evaluate("img => img.naturalWidth")
         assert width == 512 and app.edits_started == started + 1
+        assert page.locator("#before img").evaluate("img => img.naturalWidth") == CANVAS  # before | after
+        assert page.locator("#colour_text textarea").count() == 0  # fields of other modes are hidden
+        assert "hair" in page.locator("#legend").inner_text()
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def world_served(tmp_path_factory):
+    """The browser editor as a user starts it on the world: `python -m hairclipv2.app --aligned --set
+    experiment=hairclipv2_world --fast` (the world's trained networks, no random parser)."""
+    from hairclipv2.pipeline import command_config, from_config
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg, _ = command_config(None, ["editing.source_cache=8", "experiment=hairclipv2_world"], fast=True)
+        app = EditorApp(lambda: PhotoEditor(from_config(cfg), aligned=True), tmp_path_factory.mktemp("world_out"))
+        app.editor  # noqa: B018
+    page = build_app(app, None)
+    _, url, _ = page.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
+    yield app, url
+    page.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it with apt-get)")
+def test_a_world_face_edited_in_headless_chromium_for_the_docs_screenshot(world_served, tmp_path):
+    """The screenshot of the docs (UPDATE_SCREENSHOT=1 writes docs/app.png): a world face, as a user
+    gets it, edited by the world's networks."""
+    from playwright.sync_api import sync_playwright
+
+    from hairclipv2.world.__main__ import main as world_main
+
+    world_main([str(tmp_path / "faces"), "--n", "1", "--seed", "0"])
+    app, url = world_served
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(url)
+        upload(page, tmp_path / "faces" / "world_0_0.png")
+        page.locator("#sketch canvas").first.wait_for(timeout=60_000)
+        page.locator("#text textarea").fill("short black straight hair")
+        page.locator("#run").click()
+        page.locator("#pasted img").wait_for(timeout=180_000)
+        time.sleep(1)
+        assert page.locator("#pasted img").evaluate("img => img.naturalWidth") == 64  # the face's own size
         page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
         browser.close()
     shot = np.asarray(Image.open(tmp_path / "app.png").convert("L"))

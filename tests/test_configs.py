@@ -97,8 +97,8 @@ def test_hydra_builds_the_module_optimisers_callbacks_and_loggers(tmp_path):
     names = sorted(type(c).__name__ for c in instantiate_group(cfg.callbacks))
     assert names == [
         "ImageGridCallback",
+        "LastCheckpoint",
         "LearningRateMonitor",
-        "ModelCheckpoint",
         "ModelCheckpoint",
         "OfficialExport",
         "RequeueOnSignal",

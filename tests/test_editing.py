@@ -99,6 +99,7 @@ def test_text_proxy_loss_falls(editor, sources):
     assert torch.equal(result.codes[:, 4:], editor.latent_avg.expand(2, 6, -1))  # only the first rows move
 
 
+@pytest.mark.slow  # 14 s on 2 cores
 def test_reference_proxy_loss_falls(editor, sources):
     refs = sources.flip(0)[:2]
     ref_codes = editor.embedding.invert_w(refs, steps=3)
@@ -134,7 +135,7 @@ def test_colour_proxy_losses_fall(editor, sources):
 ADAM_STEP_BOUND = 0.1 / 0.001**0.5  # Adam's per-step bound, lr * (1 - beta1) / sqrt(1 - beta2) (Kingma & Ba)
 
 
-@pytest.mark.parametrize("kind", ["text", "colour"])
+@pytest.mark.parametrize("kind", ["text", pytest.param("colour", marks=pytest.mark.slow)])  # colour: 10 s
 def test_batched_optimisation_equals_one_by_one(editor, sources, kind):
     """Deterministic by construction. Each sample's loss is its own: at the same codes (the first step)
     the batched per-sample losses equal the single ones to float precision, with the parser's labels

@@ -43,7 +43,8 @@ class _Trainer:
     def __init__(self):
         self.saved: list[str] = []
 
-    def save_checkpoint(self, path: str) -> None:
+    def save_checkpoint(self, path: str, weights_only: bool | None = None) -> None:
+        assert weights_only is False  # what a resume reads: the optimiser state too
         self.saved.append(path)
 
 
