@@ -48,6 +48,7 @@ from hairclipv2.evaluation.world_pairs import write_world_pairs  # noqa: E402
 from hairclipv2.losses import IDLoss, LPIPSLoss  # noqa: E402
 from hairclipv2.pipeline import editor_from_config  # noqa: E402
 from hairclipv2.quiet import silence_known_noise  # noqa: E402
+from hairclipv2.run_log import say, share_run_log  # noqa: E402
 from hairclipv2.weights import CheckpointError, user_error  # noqa: E402
 
 register_resolvers()
@@ -222,6 +223,7 @@ def discard_unused_run_dir(out: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
+    share_run_log()  # <run>/evaluate.log also gets Lightning's lines and the summary
     try:
         summary = evaluate(cfg)
     except Exception as exc:
@@ -235,14 +237,13 @@ def main(cfg: DictConfig) -> None:
             raise
         raise SystemExit(f"error: {shown}") from None
     if summary:
-        print(
-            f"{summary['task']}: {summary['edits']} edits, {summary['failures']} failed; report: {Path(cfg.paths.output_dir) / 'report.html'}"
-        )
-        for name, value in summary["metrics"].items():
-            print(f"  {name:24s} {value:.4g}")
+        report = Path(cfg.paths.output_dir) / "report.html"
+        lines = [f"{summary['task']}: {summary['edits']} edits, {summary['failures']} failed; report: {report}"]
+        lines += [f"  {name:24s} {value:.4g}" for name, value in summary["metrics"].items()]
         for scenario, values in summary.get("scenarios", {}).items():
             shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if k in SHOWN_PER_SCENARIO)
-            print(f"  [{scenario}] {values['edits']} edits: {shown}")
+            lines.append(f"  [{scenario}] {values['edits']} edits: {shown}")
+        say("\n".join(lines))  # and in <run>/evaluate.log
         if summary["failures"] and not cfg.allow_failures:
             print(
                 f"error: {summary['failures']} edit(s) failed (see edits.csv); allow_failures=true accepts partial results",

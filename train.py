@@ -40,6 +40,7 @@ from hairclipv2.config import (  # noqa: E402
     show_config,
 )
 from hairclipv2.quiet import silence_known_noise  # noqa: E402
+from hairclipv2.run_log import say, share_run_log  # noqa: E402
 from hairclipv2.training.checkpointing import (  # noqa: E402
     check_checkpoint_file,
     holds_training_state,
@@ -93,7 +94,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         write_json_atomic(metrics, out / "metrics.json")
         sweep_note = keep_sweep_checkpoints(cfg, out, metrics.get(cfg.get("optimized_metric")))
-        print(closing_lines(trainer, out, cfg.get("optimized_metric")) + sweep_note)
+        say(closing_lines(trainer, out, cfg.get("optimized_metric")) + sweep_note)
     finish_wandb()
     return metrics
 
@@ -231,6 +232,7 @@ def finish_wandb() -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    share_run_log()  # <run>/train.log also gets Lightning's lines and the closing lines
     try:
         metrics = train(cfg)
     except Exception as exc:

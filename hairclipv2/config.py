@@ -172,4 +172,6 @@ def show_config(cfg: DictConfig, out_dir: str | Path) -> None:
     (out / "config_tree.log").write_text(text)
     (out / "tags.log").write_text("\n".join(str(t) for t in cfg.get("tags") or []) + "\n")
     if cfg.get("extras", {}).get("print_config", True):
-        print(text, end="")
+        from .run_log import say
+
+        say(text.rstrip("\n"))

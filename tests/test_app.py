@@ -171,6 +171,11 @@ def test_a_text_edit_in_headless_chromium(served, photos, tmp_path):
         assert page.locator("#before img").evaluate("img => img.naturalWidth") == CANVAS  # before | after
         assert page.locator("#colour_text textarea").count() == 0  # fields of other modes are hidden
         assert "hair" in page.locator("#legend").inner_text()
+        page.locator("#text textarea").fill("   ")  # an error after an edit: said, the results stay
+        page.locator("#run").click()
+        page.get_by_text("the hairstyle text is empty").first.wait_for(timeout=60_000)
+        time.sleep(1)
+        assert page.locator("#pasted img").evaluate("img => img.naturalWidth") == 512
         browser.close()
 
 

@@ -121,3 +121,35 @@ def test_known_log_noise_is_dropped_and_other_lines_pass(caplog):
         for level, path in [(logging.INFO, chatty), (logging.WARNING, chatty), (logging.INFO, "/work/x.py")]:
             root.handle(root.makeRecord("root", level, path, 1, f"{level} {path}", None, None))
     assert [r.getMessage() for r in caplog.records] == [f"{logging.WARNING} {chatty}", f"{logging.INFO} /work/x.py"]
+
+
+def test_the_run_log_file_gets_lightnings_lines_and_the_closing_lines(tmp_path, capsys):
+    """Hydra's <run>/train.log hangs on the root logger, which Lightning's loggers do not reach."""
+    import logging
+
+    import pytorch_lightning  # noqa: F401 -- sets its loggers up (INFO, their own stderr handler)
+
+    from hairclipv2.run_log import say, share_run_log
+
+    handler = logging.FileHandler(tmp_path / "train.log")
+    root, lightning = logging.getLogger(), logging.getLogger("pytorch_lightning")
+    root.addHandler(handler)
+    propagate, lightning.propagate = lightning.propagate, False  # as Lightning sets it up
+    try:
+        share_run_log()
+        share_run_log()  # idempotent
+        assert logging.getLogger("pytorch_lightning").handlers.count(handler) == 1
+        logging.getLogger("pytorch_lightning").info("`Trainer.fit` stopped: `max_steps=2` reached.")
+        say("run folder: /x\nbest checkpoint: /x/best.ckpt")
+    finally:
+        lightning.propagate = propagate
+        for name in ("", "pytorch_lightning", "lightning_fabric"):
+            logging.getLogger(name).removeHandler(handler)
+        handler.close()
+    assert capsys.readouterr().out == "run folder: /x\nbest checkpoint: /x/best.ckpt\n"
+    logged = (tmp_path / "train.log").read_text().splitlines()
+    assert logged == [
+        "`Trainer.fit` stopped: `max_steps=2` reached.",
+        "run folder: /x",
+        "best checkpoint: /x/best.ckpt",
+    ]
