@@ -29,6 +29,7 @@ from torch import nn
 from .blending import FeatureBlender
 from .config import ConfigError, build, plain
 from .editing.acceleration import Acceleration
+from .editing.amortised import load_text_mapper
 from .editing.bald import BALD_ALPHA_SCALE, BaldProxy, LevelMapper, load_bald_proxy
 from .editing.editor import HairEditor
 from .editing.embedding import EmbeddingConfig, FSEmbedding
@@ -145,6 +146,7 @@ def build_hair_editor(
     colour: Mapping[str, Any] | None = None,
     source_cache: int = 0,
     fs_encoder_weights: str | None = None,
+    text_mapper_weights: str | None = None,
     acceleration: Mapping[str, Any] | None = None,
 ) -> HairEditor:
     # CLIP and the VGG16 / LPIPS backbones come from open_clip's and torchvision's caches, not from
@@ -231,7 +233,14 @@ def build_hair_editor(
             resume_with_skip,
         ),
         bald,
-        TextProxy(generator, CLIPLoss(clip, augment=text_cfg.augment), landmarks_text, segmenter, text_cfg),
+        TextProxy(
+            generator,
+            CLIPLoss(clip, augment=text_cfg.augment),
+            landmarks_text,
+            segmenter,
+            text_cfg,
+            load_text_mapper(text_mapper_weights) if text_mapper_weights else None,
+        ),
         RefProxy(
             generator,
             StyleLoss(vgg),
@@ -296,8 +305,12 @@ def check_editing(editing: DictConfig) -> None:
     """The settings of a conf/editing config checked as the factory reads them, before any network
     is built: the typed sections (steps, rates, rows) and, with official weights, every file."""
     settings = plain(editing)
-    for cls, key in SECTIONS:
-        build(cls, settings.get(key), f"editing.{key}")
+    sections = {key: build(cls, settings.get(key), f"editing.{key}") for cls, key in SECTIONS}
+    if sections["text"].method == "encoder" and not settings.get("text_mapper_weights"):
+        raise ConfigError(
+            "editing.text.method=encoder needs editing.text_mapper_weights "
+            "(a text mapper: `python train.py experiment=world_text_mapper`)"
+        )
     if settings.get("random_weights"):
         return
     random_backbones = settings.get("random_backbones")

@@ -45,6 +45,7 @@ EXPERIMENTS = {
     "world_parser": "train",
     "world_clip": "train",
     "world_bald": "train",
+    "world_text_mapper": "train",
 }
 OWN = {"callbacks": {"evaluate": "evaluate"}}  # group options meant for one entry point only
 

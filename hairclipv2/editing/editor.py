@@ -252,9 +252,10 @@ class HairEditor(nn.Module):
         labels = self.segmenter.labels(images) if labels is None else labels
         return self.segmenter.hair_of_labels(labels, images.shape[-1])
 
-    def global_proxy(self, batch: EditBatch, source_images: torch.Tensor):
+    def global_proxy(self, batch: EditBatch, source_images: torch.Tensor, source_codes: torch.Tensor | None = None):
         """The text, reference or painted-mask proxy of a batch (a mask alone: the text proxy's
-        start and landmarks under the mask loss, without CLIP)."""
+        start and landmarks under the mask loss, without CLIP). `source_codes`: the source's W+
+        (the text mapper's input with editing.text.method=encoder)."""
         if batch.kind in ("text", "mask"):
             if self.text_proxy is None:
                 raise ValueError("this editor has no text proxy")
@@ -263,6 +264,7 @@ class HairEditor(nn.Module):
                 batch.texts if batch.kind == "text" else None,
                 self.latent_avg,
                 painted_labels=batch.masks,
+                source_codes=source_codes,
             )
         if self.ref_proxy is None:
             raise ValueError("this editor has no reference proxy")
@@ -307,7 +309,7 @@ class HairEditor(nn.Module):
                 progress(f"{batch.kind} proxy")
                 tic = self.clock()
                 batch = self.with_reference_codes(batch)
-                global_codes = self.global_proxy(batch, target).codes
+                global_codes = self.global_proxy(batch, target, fs.codes).codes
                 seconds[f"{batch.kind}_proxy"] = self.clock() - tic
             if batch.sketches is not None:
                 if self.sketch_proxy is None:

@@ -48,23 +48,64 @@ class TextProxyConfig:
     rows: int = 7  # rows 0..6 are optimised, from the mean latent
     augment: bool = True  # AugCLIPLoss (HairCLIPv2's default for the text proxy)
     pre_step_codes: bool = True  # official: the codes before the last Adam step (text_proxy.py `latent_in`)
+    method: str = "optimisation"  # official: `steps` from the mean code; encoder: a TextMapper
+    refinement: int = 0  # with method=encoder: steps of the official optimisation from the mapper's answer
 
 
 class TextProxy(nn.Module):
-    """Hairstyle from text: the first rows of the mean code, optimised under CLIP and landmarks."""
+    """Hairstyle from text: the first rows of the mean code, optimised under CLIP and landmarks; or,
+    with `method=encoder`, a TextMapper's answer for them (plus `refinement` optimisation steps)."""
 
     def __init__(
         self,
         generator: nn.Module,
         clip_loss: CLIPLoss,
         landmarks: LandmarkLoss,
-        segmenter: HairSegmenter,
+        segmenter: HairSegmenter | None,
         config: TextProxyConfig | None = None,
+        mapper: nn.Module | None = None,
     ):
         super().__init__()
         borrow(self, generator=generator, segmenter=segmenter)
         self.clip_loss, self.landmarks = clip_loss, landmarks
         self.cfg = config or TextProxyConfig()
+        if self.cfg.method not in ("optimisation", "encoder"):
+            raise ValueError(f"editing.text.method: expected 'optimisation' or 'encoder', found {self.cfg.method!r}")
+        if self.cfg.method == "encoder" and mapper is None:
+            raise ValueError("editing.text.method=encoder needs a text mapper (editing.text_mapper_weights)")
+        self.mapper = mapper
+
+    def objective(
+        self,
+        image: torch.Tensor,
+        texts: Sequence[str] | None,
+        source_heatmaps: torch.Tensor | None,
+        painted_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The proxy's loss (N,) of the images G(codes): CLIP, landmarks and the painted mask, with
+        the official weights; what the optimisation minimises and the mapper is trained on."""
+        c = self.cfg
+        loss = c.landmark_lambda * self.landmarks(source_heatmaps, image)
+        if texts is not None:
+            loss = loss + c.clip_lambda * self.clip_loss(image, texts)
+        if painted_labels is not None:
+            loss = loss + c.hair_mask_lambda * hair_mask_loss(self.segmenter, image, painted_labels)
+        return loss
+
+    def start(
+        self, n: int, texts: Sequence[str] | None, latent_avg: torch.Tensor, source_codes: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Where the optimisation starts (N, n_latent, D): the mean code (official), or with
+        method=encoder the mapper's rows on it (a mask alone has no text: the mean code)."""
+        g = self.generator
+        mean = latent_avg.reshape(-1)[-g.style_dim :].expand(n, g.n_latent, -1)
+        if self.cfg.method != "encoder" or texts is None:
+            return mean
+        if source_codes is None:
+            raise ValueError("editing.text.method=encoder reads the source's codes: pass source_codes")
+        with torch.no_grad():
+            rows = self.mapper(self.clip_loss.clip.encode_text(list(texts)), source_codes, latent_avg)
+        return torch.cat([rows.to(mean.dtype), mean[:, rows.shape[1] :]], dim=1)
 
     def optimise(
         self,
@@ -72,8 +113,10 @@ class TextProxy(nn.Module):
         texts: Sequence[str] | None,
         latent_avg: torch.Tensor,
         painted_labels: torch.Tensor | None = None,
+        source_codes: torch.Tensor | None = None,
     ) -> ProxyResult:
-        """`texts` None: no CLIP term (a painted mask alone drives the proxy; painted_labels needed)."""
+        """`texts` None: no CLIP term (a painted mask alone drives the proxy; painted_labels needed).
+        `source_codes` (N, n_latent, D): the source's W+ (read by method=encoder)."""
         c, g = self.cfg, self.generator
         n = source_images.shape[0]
         if texts is None and painted_labels is None:
@@ -82,21 +125,18 @@ class TextProxy(nn.Module):
             raise ValueError(f"one text per source image: {len(texts)} texts, {n} images")
         if texts is not None:
             self.clip_loss.prepare(texts)
-        start = latent_avg.reshape(-1)[-g.style_dim :].expand(n, g.n_latent, -1)
+        start = self.start(n, texts, latent_avg, source_codes)
+        steps = c.refinement if c.method == "encoder" and texts is not None else c.steps
+        if steps == 0:
+            return ProxyResult(start.detach().clone())
         _, free, fixed = _split_codes(start, 0, c.rows)
         with torch.no_grad():
             src_kp = self.landmarks.heatmaps(source_images)
 
         def loss_fn() -> torch.Tensor:
-            image = g.synthesis(torch.cat([free, fixed], dim=1))
-            loss = c.landmark_lambda * self.landmarks(src_kp, image)
-            if texts is not None:
-                loss = loss + c.clip_lambda * self.clip_loss(image, texts)
-            if painted_labels is not None:
-                loss = loss + c.hair_mask_lambda * hair_mask_loss(self.segmenter, image, painted_labels)
-            return loss
+            return self.objective(g.synthesis(torch.cat([free, fixed], dim=1)), texts, src_kp, painted_labels)
 
-        run = run_adam([free], c.lr, c.steps, loss_fn)
+        run = run_adam([free], c.lr, steps, loss_fn)
         (codes,) = run.result([free], c.pre_step_codes)
         return ProxyResult(torch.cat([codes, fixed], dim=1), run.losses)
 

@@ -1,0 +1,110 @@
+"""The text proxy, amortised: a TextMapper trained on the text proxy's own objective.
+
+For a batch of sources (W+ codes w = mapping(z) of the frozen generator) and texts (here the world's
+captions of other faces), the mapper answers the proxy's first rows; the rest are the mean code's,
+as in the proxy's optimisation. The loss is `TextProxy.objective` of G(those codes): CLIP (and the
+landmark term against the source, where FAN has weights), with the official weights. So the mapper
+learns what the optimisation minimises, over many (source, text) pairs at once. Validation reports
+that objective for the mapper's answer (`val/objective`) and for the optimisation's start, the mean
+code (`val/objective_start`). The run exports `<run>/text_mapper.pt`, which
+`editing.text_mapper_weights` reads (`editing.text.method=encoder`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from ..config import build, plain
+from ..editing.amortised import TextMapper, save_text_mapper
+from ..editing.proxies import TEXT_LANDMARKS, TextProxy, TextProxyConfig
+from ..losses import CLIPLoss, LandmarkLoss
+from ..models.clip import CLIPModel
+from ..models.landmarks import load_fan
+from ..models.stylegan2 import Generator
+from ..weights import frozen_generator
+from ..world import World, caption
+
+
+class TextMapperModule(pl.LightningModule):
+    def __init__(
+        self,
+        generator: Generator,
+        stylegan_weights: str | None = None,
+        clip_model: str = "ViT-B-32-quickgelu",
+        clip_pretrained: str | None = "openai",
+        proxy: Mapping[str, Any] | None = None,
+        use_landmarks: bool = False,
+        landmark_weights: str | None = None,
+        hidden: int = 512,
+        layers: int = 3,
+        optimizer: Callable[..., torch.optim.Optimizer] = partial(torch.optim.Adam, lr=1e-3),
+        export: str | None = "text_mapper.pt",
+    ):
+        """`proxy`: the text proxy's settings (editing.text of the editor that will use the mapper:
+        rows, weights, augmentation); `use_landmarks`: the landmark term (FAN's official file)."""
+        super().__init__()
+        self.save_hyperparameters(ignore=["generator", "optimizer"])
+        self.hparams["proxy"] = plain(proxy)  # plain in the checkpoint (weights_only loading)
+        self.latent_avg = frozen_generator(generator, stylegan_weights, "model.stylegan_weights")
+        self.generator = generator
+        self.clip = CLIPModel(clip_model, clip_pretrained)
+        config = build(TextProxyConfig, proxy, "model.proxy")
+        fan = load_fan(landmark_weights) if use_landmarks else None
+        landmarks = LandmarkLoss(fan, groups=TEXT_LANDMARKS)
+        self.proxy = TextProxy(generator, CLIPLoss(self.clip, augment=config.augment), landmarks, None, config)
+        text_dim = self.clip.encode_text(["hair"]).shape[-1]
+        self.mapper = TextMapper(text_dim, generator.style_dim, config.rows, hidden, layers)
+        self.world = World(size=generator.size, z_dim=generator.style_dim)
+        self.optimizer, self.export = optimizer, export
+
+    def sources(self, z: torch.Tensor) -> torch.Tensor:
+        """The sources' W+ codes (N, n_latent, D): the generator's own faces."""
+        with torch.no_grad():
+            return self.generator.mapping(z).unsqueeze(1).expand(-1, self.generator.n_latent, -1).contiguous()
+
+    def texts(self, z: torch.Tensor) -> list[str]:
+        """A text per source: the caption of the next face of the batch (another hairstyle)."""
+        return caption(self.world.attributes(z.roll(1, 0).cpu()))
+
+    def proxy_codes(self, rows: torch.Tensor) -> torch.Tensor:
+        """The proxy's codes: the mapper's rows, then the mean code's (as the optimisation's)."""
+        g = self.generator
+        mean = self.latent_avg.reshape(-1)[-g.style_dim :].expand(rows.shape[0], g.n_latent, -1)
+        return torch.cat([rows, mean[:, rows.shape[1] :]], dim=1)
+
+    def objective(self, z: torch.Tensor, use_mapper: bool = True) -> torch.Tensor:
+        """The text proxy's objective (N,) of the mapper's answer (or of the mean code) for these sources."""
+        codes, texts = self.sources(z), self.texts(z)
+        heatmaps = None
+        if self.proxy.landmarks.available:
+            with torch.no_grad():
+                heatmaps = self.proxy.landmarks.heatmaps(self.generator.synthesis(codes))
+        if use_mapper:
+            rows = self.mapper(self.clip.encode_text(texts), codes, self.latent_avg)
+        else:  # the optimisation's start: the mean code in every row
+            rows = self.proxy_codes(codes[:, :0])[:, : self.mapper.rows]
+        return self.proxy.objective(self.generator.synthesis(self.proxy_codes(rows)), texts, heatmaps)
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.objective(batch["z"]).mean()
+        self.log("train/objective", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        with torch.no_grad():
+            answer, start = self.objective(batch["z"]), self.objective(batch["z"], use_mapper=False)
+        self.log("val/objective", answer.mean(), prog_bar=True, batch_size=len(answer))
+        self.log("val/objective_start", start.mean(), batch_size=len(start))
+
+    def on_validation_epoch_end(self) -> None:
+        if self.export and self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            save_text_mapper(self.mapper, Path(self.trainer.default_root_dir) / self.export)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer(self.mapper.parameters())
