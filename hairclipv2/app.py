@@ -282,8 +282,8 @@ def build_app(app: EditorApp, warning: str | None = None):
             out = app.run(form, progress=stage)
         except (EditError, ValueError, FileNotFoundError) as exc:
             raise user_error(exc, form.photo, form.reference) from None
-        small = [shown_at_canvas_size(out[k]) for k in ("aligned", "bald", "proxy", "edit")]
-        return (*small, out["photo"], out["files"])
+        shown = [shown_at_canvas_size(out[k]) for k in ("aligned", "bald", "proxy", "edit", "photo")]
+        return (*shown, out["files"])
 
     def on_mode(chosen: str):
         return [gr.update(visible=name in MODE_FIELDS.get(chosen, ())) for name in MODE_FIELD_ORDER]

@@ -217,7 +217,8 @@ def test_a_world_face_edited_in_headless_chromium_for_the_docs_screenshot(world_
         page.locator("#run").click()
         page.locator("#pasted img").wait_for(timeout=180_000)
         time.sleep(1)
-        assert page.locator("#pasted img").evaluate("img => img.naturalWidth") == 64  # the face's own size
+        # the 64 px face with its edit, shown at the canvas size (nearest)
+        assert page.locator("#pasted img").evaluate("img => img.naturalWidth") == CANVAS
         page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
         browser.close()
     shot = np.asarray(Image.open(tmp_path / "app.png").convert("L"))
