@@ -4,7 +4,8 @@ For a batch of sources (W+ codes w = mapping(z) of the frozen generator) and tex
 captions of other faces), the mapper answers the proxy's first rows; the rest are the mean code's,
 as in the proxy's optimisation. The loss is `TextProxy.objective` of G(those codes): CLIP (and the
 landmark term against the source, where FAN has weights), with the official weights. So the mapper
-learns what the optimisation minimises, over many (source, text) pairs at once. Validation reports
+learns what the optimisation minimises, over many (source, text) pairs at once, with HairCLIP's
+latent L2 loss on its offsets (`delta_lambda`) keeping its answers among the generator's codes. Validation reports
 that objective for the mapper's answer (`val/objective`) and for the optimisation's start, the mean
 code (`val/objective_start`). The run exports `<run>/text_mapper.pt`, which
 `editing.text_mapper_weights` reads (`editing.text.method=encoder`).
@@ -43,11 +44,16 @@ class TextMapperModule(pl.LightningModule):
         landmark_weights: str | None = None,
         hidden: int = 512,
         layers: int = 3,
+        delta_lambda: float = 0.8,
         optimizer: Callable[..., torch.optim.Optimizer] = partial(torch.optim.Adam, lr=1e-3),
         export: str | None = "text_mapper.pt",
     ):
         """`proxy`: the text proxy's settings (editing.text of the editor that will use the mapper:
-        rows, weights, augmentation); `use_landmarks`: the landmark term (FAN's official file)."""
+        rows, weights, augmentation); `use_landmarks`: the landmark term (FAN's official file);
+        `delta_lambda`: weight of the mean squared offset from the mean code (HairCLIP's latent L2
+        loss, 0.8 there). Without it the mapper found codes hundreds of times farther out than the
+        optimisation's (offset norms 300-1000 against 3-5) that lower CLIP's loss on pictures that are
+        no faces (measured on the world)."""
         super().__init__()
         self.save_hyperparameters(ignore=["generator", "optimizer"])
         self.hparams["proxy"] = plain(proxy)  # plain in the checkpoint (weights_only loading)
@@ -78,8 +84,14 @@ class TextMapperModule(pl.LightningModule):
         mean = self.latent_avg.reshape(-1)[-g.style_dim :].expand(rows.shape[0], g.n_latent, -1)
         return torch.cat([rows, mean[:, rows.shape[1] :]], dim=1)
 
-    def objective(self, z: torch.Tensor, use_mapper: bool = True) -> torch.Tensor:
-        """The text proxy's objective (N,) of the mapper's answer (or of the mean code) for these sources."""
+    def delta(self, rows: torch.Tensor) -> torch.Tensor:
+        """Mean squared offset (N,) of the rows from the mean code (the optimisation's start)."""
+        mean = self.latent_avg.reshape(-1)[-self.generator.style_dim :]
+        return (rows - mean).pow(2).mean(dim=(1, 2))
+
+    def answer(self, z: torch.Tensor, use_mapper: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """The text proxy's objective (N,) of the mapper's answer for these sources (or of the
+        optimisation's start, the mean code), and the answer's mean squared offset from it (N,)."""
         codes, texts = self.sources(z), self.texts(z)
         heatmaps = None
         if self.proxy.landmarks.available:
@@ -87,20 +99,24 @@ class TextMapperModule(pl.LightningModule):
                 heatmaps = self.proxy.landmarks.heatmaps(self.generator.synthesis(codes))
         if use_mapper:
             rows = self.mapper(self.clip.encode_text(texts), codes, self.latent_avg)
-        else:  # the optimisation's start: the mean code in every row
+        else:
             rows = self.proxy_codes(codes[:, :0])[:, : self.mapper.rows]
-        return self.proxy.objective(self.generator.synthesis(self.proxy_codes(rows)), texts, heatmaps)
+        image = self.generator.synthesis(self.proxy_codes(rows))
+        return self.proxy.objective(image, texts, heatmaps), self.delta(rows)
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.objective(batch["z"]).mean()
-        self.log("train/objective", loss, prog_bar=True)
+        objective, delta = self.answer(batch["z"])
+        loss = objective.mean() + self.hparams.delta_lambda * delta.mean()
+        self.log_dict({"train/objective": objective.mean(), "train/delta": delta.mean()}, prog_bar=True)
         return loss
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
         with torch.no_grad():
-            answer, start = self.objective(batch["z"]), self.objective(batch["z"], use_mapper=False)
-        self.log("val/objective", answer.mean(), prog_bar=True, batch_size=len(answer))
-        self.log("val/objective_start", start.mean(), batch_size=len(start))
+            (answer, delta), (start, _) = self.answer(batch["z"]), self.answer(batch["z"], use_mapper=False)
+        n = len(answer)
+        self.log("val/objective", answer.mean(), prog_bar=True, batch_size=n)
+        self.log("val/objective_start", start.mean(), batch_size=n)
+        self.log("val/delta", delta.mean(), batch_size=n)
 
     def on_validation_epoch_end(self) -> None:
         if self.export and self.trainer.is_global_zero and not self.trainer.sanity_checking:
