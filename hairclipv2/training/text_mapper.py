@@ -7,7 +7,7 @@ landmark term against the source, where FAN has weights), with the official weig
 learns what the optimisation minimises, over many (source, text) pairs at once, with HairCLIP's
 latent L2 loss on its offsets (`delta_lambda`) keeping its answers among the generator's codes. Validation reports
 that objective for the mapper's answer (`val/objective`) and for the optimisation's start, the mean
-code (`val/objective_start`). The run exports `<run>/text_mapper.pt`, which
+code (`val/objective_start`). The run exports `<run>/text_mapper.pt` (the best validation's), which
 `editing.text_mapper_weights` reads (`editing.text.method=encoder`).
 """
 
@@ -68,6 +68,7 @@ class TextMapperModule(pl.LightningModule):
         self.mapper = TextMapper(text_dim, generator.style_dim, config.rows, hidden, layers)
         self.world = World(size=generator.size, z_dim=generator.style_dim)
         self.optimizer, self.export = optimizer, export
+        self.best_objective = float("inf")  # of the exported mapper
 
     def sources(self, z: torch.Tensor) -> torch.Tensor:
         """The sources' W+ codes (N, n_latent, D): the generator's own faces."""
@@ -119,8 +120,20 @@ class TextMapperModule(pl.LightningModule):
         self.log("val/delta", delta.mean(), batch_size=n)
 
     def on_validation_epoch_end(self) -> None:
-        if self.export and self.trainer.is_global_zero and not self.trainer.sanity_checking:
+        """Export the mapper when its validation objective is the best so far (the objective is noisy
+        from one validation to the next)."""
+        value = self.trainer.callback_metrics.get("val/objective")
+        if value is None or self.trainer.sanity_checking or float(value) >= self.best_objective:
+            return
+        self.best_objective = float(value)
+        if self.export and self.trainer.is_global_zero:
             save_text_mapper(self.mapper, Path(self.trainer.default_root_dir) / self.export)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["best_objective"] = self.best_objective
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.best_objective = checkpoint.get("best_objective", float("inf"))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer(self.mapper.parameters())
