@@ -214,10 +214,9 @@ class EditReportWriter(pl.Callback):
         more scenarios the mean of each; nothing where there is no distribution (the summary table
         has the values)."""
         values = {m: [r[m] for r in rows if r["status"] == "ok" and _number(r.get(m))] for m in metrics}
-        values = {m: v for m, v in values.items() if len(v) >= (1 if scenarios else PLOT_LEAST)}
         if len(scenarios) >= 2:
-            values = {m: [s.get(m) for s in scenarios.values()] for m in values}
-        elif scenarios:
+            values = {m: [s.get(m) for s in scenarios.values()] for m, v in values.items() if v}
+        else:
             values = {m: v for m, v in values.items() if len(v) >= PLOT_LEAST}
         if not values:
             (self.out / "summary_plot.png").unlink(missing_ok=True)

@@ -92,20 +92,25 @@ class TextProxy(nn.Module):
             loss = loss + c.hair_mask_lambda * hair_mask_loss(self.segmenter, image, painted_labels)
         return loss
 
+    def codes_with_rows(self, rows: torch.Tensor, latent_avg: torch.Tensor) -> torch.Tensor:
+        """The proxy's codes (N, n_latent, D): `rows` (N, k, D) first, the mean code's rows after them
+        (the rows the optimisation leaves fixed); k = 0 gives the official start."""
+        g = self.generator
+        mean = latent_avg.reshape(-1)[-g.style_dim :].expand(rows.shape[0], g.n_latent, -1)
+        return torch.cat([rows.to(mean.dtype), mean[:, rows.shape[1] :]], dim=1)
+
     def start(
         self, n: int, texts: Sequence[str] | None, latent_avg: torch.Tensor, source_codes: torch.Tensor | None
     ) -> torch.Tensor:
         """Where the optimisation starts (N, n_latent, D): the mean code (official), or with
         method=encoder the mapper's rows on it (a mask alone has no text: the mean code)."""
-        g = self.generator
-        mean = latent_avg.reshape(-1)[-g.style_dim :].expand(n, g.n_latent, -1)
         if self.cfg.method != "encoder" or texts is None:
-            return mean
+            return self.codes_with_rows(latent_avg.new_zeros(n, 0, self.generator.style_dim), latent_avg)
         if source_codes is None:
             raise ValueError("editing.text.method=encoder reads the source's codes: pass source_codes")
         with torch.no_grad():
             rows = self.mapper(self.clip_loss.clip.encode_text(list(texts)), source_codes, latent_avg)
-        return torch.cat([rows.to(mean.dtype), mean[:, rows.shape[1] :]], dim=1)
+        return self.codes_with_rows(rows, latent_avg)
 
     def optimise(
         self,

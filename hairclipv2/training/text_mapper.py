@@ -79,17 +79,6 @@ class TextMapperModule(pl.LightningModule):
         """A text per source: the caption of the next face of the batch (another hairstyle)."""
         return caption(self.world.attributes(z.roll(1, 0).cpu()))
 
-    def proxy_codes(self, rows: torch.Tensor) -> torch.Tensor:
-        """The proxy's codes: the mapper's rows, then the mean code's (as the optimisation's)."""
-        g = self.generator
-        mean = self.latent_avg.reshape(-1)[-g.style_dim :].expand(rows.shape[0], g.n_latent, -1)
-        return torch.cat([rows, mean[:, rows.shape[1] :]], dim=1)
-
-    def delta(self, rows: torch.Tensor) -> torch.Tensor:
-        """Mean squared offset (N,) of the rows from the mean code (the optimisation's start)."""
-        mean = self.latent_avg.reshape(-1)[-self.generator.style_dim :]
-        return (rows - mean).pow(2).mean(dim=(1, 2))
-
     def answer(self, z: torch.Tensor, use_mapper: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """The text proxy's objective (N,) of the mapper's answer for these sources (or of the
         optimisation's start, the mean code), and the answer's mean squared offset from it (N,)."""
@@ -98,12 +87,14 @@ class TextMapperModule(pl.LightningModule):
         if self.proxy.landmarks.available:
             with torch.no_grad():
                 heatmaps = self.proxy.landmarks.heatmaps(self.generator.synthesis(codes))
+        start = self.proxy.start(len(z), None, self.latent_avg, None)
+        answer = start
         if use_mapper:
             rows = self.mapper(self.clip.encode_text(texts), codes, self.latent_avg)
-        else:
-            rows = self.proxy_codes(codes[:, :0])[:, : self.mapper.rows]
-        image = self.generator.synthesis(self.proxy_codes(rows))
-        return self.proxy.objective(image, texts, heatmaps), self.delta(rows)
+            answer = self.proxy.codes_with_rows(rows, self.latent_avg)
+        image = self.generator.synthesis(answer)
+        offset = (answer - start)[:, : self.mapper.rows]  # the mapper's rows; the others are the start's
+        return self.proxy.objective(image, texts, heatmaps), offset.pow(2).mean(dim=(1, 2))
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         objective, delta = self.answer(batch["z"])
