@@ -150,9 +150,26 @@ class FeatureBlender(nn.Module):
         blended = blend(self.colour_feature(colour_codes, feature), self.colour_feature(src_codes, feature), hair_mask)
         return blended, hair_mask
 
-    def colour_resume(self, codes: torch.Tensor, colour_feature: torch.Tensor) -> torch.Tensor:
-        """The image from the colour feature (HairCLIPv2's final colour step resumes without skip)."""
-        return self.generator.resume(codes, self.colour_block + 1, colour_feature)
+    def colour_with_skip(
+        self, edited_image: torch.Tensor, src_codes: torch.Tensor, colour_codes: torch.Tensor, feature: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(blended colour feature, blended RGB skip, final hair mask): `colour` with the RGB skip
+        after colour_block blended too (ours, the amortised path). Resumed with the source's codes
+        (`colour_resume(src_codes, feature, skip)`), it is the source's picture outside the hair,
+        so HairCLIPv2's final optimisation, which repairs the skip its resume leaves out, starts
+        from the answer it seeks."""
+        hair_mask = self.colour_hair_mask(edited_image)
+        start = self.hairstyle_block + 1
+        colour_feature, colour_skip = self.generator.run_blocks(colour_codes, start, self.colour_block, feature)
+        src_feature, src_skip = self.generator.run_blocks(src_codes, start, self.colour_block, feature)
+        return blend(colour_feature, src_feature, hair_mask), blend(colour_skip, src_skip, hair_mask), hair_mask
+
+    def colour_resume(
+        self, codes: torch.Tensor, colour_feature: torch.Tensor, skip: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The image from the colour feature (HairCLIPv2's final colour step resumes without the RGB
+        skip; `colour_with_skip` gives one)."""
+        return self.generator.resume(codes, self.colour_block + 1, colour_feature, skip)
 
     # ---------------------------------------------------------------------------- update_on_FS
     def update_on_fs(

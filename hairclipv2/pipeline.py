@@ -29,7 +29,7 @@ from torch import nn
 from .blending import FeatureBlender
 from .config import ConfigError, build, plain
 from .editing.acceleration import Acceleration
-from .editing.amortised import load_text_mapper
+from .editing.amortised import EXPERIMENTS, load_mapper
 from .editing.bald import BALD_ALPHA_SCALE, BaldProxy, LevelMapper, load_bald_proxy
 from .editing.editor import HairEditor
 from .editing.embedding import EmbeddingConfig, FSEmbedding
@@ -147,6 +147,8 @@ def build_hair_editor(
     source_cache: int = 0,
     fs_encoder_weights: str | None = None,
     text_mapper_weights: str | None = None,
+    reference_mapper_weights: str | None = None,
+    colour_mapper_weights: str | None = None,
     acceleration: Mapping[str, Any] | None = None,
 ) -> HairEditor:
     # CLIP and the VGG16 / LPIPS backbones come from open_clip's and torchvision's caches, not from
@@ -239,7 +241,7 @@ def build_hair_editor(
             landmarks_text,
             segmenter,
             text_cfg,
-            load_text_mapper(text_mapper_weights) if text_mapper_weights else None,
+            load_mapper(text_mapper_weights, "text") if text_mapper_weights else None,
         ),
         RefProxy(
             generator,
@@ -247,6 +249,7 @@ def build_hair_editor(
             landmarks_ref,
             segmenter,
             ref_cfg,
+            load_mapper(reference_mapper_weights, "reference") if reference_mapper_weights else None,
         ),
         ColourProxy(
             blender,
@@ -256,6 +259,7 @@ def build_hair_editor(
             BackgroundLoss(segmenter),
             lpips_vgg,
             colour_cfg,
+            load_mapper(colour_mapper_weights, "colour") if colour_mapper_weights else None,
         ),
         latent_avg,
         encoder,
@@ -306,11 +310,12 @@ def check_editing(editing: DictConfig) -> None:
     is built: the typed sections (steps, rates, rows) and, with official weights, every file."""
     settings = plain(editing)
     sections = {key: build(cls, settings.get(key), f"editing.{key}") for cls, key in SECTIONS}
-    if sections["text"].method == "encoder" and not settings.get("text_mapper_weights"):
-        raise ConfigError(
-            "editing.text.method=encoder needs editing.text_mapper_weights "
-            "(a text mapper: `python train.py experiment=world_text_mapper`)"
-        )
+    for mode, experiment in EXPERIMENTS.items():
+        if sections[mode].method == "encoder" and not settings.get(f"{mode}_mapper_weights"):
+            raise ConfigError(
+                f"editing.{mode}.method=encoder needs editing.{mode}_mapper_weights "
+                f"(a {mode} mapper: `python train.py experiment={experiment}`)"
+            )
     if settings.get("random_weights"):
         return
     random_backbones = settings.get("random_backbones")

@@ -1,6 +1,6 @@
-"""The amortised text proxy: a TextMapper answers the proxy's rows in one pass; the editor uses it
-with editing.text.method=encoder (plus refinement steps of the official optimisation), through the
-same TextProxy module, objective and generator as the official path."""
+"""The amortised proxies: a latent mapper answers a proxy's rows in one pass; the editor uses it with
+editing.<mode>.method=encoder (plus refinement steps of the official optimisation), through the same
+proxy module, objective and generator as the official path."""
 
 from __future__ import annotations
 
@@ -12,129 +12,265 @@ import torch
 from test_editing import SMALL, ThresholdParser, small_generator
 
 from hairclipv2.config import ConfigError
-from hairclipv2.editing.amortised import TextMapper, load_text_mapper, save_text_mapper
+from hairclipv2.editing.amortised import LatentMapper, load_mapper, save_mapper
+from hairclipv2.editing.editor import EditBatch
+from hairclipv2.editing.proxies import ColourCondition
 from hairclipv2.pipeline import build_hair_editor, command_config
 from hairclipv2.weights import MissingCheckpointError
 
 TEXTS = ["short hair", "long wavy hair", "afro"]
+COLOURS = [ColourCondition(rgb=(200, 40, 30)), ColourCondition(text="blond hair"), ColourCondition(rgb=(20, 20, 20))]
 VIT_B_32_TEXT_DIM = 512  # the demo editor's CLIP (random ViT-B-32): its text embedding width
+COLOUR_ROWS = SMALL["colour"]["edit_rows"][1] - SMALL["colour"]["edit_rows"][0]
+MAPPERS = {  # kind -> (condition width, rows, rows read) for the small editor of test_editing
+    "text": (VIT_B_32_TEXT_DIM, SMALL["text"]["rows"], SMALL["text"]["rows"]),
+    "reference": (0, SMALL["reference"]["rows"], 2 * SMALL["reference"]["rows"]),
+    "colour": (VIT_B_32_TEXT_DIM + 4, COLOUR_ROWS, COLOUR_ROWS),
+}
 
 
-def random_mapper(text_dim: int, rows: int, seed: int = 0) -> TextMapper:
+def random_mapper(kind: str, seed: int = 0) -> LatentMapper:
+    condition, rows, reads = MAPPERS[kind]
     torch.manual_seed(seed)
-    mapper = TextMapper(text_dim, 512, rows, hidden=64, layers=2)
+    mapper = LatentMapper(kind, condition, 512, rows, reads, hidden=64, layers=2)
     torch.nn.init.normal_(mapper.out.weight, std=0.02)  # a trained mapper's answer is not the start
     return mapper
 
 
-@pytest.fixture(scope="module")
-def editor_and_mapper(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mapper")
+def small_editor(folder, refinement: int = 0, **changes):
+    settings = {**SMALL, **changes}
+    for mode in MAPPERS:
+        settings[mode] = {**settings[mode], "method": "encoder", "refinement": refinement}
+    weights = {
+        f"{kind}_mapper_weights": str(save_mapper(random_mapper(kind), folder / f"{kind}.pt")) for kind in MAPPERS
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        path = save_text_mapper(random_mapper(VIT_B_32_TEXT_DIM, SMALL["text"]["rows"]), folder / "text_mapper.pt")
-        settings = {**SMALL, "text": {**SMALL["text"], "method": "encoder", "refinement": 0}}
-        editor = build_hair_editor(
-            small_generator(), random_weights=True, parser=ThresholdParser(), text_mapper_weights=str(path), **settings
+        return build_hair_editor(
+            small_generator(), random_weights=True, parser=ThresholdParser(), **settings, **weights
         )
-    return editor, path
+
+
+@pytest.fixture(scope="module")
+def editor(tmp_path_factory):
+    return small_editor(tmp_path_factory.mktemp("mappers"))
+
+
+@pytest.fixture(scope="module")
+def sources(editor):
+    g = editor.generator
+    torch.manual_seed(1)
+    codes = editor.latent_avg + 0.5 * torch.randn(3, g.n_latent, g.style_dim)
+    with torch.no_grad():
+        return g.synthesis(codes).clamp(-1, 1), codes
+
+
+@pytest.fixture
+def refinement(editor):
+    """Sets every proxy's refinement steps for one test."""
+    proxies = (editor.text_proxy, editor.ref_proxy, editor.colour_proxy)
+    saved = [p.cfg for p in proxies]
+
+    def set_steps(k: int) -> None:
+        for p, cfg in zip(proxies, saved, strict=True):
+            p.cfg = dataclasses.replace(cfg, refinement=k)
+
+    yield set_steps
+    for p, cfg in zip(proxies, saved, strict=True):
+        p.cfg = cfg
 
 
 def test_an_untrained_mapper_answers_the_optimisations_start():
-    mapper = TextMapper(32, 512, 4, hidden=16, layers=1)
-    mean = torch.randn(512)
-    rows = mapper(torch.randn(3, 32), torch.randn(3, 10, 512), mean)
-    assert rows.shape == (3, 4, 512) and torch.equal(rows, mean.expand(3, 4, 512))
+    mapper = LatentMapper("colour", 36, 512, 4, hidden=16, layers=1)
+    start = torch.randn(3, 4, 512)
+    rows = mapper(torch.randn(3, 36), torch.randn(3, 4, 512), start, torch.randn(512))
+    assert rows.shape == (3, 4, 512) and torch.equal(rows, start)
 
 
-def test_the_mapper_file_round_trips_and_a_missing_one_is_named(tmp_path):
-    mapper = random_mapper(32, 4)
-    loaded = load_text_mapper(save_text_mapper(mapper, tmp_path / "m.pt"))
-    text, codes, mean = torch.randn(2, 32), torch.randn(2, 10, 512), torch.randn(512)
-    assert torch.equal(loaded(text, codes, mean), mapper(text, codes, mean).detach())
-    with pytest.raises(MissingCheckpointError, match="no text mapper file .*experiment=world_text_mapper"):
-        load_text_mapper(tmp_path / "nowhere.pt")
+def test_the_mapper_file_round_trips_and_a_wrong_or_missing_one_is_named(tmp_path):
+    mapper = random_mapper("reference")
+    loaded = load_mapper(save_mapper(mapper, tmp_path / "m.pt"), "reference")
+    codes, start, mean = torch.randn(2, 6, 512), torch.randn(2, 3, 512), torch.randn(512)
+    assert torch.equal(
+        loaded(torch.zeros(2, 0), codes, start, mean), mapper(torch.zeros(2, 0), codes, start, mean).detach()
+    )
+    with pytest.raises(
+        ValueError, match=r"m.pt \(editing.colour_mapper_weights\): expected a colour mapper, found 'reference'"
+    ):
+        load_mapper(tmp_path / "m.pt", "colour")
+    with pytest.raises(MissingCheckpointError, match="no colour mapper file .*experiment=world_colour_mapper"):
+        load_mapper(tmp_path / "nowhere.pt", "colour")
 
 
-def test_method_encoder_without_a_mapper_is_refused_before_any_work():
-    with pytest.raises(ConfigError, match="editing.text.method=encoder needs editing.text_mapper_weights"):
-        command_config(None, ["editing.text.method=encoder"])
+@pytest.mark.parametrize("mode", list(MAPPERS))
+def test_method_encoder_without_a_mapper_is_refused_before_any_work(mode):
+    with pytest.raises(ConfigError, match=f"editing.{mode}.method=encoder needs editing.{mode}_mapper_weights"):
+        command_config(None, [f"editing.{mode}.method=encoder"])
 
 
-def test_the_encoder_path_is_the_mapper_then_k_official_steps_on_the_same_objective(editor_and_mapper):
-    editor, _ = editor_and_mapper
+def test_the_encoder_and_official_paths_share_every_module(editor):
+    """The encoder path adds the mappers and nothing else: every other module is the official one's."""
+    names = {name for name, _ in editor.named_modules()}
+    proxies = ("text_proxy", "ref_proxy", "colour_proxy")
+    mappers = {name for name in names if name.startswith(tuple(f"{p}.mapper" for p in proxies))}
+    assert {n.split(".")[0] for n in mappers} == set(proxies)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        official = build_hair_editor(small_generator(), random_weights=True, parser=ThresholdParser(), **SMALL)
+    assert names - mappers == {name for name, _ in official.named_modules()}
+    assert editor.ref_proxy.generator is editor.generator is editor.colour_proxy.blender.generator
+
+
+def test_the_text_path_is_the_mapper_then_k_official_steps_on_the_same_objective(editor, sources, refinement):
     proxy, g = editor.text_proxy, editor.generator
-    torch.manual_seed(1)
-    sources_codes = editor.latent_avg + 0.5 * torch.randn(3, g.n_latent, g.style_dim)
-    with torch.no_grad():
-        sources = g.synthesis(sources_codes).clamp(-1, 1)
-    answer = proxy.optimise(sources, TEXTS, editor.latent_avg, source_codes=sources_codes)
-    rows = proxy.mapper(proxy.clip_loss.clip.encode_text(TEXTS), sources_codes, editor.latent_avg)
+    images, codes = sources
+    answer = proxy.optimise(images, TEXTS, editor.latent_avg, source_codes=codes)
+    rows = proxy.mapper_rows(TEXTS, codes, editor.latent_avg)
     assert answer.losses == [] and torch.equal(answer.codes[:, : rows.shape[1]], rows)
     assert torch.equal(answer.codes[:, rows.shape[1] :], editor.latent_avg.expand(3, g.n_latent, -1)[:, 4:])
-    proxy.cfg = dataclasses.replace(proxy.cfg, refinement=3)
-    try:
-        refined = proxy.optimise(sources, TEXTS, editor.latent_avg, source_codes=sources_codes)
-    finally:
-        proxy.cfg = dataclasses.replace(proxy.cfg, refinement=0)
+    refinement(3)
+    refined = proxy.optimise(images, TEXTS, editor.latent_avg, source_codes=codes)
     assert len(refined.losses) == 3
     with torch.no_grad():  # the first refinement step's loss is the official objective at the mapper's answer
         at_answer = proxy.objective(g.synthesis(answer.codes), TEXTS, None)
     assert torch.allclose(refined.losses[0], at_answer, atol=1e-5)
     with pytest.raises(ValueError, match="pass source_codes"):
-        proxy.optimise(sources, TEXTS, editor.latent_avg)
+        proxy.optimise(images, TEXTS, editor.latent_avg)
 
 
-def test_method_encoder_gives_the_same_edit_batched_and_one_by_one(editor_and_mapper):
-    from hairclipv2.editing.editor import EditBatch
+def test_the_reference_path_moves_the_references_first_rows_then_k_official_steps(editor, sources, refinement):
+    proxy, g = editor.ref_proxy, editor.generator
+    images, codes = sources
+    ref_codes, ref_images = codes.roll(1, 0), images.roll(1, 0)
+    answer = proxy.optimise(images, ref_images, ref_codes, source_codes=codes, latent_avg=editor.latent_avg)
+    k = proxy.mapper.rows
+    rows = proxy.mapper_rows(ref_codes, codes, editor.latent_avg)
+    assert answer.losses == [] and torch.equal(answer.codes[:, :k], rows) and not torch.equal(rows, ref_codes[:, :k])
+    assert torch.equal(answer.codes[:, k:], ref_codes[:, k:])  # the rows it leaves are the reference's
+    refinement(2)
+    refined = proxy.optimise(images, ref_images, ref_codes, source_codes=codes, latent_avg=editor.latent_avg)
+    with torch.no_grad():  # the first step's loss: the objective at the answer (delta-w is 0 there)
+        at_answer = proxy.objective(g.synthesis(answer.codes), proxy.targets(images, ref_images))
+    assert len(refined.losses) == 2 and torch.allclose(refined.losses[0], at_answer, rtol=1e-4)
 
-    editor, _ = editor_and_mapper
-    g = editor.generator
-    torch.manual_seed(2)
-    with torch.no_grad():
-        sources = g.synthesis(editor.latent_avg + 0.5 * torch.randn(3, g.n_latent, g.style_dim)).clamp(-1, 1)
-    fs = editor.embed(sources)
-    batched = editor.global_proxy(EditBatch(sources, "text", texts=TEXTS), sources, fs.codes).codes
+
+def test_the_colour_path_answers_the_edit_rows_and_keeps_the_source_outside_the_hair(editor, sources, refinement):
+    proxy, b = editor.colour_proxy, editor.blender
+    images, codes = sources
+    feature = editor.generator.features(codes, b.hairstyle_block)[0]
+    result = proxy.edit(COLOURS, images, codes, feature, editor.latent_avg)
+    lo, hi = proxy.cfg.edit_rows
+    labs = proxy.target_labs(COLOURS, images.shape[-1], images.device)
+    rows = proxy.mapper_rows(COLOURS, labs, codes, editor.latent_avg)
+    assert result.edit_losses == [] and result.final_losses == []
+    assert torch.equal(result.colour_codes[:, lo:hi], rows) and torch.equal(result.codes, codes)
+    with torch.no_grad():  # blended with the RGB skip: the source's own picture away from the hair
+        source_picture = b.resume(codes, feature)
+    reach = 13  # the later blocks' convolutions reach a few pixels past the blended mask
+    outside = torch.nn.functional.max_pool2d(result.hair_mask, reach, stride=1, padding=reach // 2) == 0
+    assert outside.float().mean() > 0.1
+    torch.testing.assert_close(result.image * outside, source_picture * outside, rtol=0, atol=1e-5)
+    assert not torch.allclose(result.image, source_picture, atol=1e-3)  # the hair did change
+    condition = proxy.mapper_condition(COLOURS, labs, codes.device)  # text, Lab colour and flag per kind
+    assert condition[[0, 2], :-4].abs().sum() == 0 and condition[1, -4:-1].abs().sum() == 0
+    assert condition[:, -1].tolist() == [0, 1, 0] and torch.allclose(condition[[0, 2], -4:-1], labs / 100)
+    refinement(2)
+    refined = proxy.edit(COLOURS, images, codes, feature, editor.latent_avg)
+    assert len(refined.edit_losses) == 2 and len(refined.final_losses) == 2
+    with pytest.raises(ValueError, match="pass latent_avg"):
+        proxy.edit(COLOURS, images, codes, feature)
+
+
+@pytest.mark.parametrize("kind", ["text", "reference", "colour"])
+def test_method_encoder_gives_the_same_edit_batched_and_one_by_one(editor, sources, kind):
+    """The mappers' path without refinement: each pair's edit (proxy, blending, decoding) is its own.
+    (Refinement steps are Adam's, whose float noise test_editing bounds.) The references' codes are
+    given: their inversion is the embedding's."""
+    images = sources[0]
+    conditions = {
+        "text": dict(texts=TEXTS),
+        "reference": dict(references=images.roll(1, 0), reference_codes=sources[1].roll(1, 0)),
+        "colour": dict(colours=COLOURS),
+    }[kind]
+    fs = editor.embed(images)
+    torch.manual_seed(0)
+    batched = editor.edit(EditBatch(images, kind, **conditions), source_code=fs)
     for i in range(3):
-        alone = editor.global_proxy(
-            EditBatch(sources[i : i + 1], "text", texts=TEXTS[i : i + 1]), sources[i : i + 1], fs.codes[i : i + 1]
+        one = {k: v[i : i + 1] for k, v in conditions.items()}
+        code = dataclasses.replace(
+            fs, codes=fs.codes[i : i + 1], feature=fs.feature[i : i + 1], image=fs.image[i : i + 1]
         )
-        assert torch.allclose(alone.codes, batched[i : i + 1], atol=1e-6)
+        torch.manual_seed(0)
+        alone = editor.edit(EditBatch(images[i : i + 1], kind, **one), source_code=code)
+        torch.testing.assert_close(alone.result, batched.result[i : i + 1], rtol=1e-4, atol=1e-5)
+        if kind != "colour":  # a colour edit has no hairstyle proxy
+            torch.testing.assert_close(alone.proxy_codes, batched.proxy_codes[i : i + 1], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.slow  # 40 s on 2 cores
-def test_the_mappers_objective_falls_in_a_short_training():
-    """The world's text mapper module on one fixed batch: its objective (the text proxy's own) falls
-    below the optimisation's start within 20 Adam steps."""
-    from omegaconf import OmegaConf
-
-    from hairclipv2.training.text_mapper import TextMapperModule
-
-    cfg, _ = command_config(None, ["experiment=hairclipv2_world"])
-    model_cfg = OmegaConf.load("conf/model/world_text_mapper.yaml")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from hydra.utils import instantiate
-
-        module = TextMapperModule(
-            instantiate(cfg.generator),
-            cfg.editing.stylegan_weights,
-            cfg.editing.clip_model,
-            None,
-            OmegaConf.to_container(model_cfg.proxy),
-            hidden=128,
-            layers=2,
-        )
+def train_briefly(module, steps: int = 20, lr: float = 3e-3) -> tuple[float, float, float]:
+    """(objective at the start, at the mapper's answer after `steps` Adam steps on one fixed batch,
+    the answer's mean squared offset)."""
     z = module.world.z(8, 11)
+    torch.manual_seed(0)
     with torch.no_grad():
-        start = module.answer(z, use_mapper=False)[0].mean()
-    optimiser = torch.optim.Adam(module.mapper.parameters(), lr=3e-3)
-    for _ in range(20):
+        start = float(module.answer(z, use_mapper=False)[0].mean())
+    optimiser = torch.optim.Adam(module.mapper.parameters(), lr=lr)
+    for step in range(steps):
         optimiser.zero_grad()
+        torch.manual_seed(step)
         objective, delta = module.answer(z)
         (objective.mean() + module.hparams.delta_lambda * delta.mean()).backward()
         optimiser.step()
+    torch.manual_seed(0)
     with torch.no_grad():
         trained, delta = module.answer(z)
-    assert trained.mean() < start - 0.01, (float(start), float(trained.mean()))
-    assert delta.mean() < 1.0  # among the generator's codes (the unregularised mapper went to ~1000)
+    return start, float(trained.mean()), float(delta.mean())
+
+
+def world_module(kind: str):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from hairclipv2.config import register_resolvers
+    from hairclipv2.pipeline import CONF
+
+    register_resolvers()
+    overrides = [f"experiment=world_{kind}_mapper", "model.hidden=128", "model.layers=2"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return instantiate(cfg.model)
+
+
+@pytest.mark.slow  # 40 s on 2 cores
+def test_the_text_mappers_objective_falls_in_a_short_training():
+    """The world's text mapper on one fixed batch: its objective (the text proxy's own) falls below
+    the optimisation's start within 20 Adam steps, its answers among the generator's codes."""
+    start, trained, delta = train_briefly(world_module("text"))
+    assert trained < start - 0.01, (start, trained)
+    assert delta < 1.0  # among the generator's codes (the unregularised mapper went to ~1000)
+
+
+@pytest.mark.slow  # 15 s on 2 cores
+def test_the_colour_mappers_objective_falls_in_a_short_training():
+    """The world's colour mapper: the colour edit's objective (background, Lab colour, CLIP) falls."""
+    start, trained, delta = train_briefly(world_module("colour"))
+    assert trained < 0.8 * start, (start, trained)
+    assert delta < 1.0
+
+
+@pytest.mark.slow  # 30 s on 2 cores
+def test_the_reference_mappers_objective_falls_in_a_short_training(tmp_path):
+    """The reference mapper of an editor with a landmark term (FAN, random here: the world has no
+    landmark network): style and landmark losses fall from the jittered reference codes."""
+    from hairclipv2.training.mappers import ReferenceMapperModule
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        editor = build_hair_editor(
+            small_generator(), random_weights=True, parser=ThresholdParser(), **{**SMALL, "use_landmarks": True}
+        )
+    module = ReferenceMapperModule(editor, hidden=128, layers=2)
+    start, trained, delta = train_briefly(module, steps=15)
+    assert trained < 0.9 * start, (start, trained)

@@ -46,6 +46,9 @@ EXPERIMENTS = {
     "world_clip": "train",
     "world_bald": "train",
     "world_text_mapper": "train",
+    "world_reference_mapper": "train",
+    "world_colour_mapper": "train",
+    "ffhq_mapper": "train",
 }
 OWN = {"callbacks": {"evaluate": "evaluate"}}  # group options meant for one entry point only
 

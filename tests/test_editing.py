@@ -370,9 +370,9 @@ def test_colour_only_edit_targets_the_source_photo(editor, sources, monkeypatch)
     seen = {}
     original = editor.colour_proxy.edit
 
-    def spy(colours, edited, codes, feature):
+    def spy(colours, edited, codes, feature, *args):
         seen["edited"] = edited
-        return original(colours, edited, codes, feature)
+        return original(colours, edited, codes, feature, *args)
 
     monkeypatch.setattr(editor.colour_proxy, "edit", spy)
     editor.edit(EditBatch(sources[:1], "colour", colours=[ColourCondition(rgb=(200, 30, 30))]))

@@ -1,12 +1,20 @@
 """Amortised proxies: a network trained to answer what a proxy's own optimisation would find, in one
-forward pass (HairCLIP's text mapper and HairFastGAN's modules in spirit, HairCLIPv2's objectives).
+forward pass (HairCLIP's text mapper and HairFastGAN's shape and colour modules in spirit,
+HairCLIPv2's objectives).
 
-`TextMapper` stands for the text proxy: from CLIP's embedding of the text and the source's W+ codes
-to the proxy's first `rows` rows, as offsets from the mean code (the official optimisation's start).
-Its last layer starts at zero, so an untrained mapper answers exactly that start. It is trained on
-the text proxy's own objective (`training/text_mapper.py`) and used by the editor with
-`editing.text.method=encoder` (then `editing.text.refinement` steps of the official optimisation
-from its answer).
+A `LatentMapper` reads a condition vector and some rows of W+ codes and answers the rows the proxy
+optimises, as offsets from the optimisation's own start; its last layer starts at zero, so an
+untrained mapper answers exactly that start. Per mode (`MAPPER_KINDS`):
+
+| kind | condition | codes read | start (offsets added to) |
+|---|---|---|---|
+| text | CLIP's text embedding | the source's first `rows` | the mean code |
+| reference | none | the reference's and the source's first `rows` | the reference's rows |
+| colour | CLIP's text embedding or the target's Lab colour | the source's colour rows | the source's rows |
+
+Each is trained on its proxy's own objective (`training/mappers.py`) and used by the editor with
+`editing.<mode>.method=encoder` (then `editing.<mode>.refinement` steps of the official
+optimisation from its answer).
 """
 
 from __future__ import annotations
@@ -15,20 +23,37 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..weights import MissingCheckpointError, atomic_torch_save, load_state_dict_strict
 
+MAPPER_KINDS = ("text", "reference", "colour")
+EXPERIMENTS = {kind: f"world_{kind}_mapper" for kind in MAPPER_KINDS}
 
-class TextMapper(nn.Module):
-    """(text embedding (N, T), source codes (N, L, D), mean code) -> the proxy's rows (N, rows, D)."""
 
-    def __init__(self, text_dim: int, style_dim: int, rows: int, hidden: int = 512, layers: int = 3):
+class LatentMapper(nn.Module):
+    """(condition (N, C), codes read (N, reads, D), start (N, rows, D), mean code) -> rows (N, rows, D)."""
+
+    def __init__(
+        self,
+        kind: str,
+        condition_dim: int,
+        style_dim: int,
+        rows: int,
+        reads: int | None = None,
+        hidden: int = 512,
+        layers: int = 3,
+    ):
         super().__init__()
-        self.config = dict(text_dim=text_dim, style_dim=style_dim, rows=rows, hidden=hidden, layers=layers)
+        if kind not in MAPPER_KINDS:
+            raise ValueError(f"a latent mapper's kind is one of {MAPPER_KINDS}, found {kind!r}")
+        reads = rows if reads is None else reads
+        self.config = dict(
+            kind=kind, condition_dim=condition_dim, style_dim=style_dim, rows=rows, reads=reads,
+            hidden=hidden, layers=layers,
+        )  # fmt: skip
         blocks: list[nn.Module] = []
-        width = text_dim + rows * style_dim
+        width = condition_dim + reads * style_dim
         for _ in range(layers):
             blocks += [nn.Linear(width, hidden), nn.LeakyReLU(0.2)]
             width = hidden
@@ -38,30 +63,40 @@ class TextMapper(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     @property
+    def kind(self) -> str:
+        return self.config["kind"]
+
+    @property
     def rows(self) -> int:
         return self.config["rows"]
 
-    def forward(self, text: torch.Tensor, source_codes: torch.Tensor, latent_avg: torch.Tensor) -> torch.Tensor:
-        n, d = source_codes.shape[0], self.config["style_dim"]
+    def forward(
+        self, condition: torch.Tensor, codes: torch.Tensor, start: torch.Tensor, latent_avg: torch.Tensor
+    ) -> torch.Tensor:
+        n, d = codes.shape[0], self.config["style_dim"]
         mean = latent_avg.reshape(-1)[-d:]
-        source = (source_codes[:, : self.rows] - mean).flatten(1)  # the source, relative to the mean code
-        offsets = self.out(self.trunk(torch.cat([F.normalize(text.float(), dim=-1), source], dim=1)))
-        return mean + offsets.view(n, self.rows, d)
+        read = (codes.float() - mean).flatten(1)  # the codes it reads, relative to the mean code
+        offsets = self.out(self.trunk(torch.cat([condition.float().reshape(n, -1), read], dim=1)))
+        return start + offsets.view(n, self.rows, d)
 
 
-def save_text_mapper(mapper: TextMapper, path: str | Path) -> Path:
+def save_mapper(mapper: LatentMapper, path: str | Path) -> Path:
     state = {k: v.detach().cpu() for k, v in mapper.state_dict().items()}
     return atomic_torch_save({"state_dict": state, "config": dict(mapper.config)}, path)
 
 
-def load_text_mapper(path: str | Path, key: str = "editing.text_mapper_weights") -> TextMapper:
-    """A TextMapper from `save_text_mapper`'s file ({"state_dict", "config"}), loaded strictly."""
+def load_mapper(path: str | Path, kind: str) -> LatentMapper:
+    """A LatentMapper of `kind` from `save_mapper`'s file ({"state_dict", "config"}), loaded strictly."""
+    key = f"editing.{kind}_mapper_weights"
     path = Path(path).expanduser()
     if not path.is_file():
         raise MissingCheckpointError(
-            f"{path}: no text mapper file ({key}); train one with `python train.py experiment=world_text_mapper`"
+            f"{path}: no {kind} mapper file ({key}); train one with `python train.py experiment={EXPERIMENTS[kind]}`"
         )
     ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    mapper = TextMapper(**ckpt["config"])
-    load_state_dict_strict(mapper, ckpt["state_dict"], f"text mapper {path}")
+    found = ckpt.get("config", {}).get("kind")
+    if found != kind:
+        raise ValueError(f"{path} ({key}): expected a {kind} mapper, found {found!r}")
+    mapper = LatentMapper(**ckpt["config"])
+    load_state_dict_strict(mapper, ckpt["state_dict"], f"{kind} mapper {path}")
     return mapper.eval().requires_grad_(False)

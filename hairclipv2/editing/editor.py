@@ -255,7 +255,7 @@ class HairEditor(nn.Module):
     def global_proxy(self, batch: EditBatch, source_images: torch.Tensor, source_codes: torch.Tensor | None = None):
         """The text, reference or painted-mask proxy of a batch (a mask alone: the text proxy's
         start and landmarks under the mask loss, without CLIP). `source_codes`: the source's W+
-        (the text mapper's input with editing.text.method=encoder)."""
+        (the mappers' input with editing.<mode>.method=encoder)."""
         if batch.kind in ("text", "mask"):
             if self.text_proxy is None:
                 raise ValueError("this editor has no text proxy")
@@ -270,7 +270,7 @@ class HairEditor(nn.Module):
             raise ValueError("this editor has no reference proxy")
         batch = self.with_reference_codes(batch)
         return self.ref_proxy.optimise(
-            source_images, batch.references, batch.reference_codes, painted_labels=batch.masks
+            source_images, batch.references, batch.reference_codes, batch.masks, source_codes, self.latent_avg
         )
 
     def with_reference_codes(self, batch: EditBatch) -> EditBatch:
@@ -337,7 +337,7 @@ class HairEditor(nn.Module):
             tic = self.clock()
             # A colour-only edit keeps the hairstyle: HairCLIPv2 then targets the photo itself.
             colour_target = target if batch.kind == "colour" else hairstyle_image
-            colour = self.colour_proxy.edit(batch.colours, colour_target, fs.codes, feature)
+            colour = self.colour_proxy.edit(batch.colours, colour_target, fs.codes, feature, self.latent_avg)
             seconds["colour_proxy"] = self.clock() - tic
             image, codes = colour.image, colour.codes
         with torch.no_grad():

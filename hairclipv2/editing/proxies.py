@@ -21,6 +21,9 @@ from ..sharing import borrow
 from .optim import run_adam
 
 TEXT_LANDMARKS = (tuple(range(0, 17)), tuple(range(27, 36)))  # jaw line and nose (text proxy)
+# official: each proxy's optimisation; encoder: an amortised proxy's answer (amortised.py), then
+# `refinement` steps of that optimisation from it
+METHODS = ("optimisation", "encoder")
 
 
 @dataclass
@@ -37,6 +40,15 @@ def _split_codes(codes: torch.Tensor, start: int, stop: int) -> tuple[torch.Tens
     return codes[:, :start].detach(), nn.Parameter(codes[:, start:stop].detach().clone()), codes[:, stop:].detach()
 
 
+def checked_mapper(method: str, mapper: nn.Module | None, mode: str) -> nn.Module | None:
+    """A proxy's mapper, checked against its `method` (editing.<mode>.method)."""
+    if method not in METHODS:
+        raise ValueError(f"editing.{mode}.method: expected one of {METHODS}, found {method!r}")
+    if method == "encoder" and mapper is None:
+        raise ValueError(f"editing.{mode}.method=encoder needs a {mode} mapper (editing.{mode}_mapper_weights)")
+    return mapper
+
+
 # --------------------------------------------------------------------------------------- text
 @dataclass
 class TextProxyConfig:
@@ -48,13 +60,13 @@ class TextProxyConfig:
     rows: int = 7  # rows 0..6 are optimised, from the mean latent
     augment: bool = True  # AugCLIPLoss (HairCLIPv2's default for the text proxy)
     pre_step_codes: bool = True  # official: the codes before the last Adam step (text_proxy.py `latent_in`)
-    method: str = "optimisation"  # official: `steps` from the mean code; encoder: a TextMapper
+    method: str = "optimisation"  # official: `steps` from the mean code; encoder: a text mapper (amortised.py)
     refinement: int = 0  # with method=encoder: steps of the official optimisation from the mapper's answer
 
 
 class TextProxy(nn.Module):
     """Hairstyle from text: the first rows of the mean code, optimised under CLIP and landmarks; or,
-    with `method=encoder`, a TextMapper's answer for them (plus `refinement` optimisation steps)."""
+    with `method=encoder`, a text mapper's answer for them (plus `refinement` optimisation steps)."""
 
     def __init__(
         self,
@@ -69,11 +81,7 @@ class TextProxy(nn.Module):
         borrow(self, generator=generator, segmenter=segmenter)
         self.clip_loss, self.landmarks = clip_loss, landmarks
         self.cfg = config or TextProxyConfig()
-        if self.cfg.method not in ("optimisation", "encoder"):
-            raise ValueError(f"editing.text.method: expected 'optimisation' or 'encoder', found {self.cfg.method!r}")
-        if self.cfg.method == "encoder" and mapper is None:
-            raise ValueError("editing.text.method=encoder needs a text mapper (editing.text_mapper_weights)")
-        self.mapper = mapper
+        self.mapper = checked_mapper(self.cfg.method, mapper, "text")
 
     def objective(
         self,
@@ -104,13 +112,21 @@ class TextProxy(nn.Module):
     ) -> torch.Tensor:
         """Where the optimisation starts (N, n_latent, D): the mean code (official), or with
         method=encoder the mapper's rows on it (a mask alone has no text: the mean code)."""
+        official = self.codes_with_rows(latent_avg.new_zeros(n, 0, self.generator.style_dim), latent_avg)
         if self.cfg.method != "encoder" or texts is None:
-            return self.codes_with_rows(latent_avg.new_zeros(n, 0, self.generator.style_dim), latent_avg)
+            return official
         if source_codes is None:
             raise ValueError("editing.text.method=encoder reads the source's codes: pass source_codes")
         with torch.no_grad():
-            rows = self.mapper(self.clip_loss.clip.encode_text(list(texts)), source_codes, latent_avg)
+            rows = self.mapper_rows(texts, source_codes, latent_avg)
         return self.codes_with_rows(rows, latent_avg)
+
+    def mapper_rows(self, texts: Sequence[str], source_codes: torch.Tensor, latent_avg: torch.Tensor) -> torch.Tensor:
+        """The mapper's answer (N, rows, D) for these texts and sources."""
+        k, d = self.mapper.rows, self.generator.style_dim
+        condition = F.normalize(self.clip_loss.clip.encode_text(list(texts)).float(), dim=-1)
+        start = latent_avg.reshape(-1)[-d:].expand(len(texts), k, d)
+        return self.mapper(condition, source_codes[:, :k], start, latent_avg)
 
     def optimise(
         self,
@@ -158,11 +174,25 @@ class RefProxyConfig:
     rows: int = 6  # rows 0..5 of the reference's codes are optimised
     pre_step_codes: bool = True  # official: the codes before the last Adam step (ref_proxy.py `latent_in`)
     style_size: int = 256
+    method: str = "optimisation"  # official: `steps` from the reference's codes; encoder: a reference mapper
+    refinement: int = 0  # with method=encoder: steps of the official optimisation from the mapper's answer
+
+
+@dataclass
+class RefTargets:
+    """What stays fixed while a reference proxy is optimised: the reference's 256 px image, hair mask
+    and Gram matrices, the source's landmark heatmaps."""
+
+    small: torch.Tensor
+    hair: torch.Tensor
+    grams: list[torch.Tensor]
+    heatmaps: torch.Tensor | None
 
 
 class RefProxy(nn.Module):
     """Hairstyle from a reference: its first rows optimised under the masked Gram style loss, a
-    step-to-step delta-w loss and landmarks."""
+    step-to-step delta-w loss and landmarks; or, with `method=encoder`, a reference mapper's answer
+    for them (plus `refinement` optimisation steps)."""
 
     def __init__(
         self,
@@ -171,16 +201,63 @@ class RefProxy(nn.Module):
         landmarks: LandmarkLoss,
         segmenter: HairSegmenter,
         config: RefProxyConfig | None = None,
+        mapper: nn.Module | None = None,
     ):
         super().__init__()
         borrow(self, generator=generator, segmenter=segmenter)
         self.style_loss, self.landmarks = style_loss, landmarks
         self.cfg = config or RefProxyConfig()
+        self.mapper = checked_mapper(self.cfg.method, mapper, "reference")
 
     def image_and_hair(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """HairCLIPv2's `gen_256_img_hairmask`: nearest 256 px image and hair mask of the parser's 1024 output."""
         s = self.cfg.style_size
         return F.interpolate(images, size=(s, s)), self.segmenter.hair(images, size=s)
+
+    def targets(self, source_images: torch.Tensor, ref_images: torch.Tensor) -> RefTargets:
+        with torch.no_grad():
+            small, hair = self.image_and_hair(ref_images)
+            grams = self.style_loss.target_grams(small, hair)
+            heatmaps = self.landmarks.heatmaps(source_images)
+        return RefTargets(small, hair, grams, heatmaps)
+
+    def objective(
+        self, image: torch.Tensor, targets: RefTargets, painted_labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The proxy's loss (N,) of the images G(codes) without the step-to-step delta-w term: style,
+        landmarks and the painted mask, with the official weights."""
+        c = self.cfg
+        small, hair = self.image_and_hair(image)
+        loss = c.style_lambda * self.style_loss(targets.small, small, targets.hair, hair, targets.grams)
+        loss = loss + c.landmark_lambda * self.landmarks(targets.heatmaps, image)
+        if painted_labels is not None:
+            loss = loss + c.hair_mask_lambda * hair_mask_loss(self.segmenter, image, painted_labels)
+        return loss
+
+    def start(
+        self, ref_codes: torch.Tensor, source_codes: torch.Tensor | None, latent_avg: torch.Tensor
+    ) -> torch.Tensor:
+        """Where the optimisation starts: the reference's codes (official), or with method=encoder
+        the mapper's rows in place of their first rows."""
+        if self.cfg.method != "encoder":
+            return ref_codes
+        if source_codes is None:
+            raise ValueError("editing.reference.method=encoder reads the source's codes: pass source_codes")
+        with torch.no_grad():
+            return self.with_rows(self.mapper_rows(ref_codes, source_codes, latent_avg), ref_codes)
+
+    @staticmethod
+    def with_rows(rows: torch.Tensor, ref_codes: torch.Tensor) -> torch.Tensor:
+        """The reference's codes with `rows` (N, k, D) in place of their first k rows."""
+        return torch.cat([rows.to(ref_codes.dtype), ref_codes[:, rows.shape[1] :]], dim=1)
+
+    def mapper_rows(
+        self, ref_codes: torch.Tensor, source_codes: torch.Tensor, latent_avg: torch.Tensor
+    ) -> torch.Tensor:
+        """The mapper's answer (N, rows, D): the reference's first rows moved to suit the source."""
+        k = self.mapper.rows
+        reads = torch.cat([ref_codes[:, :k], source_codes[:, :k]], dim=1)
+        return self.mapper(ref_codes.new_zeros(len(ref_codes), 0), reads, ref_codes[:, :k], latent_avg)
 
     def optimise(
         self,
@@ -188,33 +265,31 @@ class RefProxy(nn.Module):
         ref_images: torch.Tensor,
         ref_codes: torch.Tensor,
         painted_labels: torch.Tensor | None = None,
+        source_codes: torch.Tensor | None = None,
+        latent_avg: torch.Tensor | None = None,
     ) -> ProxyResult:
+        """`source_codes` (N, n_latent, D) and `latent_avg`: read by method=encoder."""
         c, g = self.cfg, self.generator
         if ref_images.shape[0] != source_images.shape[0] or ref_codes.shape[0] != source_images.shape[0]:
             raise ValueError("one reference image and code per source image")
-        ref_small, ref_hair = self.image_and_hair(ref_images)
-        ref_grams = self.style_loss.target_grams(ref_small, ref_hair)  # fixed: computed once
-        _, free, fixed = _split_codes(ref_codes, 0, c.rows)
+        if c.method == "encoder" and latent_avg is None:
+            raise ValueError("editing.reference.method=encoder needs the mean code: pass latent_avg")
+        start = self.start(ref_codes, source_codes, latent_avg)
+        steps = c.refinement if c.method == "encoder" else c.steps
+        if steps == 0:
+            return ProxyResult(start.detach().clone())
+        targets = self.targets(source_images, ref_images)
+        _, free, fixed = _split_codes(start, 0, c.rows)
         prev = free.detach().clone()
-        with torch.no_grad():
-            src_kp = self.landmarks.heatmaps(source_images)
 
         def loss_fn() -> torch.Tensor:
             nonlocal prev
-            image = g.synthesis(torch.cat([free, fixed], dim=1))
-            small, hair = self.image_and_hair(image)
-            loss = c.style_lambda * self.style_loss(ref_small, small, ref_hair, hair, ref_grams)
-            loss = (
-                loss
-                + c.delta_w_lambda * (free - prev).pow(2).mean(dim=(1, 2))
-                + c.landmark_lambda * self.landmarks(src_kp, image)
-            )
-            if painted_labels is not None:
-                loss = loss + c.hair_mask_lambda * hair_mask_loss(self.segmenter, image, painted_labels)
+            loss = self.objective(g.synthesis(torch.cat([free, fixed], dim=1)), targets, painted_labels)
+            loss = loss + c.delta_w_lambda * (free - prev).pow(2).mean(dim=(1, 2))
             prev = free.detach().clone()  # the delta-w loss compares with the previous step's codes
             return loss
 
-        run = run_adam([free], c.lr, c.steps, loss_fn)
+        run = run_adam([free], c.lr, steps, loss_fn)
         (codes,) = run.result([free], c.pre_step_codes)
         return ProxyResult(torch.cat([codes, fixed], dim=1), run.losses)
 
@@ -238,6 +313,11 @@ class ColourProxyConfig:
     # Official (color_proxy.py): the colour codes, and the final codes, from before the last Adam step
     # (`color_latent_in`, `final_latent_in`); the final colour feature after it (`latent_F_final`).
     pre_step_codes: bool = True
+    # official: the edit and final optimisations; encoder: a colour mapper answers the edit rows, then
+    # `refinement` steps of each, the final ones blended and resumed with the RGB skip
+    # (FeatureBlender.colour_with_skip: at 0 steps the source's picture outside the hair)
+    method: str = "optimisation"
+    refinement: int = 0
 
 
 @dataclass
@@ -295,11 +375,13 @@ class ColourProxy(nn.Module):
         background: BackgroundLoss,
         lpips: LPIPSLoss,
         config: ColourProxyConfig | None = None,
+        mapper: nn.Module | None = None,
     ):
         super().__init__()
         borrow(self, blender=blender, segmenter=segmenter, lpips=lpips)
         self.clip_loss, self.avg_lab, self.background = clip_loss, avg_lab, background
         self.cfg = config or ColourProxyConfig()
+        self.mapper = checked_mapper(self.cfg.method, mapper, "colour")
 
     def target_labs(
         self, conditions: Sequence[ColourCondition], size: int, device: torch.device
@@ -336,16 +418,64 @@ class ColourProxy(nn.Module):
             loss = loss.index_add(0, idx, lam * self.avg_lab(None, images[lab_idx], target_lab=target_labs))
         return loss
 
+    def edit_objective(
+        self,
+        conditions: Sequence[ColourCondition],
+        image: torch.Tensor,
+        edited_image: torch.Tensor,
+        edited_hair: torch.Tensor,
+        target_labs: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The colour edit's loss (N,) of the images resumed from its codes: the background kept
+        outside the edited image's hair, and the colour condition, with the official weights."""
+        background = self.background(edited_image.detach(), image, edited_hair)
+        return self.cfg.bg_lambda * background + self.condition_loss(conditions, image, target_labs)
+
+    def mapper_condition(
+        self, conditions: Sequence[ColourCondition], target_labs: torch.Tensor | None, device: torch.device
+    ) -> torch.Tensor:
+        """The colour mapper's condition (N, T + 4): CLIP's normalised text embedding (T) for a text,
+        the target's Lab colour / 100 (3) for a reference or an RGB value, and a text flag."""
+        t = self.mapper.config["condition_dim"] - 4
+        out = torch.zeros(len(conditions), t + 4, device=device)
+        text_idx = [i for i, cond in enumerate(conditions) if cond.kind == "text"]
+        lab_idx = [i for i, cond in enumerate(conditions) if cond.kind != "text"]
+        if text_idx:
+            texts = [conditions[i].text for i in text_idx]
+            out[text_idx, :t] = F.normalize(self.clip_loss.clip.encode_text(texts).float(), dim=-1)
+            out[text_idx, -1] = 1
+        if lab_idx:
+            out[lab_idx, t : t + 3] = target_labs.float() / 100
+        return out
+
+    def mapper_rows(
+        self,
+        conditions: Sequence[ColourCondition],
+        target_labs: torch.Tensor | None,
+        src_codes: torch.Tensor,
+        latent_avg: torch.Tensor,
+    ) -> torch.Tensor:
+        """The mapper's answer for the edit rows (N, hi - lo, D), from the source's own rows."""
+        lo, hi = self.cfg.edit_rows
+        rows = src_codes[:, lo : min(hi, self.blender.generator.n_latent)]
+        condition = self.mapper_condition(conditions, target_labs, src_codes.device)
+        return self.mapper(condition, rows, rows, latent_avg)
+
     def edit(
         self,
         conditions: Sequence[ColourCondition],
         edited_image: torch.Tensor,
         src_codes: torch.Tensor,
         feature: torch.Tensor,
+        latent_avg: torch.Tensor | None = None,
     ) -> ColourResult:
+        """`latent_avg`: the mean code, read by method=encoder."""
         c, b = self.cfg, self.blender
         if len(conditions) != edited_image.shape[0]:
             raise ValueError(f"one colour condition per image: {len(conditions)} for {edited_image.shape[0]}")
+        encoder = c.method == "encoder"
+        if encoder and latent_avg is None:
+            raise ValueError("editing.colour.method=encoder needs the mean code: pass latent_avg")
         g = self.blender.generator
         lo, hi = c.edit_rows
         head, free, tail = _split_codes(src_codes, lo, min(hi, g.n_latent))
@@ -354,35 +484,41 @@ class ColourProxy(nn.Module):
         # What stays fixed during the edit is computed once: the edited image's hair, the targets' colours.
         edited_hair = self.segmenter.hair(edited_image)
         target_labs = self.target_labs(conditions, edited_image.shape[-1], edited_image.device)
+        if encoder:
+            with torch.no_grad():
+                free = nn.Parameter(self.mapper_rows(conditions, target_labs, src_codes, latent_avg).to(free.dtype))
 
         def edit_loss() -> torch.Tensor:
             image = b.resume(torch.cat([head, free, tail], dim=1), feature)
-            return c.bg_lambda * self.background(edited_image.detach(), image, edited_hair) + self.condition_loss(
-                conditions, image, target_labs
-            )
+            return self.edit_objective(conditions, image, edited_image, edited_hair, target_labs)
 
-        edit_run = run_adam([free], c.lr, c.edit_steps, edit_loss)
+        edit_run = run_adam([free], c.lr, c.refinement if encoder else c.edit_steps, edit_loss)
         (edited,) = edit_run.result([free], c.pre_step_codes)
         colour_codes = torch.cat([head, edited, tail], dim=1)
         with torch.no_grad():
             colour_image = b.resume(colour_codes, feature)
-            colour_feature, hair_mask = b.colour(edited_image, src_codes, colour_codes, feature)
+        skip = None  # official: the final resume leaves out the RGB skip (the final steps repair it)
+        with torch.no_grad():
+            if encoder:  # blended with the RGB skip: the source outside the hair, before any final step
+                colour_feature, skip, hair_mask = b.colour_with_skip(edited_image, src_codes, colour_codes, feature)
+            else:
+                colour_feature, hair_mask = b.colour(edited_image, src_codes, colour_codes, feature)
         lo, hi = c.final_rows
         head, free, tail = _split_codes(src_codes, min(lo, g.n_latent), min(hi, g.n_latent))
         final_feature = colour_feature.float().clone().requires_grad_(True)
 
         def final_loss() -> torch.Tensor:
-            image = b.colour_resume(torch.cat([head, free, tail], dim=1), final_feature)
+            image = b.colour_resume(torch.cat([head, free, tail], dim=1), final_feature, skip)
             hair_mse = (image * hair_mask - colour_image * hair_mask).pow(2).mean(dim=(1, 2, 3))
             rest_mse = (image * (1 - hair_mask) - edited_image.detach() * (1 - hair_mask)).pow(2).mean(dim=(1, 2, 3))
             hair_lpips = self.lpips.distance(image * hair_mask, colour_image * hair_mask)
             return c.hair_mse_lambda * hair_mse + c.not_hair_mse_lambda * rest_mse + c.hair_lpips_lambda * hair_lpips
 
-        final_run = run_adam([free, final_feature], c.lr, c.final_steps, final_loss)
+        final_run = run_adam([free, final_feature], c.lr, c.refinement if encoder else c.final_steps, final_loss)
         final, _ = final_run.result([free, final_feature], c.pre_step_codes)
         codes = torch.cat([head, final, tail], dim=1)
         with torch.no_grad():
-            image = b.colour_resume(codes, final_feature.detach())
+            image = b.colour_resume(codes, final_feature.detach(), skip)
         return ColourResult(
             image,
             codes,

@@ -1,0 +1,248 @@
+"""The amortised proxies' training: a LatentMapper (editing/amortised.py) trained on its proxy's own
+objective, over many (source, condition) pairs at once.
+
+Each module takes a hair editor (its `editing` config: the editor that will use the mapper) and
+trains the mapper of one of its proxies through that proxy's own methods: the same generator,
+losses, weights and rows as the editor's optimisation. Sources are the generator's own faces (W+
+codes w = mapping(z)); conditions come from other faces of the batch (z rolled by one):
+
+- text: the caption of the other face; objective `TextProxy.objective` (CLIP, landmarks).
+- reference: the other face as the reference, its codes jittered as an embedding's rows differ
+  (`jitter`); objective `RefProxy.objective` (style, landmarks), whose minimum the optimisation seeks
+  from those codes.
+- colour: the other face's hair colour, as RGB for even items and as the colour's name for odd
+  ones; objective `ColourProxy.edit_objective` (background, average Lab colour or CLIP).
+
+The loss adds `delta_lambda` x the mean squared offset of the mapper's rows from the optimisation's
+start (HairCLIP's latent L2 loss, 0.8 there): without it the text mapper found codes hundreds of times
+farther out than the optimisation's (offset norms 300-1000 against 3-5), on pictures that are no
+faces (measured on the world). Validation reports the objective at the mapper's answer
+(`val/objective`) and at the optimisation's start (`val/objective_start`); the run exports
+`<run>/<kind>_mapper.pt` at the best validation, which `editing.<kind>_mapper_weights` reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from ..editing.amortised import LatentMapper, save_mapper
+from ..editing.editor import HairEditor
+from ..editing.proxies import ColourCondition
+from ..world import World, caption
+from ..world.captions import hair_colour_name
+
+LAB_COLOUR = 4  # the colour mapper's condition beside the text embedding: Lab (3) and a text flag
+
+
+class ProxyMapperModule(pl.LightningModule):
+    """What the three modules share: the mapper, its loss, validation, export and checkpoints.
+    Subclasses give `kind`, `condition_dim`, `rows`, `reads` and `answer`."""
+
+    kind: str
+    proxy_name: str  # the editor's attribute
+
+    def __init__(
+        self,
+        editor: HairEditor,
+        hidden: int = 512,
+        layers: int = 3,
+        delta_lambda: float = 0.8,
+        optimizer: Callable[..., torch.optim.Optimizer] = partial(torch.optim.Adam, lr=1e-3),
+        export: str | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["editor", "optimizer"])
+        self.editor = editor.requires_grad_(False)
+        g = editor.generator
+        dims = (self.condition_dim(), g.style_dim, self.rows(), self.reads())
+        self.mapper = LatentMapper(self.kind, *dims, hidden=hidden, layers=layers)
+        self.proxy.mapper = self.mapper  # trained through the proxy's own methods
+        self.world = World(size=g.size, z_dim=g.style_dim)
+        self.optimizer, self.export = optimizer, export or f"{self.kind}_mapper.pt"
+        self.best_objective = float("inf")  # of the exported mapper
+        self.strict_loading = False  # checkpoints hold the mapper only (the editor comes from its files)
+
+    def condition_dim(self) -> int:
+        raise NotImplementedError
+
+    def rows(self) -> int:
+        raise NotImplementedError
+
+    def reads(self) -> int:
+        return self.rows()
+
+    def answer(self, z: torch.Tensor, use_mapper: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """The proxy's objective (N,) at the mapper's answer for these sources (or at the
+        optimisation's start), and the answer's mean squared offset from that start (N,)."""
+        raise NotImplementedError
+
+    @property
+    def proxy(self) -> torch.nn.Module:
+        return getattr(self.editor, self.proxy_name)
+
+    @property
+    def latent_avg(self) -> torch.Tensor:
+        return self.editor.latent_avg
+
+    def sources(self, z: torch.Tensor) -> torch.Tensor:
+        """W+ codes (N, n_latent, D) of the generator's own faces."""
+        g = self.editor.generator
+        with torch.no_grad():
+            return g.mapping(z).unsqueeze(1).expand(-1, g.n_latent, -1).contiguous()
+
+    def text_embedding(self, texts: list[str]) -> torch.Tensor:
+        return self.editor.clip.encode_text(texts)
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        objective, delta = self.answer(batch["z"])
+        loss = objective.mean() + self.hparams.delta_lambda * delta.mean()
+        self.log_dict({"train/objective": objective.mean(), "train/delta": delta.mean()}, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):  # the same jitter at every validation
+            torch.manual_seed(batch_idx)
+            answer, delta = self.answer(batch["z"])
+            torch.manual_seed(batch_idx)
+            start, _ = self.answer(batch["z"], use_mapper=False)
+        n = len(answer)
+        self.log("val/objective", answer.mean(), prog_bar=True, batch_size=n)
+        self.log("val/objective_start", start.mean(), batch_size=n)
+        self.log("val/delta", delta.mean(), batch_size=n)
+
+    def on_validation_epoch_end(self) -> None:
+        """Export the mapper when its validation objective is the best so far (the objective is noisy
+        from one validation to the next)."""
+        value = self.trainer.callback_metrics.get("val/objective")
+        if value is None or self.trainer.sanity_checking or float(value) >= self.best_objective:
+            return
+        self.best_objective = float(value)
+        if self.export and self.trainer.is_global_zero:
+            save_mapper(self.mapper, Path(self.trainer.default_root_dir) / self.export)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("mapper.")}
+        checkpoint["best_objective"] = self.best_objective
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.best_objective = checkpoint.get("best_objective", float("inf"))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer(self.mapper.parameters())
+
+
+def offset(answer: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """Mean squared offset (N,) of the answer's rows from the start's."""
+    return (answer - start).pow(2).mean(dim=(1, 2))
+
+
+class TextMapperModule(ProxyMapperModule):
+    """The text proxy's mapper: the caption of the next face of the batch as the text."""
+
+    kind = "text"
+    proxy_name = "text_proxy"
+
+    def condition_dim(self) -> int:
+        return self.text_embedding(["hair"]).shape[-1]
+
+    def rows(self) -> int:
+        return self.proxy.cfg.rows
+
+    def answer(self, z: torch.Tensor, use_mapper: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        proxy, g = self.proxy, self.editor.generator
+        codes, texts = self.sources(z), caption(self.world.attributes(z.roll(1, 0).cpu()))
+        heatmaps = None
+        if proxy.landmarks.available:
+            with torch.no_grad():
+                heatmaps = proxy.landmarks.heatmaps(g.synthesis(codes))
+        start = proxy.start(len(z), None, self.latent_avg, None)
+        answer = start
+        if use_mapper:
+            answer = proxy.codes_with_rows(proxy.mapper_rows(texts, codes, self.latent_avg), self.latent_avg)
+        k = self.mapper.rows
+        return proxy.objective(g.synthesis(answer), texts, heatmaps), offset(answer[:, :k], start[:, :k])
+
+
+class ReferenceMapperModule(ProxyMapperModule):
+    """The reference proxy's mapper: the next face of the batch as the reference."""
+
+    kind = "reference"
+    proxy_name = "ref_proxy"
+
+    def __init__(self, editor: HairEditor, jitter: float = 0.05, **kwargs: Any):
+        """`jitter`: std of the noise on each row of the reference's codes, relative to the codes'
+        spread (an embedding's codes are not the generator's own)."""
+        super().__init__(editor, **kwargs)
+        z = torch.randn(4096, editor.generator.style_dim, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            self.register_buffer("code_std", editor.generator.mapping(z).std(0), persistent=False)
+
+    def condition_dim(self) -> int:
+        return 0
+
+    def rows(self) -> int:
+        return self.proxy.cfg.rows
+
+    def reads(self) -> int:
+        return 2 * self.rows()  # the reference's rows and the source's
+
+    def answer(self, z: torch.Tensor, use_mapper: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        proxy, g = self.proxy, self.editor.generator
+        codes, ref_exact = self.sources(z), self.sources(z.roll(1, 0))
+        with torch.no_grad():
+            targets = proxy.targets(g.synthesis(codes), g.synthesis(ref_exact))
+        ref_codes = ref_exact + self.hparams.jitter * self.code_std * torch.randn_like(ref_exact)
+        answer = ref_codes
+        if use_mapper:
+            answer = proxy.with_rows(proxy.mapper_rows(ref_codes, codes, self.latent_avg), ref_codes)
+        k = self.mapper.rows
+        return proxy.objective(g.synthesis(answer), targets), offset(answer[:, :k], ref_codes[:, :k])
+
+
+class ColourMapperModule(ProxyMapperModule):
+    """The colour proxy's mapper: the next face's hair colour, as RGB (even items) or named (odd)."""
+
+    kind = "colour"
+    proxy_name = "colour_proxy"
+
+    def condition_dim(self) -> int:
+        return self.text_embedding(["hair"]).shape[-1] + LAB_COLOUR
+
+    def rows(self) -> int:
+        lo, hi = self.proxy.cfg.edit_rows
+        return min(hi, self.editor.generator.n_latent) - lo
+
+    def conditions(self, z: torch.Tensor) -> list[ColourCondition]:
+        rgb = self.world.attributes(z.roll(1, 0).cpu()).hair_rgb
+        names = hair_colour_name(rgb)
+        values = (rgb * 255).round().int().tolist()
+        return [
+            ColourCondition(rgb=tuple(v)) if i % 2 == 0 else ColourCondition(text=f"{name} hair")
+            for i, (v, name) in enumerate(zip(values, names, strict=True))
+        ]
+
+    def answer(self, z: torch.Tensor, use_mapper: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        proxy, g = self.proxy, self.editor.generator
+        b = proxy.blender
+        codes, conditions = self.sources(z), self.conditions(z)
+        lo, hi = proxy.cfg.edit_rows
+        hi = min(hi, g.n_latent)
+        with torch.no_grad():
+            feature = g.features(codes, b.hairstyle_block)[0]
+            edited = b.resume(codes, feature)
+            edited_hair = proxy.segmenter.hair(edited)
+            labs = proxy.target_labs(conditions, edited.shape[-1], edited.device)
+        answer = codes
+        if use_mapper:
+            rows = proxy.mapper_rows(conditions, labs, codes, self.latent_avg)
+            answer = torch.cat([codes[:, :lo], rows, codes[:, hi:]], dim=1)
+        image = b.resume(answer, feature)
+        objective = proxy.edit_objective(conditions, image, edited, edited_hair, labs)
+        return objective, offset(answer[:, lo:hi], codes[:, lo:hi])
