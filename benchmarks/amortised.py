@@ -1,25 +1,30 @@
-"""The amortised text proxy against the optimised one, on the world: seconds and quality per method,
-over held-out world pairs whose exact answers are known.
+"""The amortised proxies against the optimised ones, on the world: seconds and quality per mode and
+method, over held-out world pairs whose exact answers are known.
 
-    python benchmarks/amortised.py --mapper weights/world/text_mapper.pt [--pairs 24] [--out FILE]
+    python benchmarks/amortised.py [--modes text colour reference] [--pairs 24] [--reference-pairs 8]
+        [--text-mapper FILE] [--colour-mapper FILE] [--reference-mapper FILE] [--out FILE]
 
-Every method edits the same pairs (HairCLIPv2's text task on the world: the source with the hair of
-another face's caption) from the same embedding of each source (computed once: the methods differ in
-the text proxy only). Methods: the official optimisation at HairCLIPv2's 200 steps (the baseline), at
-the world editor's 10, the mapper alone (`editing.text.method=encoder`) and the mapper with K
-refinement steps. Columns: seconds of the text-proxy stage per edit (its ratio to the baseline), the
-proxy's own objective at its answer, and the ground-truth metrics of the final edit (hair IoU with
-the exact answer, PSNR inside the target's hair and outside both hairs), each as a mean with the
-paired standard error of its difference from the baseline. CPU by default; the JSON goes to --out.
+Modes are the world's tasks (evaluation/world_pairs.py): text (hair_text: the source with the hair
+of another face's caption), colour (hair_color: the source's hair in another face's colour, as RGB)
+and reference (hair_transfer). Every method edits the same pairs from the same embedding of each
+source (and the same inversion of each reference), computed once: the methods differ in the mode's
+proxy only. Methods: HairCLIPv2's schedule (the baseline), the world editor's 10 steps, the mapper
+alone (`editing.<mode>.method=encoder`) and the mapper with K refinement steps. Without a reference
+mapper file the reference rows use an untrained one, which answers the reference's own codes (the
+optimisation's start). Columns: seconds of the proxy stage per edit (its ratio to the baseline), the
+proxy's objective at its answer (for colour: the colour edit's objective at the final picture), and
+the ground-truth metrics of the final edit, each as a mean with the paired standard error of its
+difference from the baseline (a colour error is undefined where the result has no hair: such pairs
+are counted in "undefined" and left out of that metric's mean and differences). CPU by default; the JSON goes to --out.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -27,113 +32,199 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from hairclipv2.editing.amortised import LatentMapper, load_mapper, save_mapper  # noqa: E402
 from hairclipv2.editing.editor import EditBatch  # noqa: E402
+from hairclipv2.editing.proxies import ColourCondition  # noqa: E402
 from hairclipv2.evaluation.ground_truth import ground_truth_metrics  # noqa: E402
 from hairclipv2.evaluation.world_pairs import REFERENCE_SEED, SOURCE_SEED, haired_faces  # noqa: E402
 from hairclipv2.pipeline import command_config, from_config  # noqa: E402
 from hairclipv2.world import World, caption  # noqa: E402
 
-METRICS = ("seconds", "objective", "gt_hair_iou", "gt_psnr_hair", "gt_psnr_nonhair")
+from common import write_json  # noqa: E402
+
+HAIRSTYLE_METRICS = ("seconds", "objective", "gt_hair_iou", "gt_psnr_hair", "gt_psnr_nonhair")
+COLOUR_METRICS = (*HAIRSTYLE_METRICS, "gt_colour_de2000")
+SECTION = {"text": "text", "colour": "colour", "reference": "reference"}  # editing.<section>
+PROXY = {"text": "text_proxy", "colour": "colour_proxy", "reference": "ref_proxy"}
+STAGE = {"text": "text_proxy", "colour": "colour_proxy", "reference": "reference_proxy"}  # out.seconds
+OFFICIAL = {  # HairCLIPv2's schedule (utils/options.py) and the world editor's (conf/editing)
+    "text": ({"steps": 200}, {"steps": 10}, "200 steps"),
+    "reference": ({"steps": 200}, {"steps": 10}, "200 steps"),
+    "colour": ({"edit_steps": 100, "final_steps": 100}, {"edit_steps": 10, "final_steps": 10}, "100 + 100 steps"),
+}
 
 
-def methods(refinements: list[int]) -> dict[str, dict]:
+def methods(mode: str, refinements: list[int], untrained: bool) -> dict[str, dict]:
+    """An untrained mapper answers the optimisation's start: with K = the world editor's 10 steps
+    it is that row again, which is left out."""
+    official, world, schedule = OFFICIAL[mode]
+    mapper = "untrained mapper (the start)" if untrained else "mapper"
     out = {
-        "optimisation, 200 steps (official)": {"method": "optimisation", "steps": 200},
-        "optimisation, 10 steps (world editor)": {"method": "optimisation", "steps": 10},
-        "mapper alone": {"method": "encoder", "refinement": 0},
+        f"optimisation, {schedule} (official)": {"method": "optimisation", **official},
+        "optimisation, 10 steps (world editor)": {"method": "optimisation", **world},
+        f"{mapper} alone": {"method": "encoder", "refinement": 0},
     }
-    out.update({f"mapper + {k} steps": {"method": "encoder", "refinement": k} for k in refinements})
+    kept = [k for k in refinements if not (untrained and k == 10)]
+    out.update({f"{mapper} + {k} steps": {"method": "encoder", "refinement": k} for k in kept})
     return out
 
 
 def paired(values: list[float], baseline: list[float]) -> tuple[float, float]:
-    """Mean of the per-pair differences and its standard error."""
-    d = [a - b for a, b in zip(values, baseline)]
+    """Mean of the per-pair differences and its standard error, over the pairs both define."""
+    d = [a - b for a, b in zip(values, baseline, strict=True) if math.isfinite(a) and math.isfinite(b)]
+    if not d:
+        return math.nan, math.nan
     mean = sum(d) / len(d)
     var = sum((x - mean) ** 2 for x in d) / max(1, len(d) - 1)
     return mean, math.sqrt(var / len(d))
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--mapper", required=True, help="a text mapper file (experiment=world_text_mapper)")
-    p.add_argument("--pairs", type=int, default=24)
-    p.add_argument("--refinements", type=int, nargs="*", default=[10, 25])
-    p.add_argument("--w-steps", type=int, default=400, help="the shared embedding's W+ steps (world editor: 400)")
-    p.add_argument("--fs-steps", type=int, default=150)
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "amortised_world.json")
-    args = p.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    overrides = [
-        "experiment=hairclipv2_world",
-        f"editing.text_mapper_weights={Path(args.mapper).resolve()}",
-        f"editing.embedding.w_steps={args.w_steps}",
-        f"editing.embedding.fs_steps={args.fs_steps}",
-    ]
-    cfg, _ = command_config(None, overrides)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        editor = from_config(cfg, "")
-    world = World(editor.generator.size, editor.generator.style_dim)
-    sources, references = haired_faces(world, args.pairs, SOURCE_SEED), haired_faces(world, args.pairs, REFERENCE_SEED)
-    shot, target = world.render(sources), world.render(sources.with_hair_of(references))
+def finite_mean(values: list[float]) -> tuple[float, int]:
+    """Mean over the defined values and how many are undefined (a colour error without hair: NaN)."""
+    kept = [v for v in values if math.isfinite(v)]
+    return (sum(kept) / len(kept) if kept else math.nan), len(values) - len(kept)
+
+
+def untrained_reference_mapper(editor, folder: Path) -> Path:
+    rows = editor.ref_proxy.cfg.rows
+    mapper = LatentMapper("reference", 0, editor.generator.style_dim, rows, 2 * rows, hidden=16, layers=1)
+    return save_mapper(mapper, folder / "reference_mapper.pt")
+
+
+def objective(editor, mode: str, batch: EditBatch, out) -> float:
+    """The proxy's own objective at its answer (colour: the edit's objective at the final picture)."""
+    g = editor.generator
+    with torch.no_grad():
+        if mode == "text":
+            return float(editor.text_proxy.objective(g.synthesis(out.proxy_codes), batch.texts, None))
+        if mode == "reference":
+            proxy = editor.ref_proxy
+            return float(proxy.objective(g.synthesis(out.proxy_codes), proxy.targets(batch.sources, batch.references)))
+        proxy = editor.colour_proxy
+        labs = proxy.target_labs(batch.colours, out.result.shape[-1], out.result.device)
+        return float(proxy.edit_objective(batch.colours, out.result, batch.sources, out.source_hair, labs))
+
+
+def run_mode(editor, world: World, mode: str, pairs: int, refinements: list[int], untrained: bool, codes) -> dict:
+    sources, references = haired_faces(world, pairs, SOURCE_SEED), haired_faces(world, pairs, REFERENCE_SEED)
+    if mode == "colour":
+        truth = sources.with_hair_colour(references.hair_rgb)
+    else:
+        truth = sources.with_hair_of(references)
+    shot, target, ref_shot = world.render(sources), world.render(truth), world.render(references)
     texts = caption(references)
-    torch.manual_seed(0)
-    print(f"embedding {args.pairs} sources once ({args.w_steps} + {args.fs_steps} steps) ...", file=sys.stderr)
-    codes = [editor.embed(shot.image[i : i + 1]) for i in range(args.pairs)]
-    official = editor.text_proxy.cfg
+    rgb = (references.hair_rgb * 255).round().int().tolist()
+    batches = []
+    for i in range(pairs):
+        one = shot.image[i : i + 1]
+        if mode == "text":
+            batches.append(EditBatch(one, "text", texts=[texts[i]]))
+        elif mode == "colour":
+            batches.append(EditBatch(one, "colour", colours=[ColourCondition(rgb=tuple(rgb[i]))]))
+        else:  # the reference's inversion, once, shared by every method
+            batch = EditBatch(one, "reference", references=ref_shot.image[i : i + 1])
+            batches.append(editor.with_reference_codes(batch))
+    proxy = getattr(editor, PROXY[mode])
+    settings, metrics = proxy.cfg, COLOUR_METRICS if mode == "colour" else HAIRSTYLE_METRICS
     results: dict[str, dict[str, list[float]]] = {}
-    for name, setting in methods(args.refinements).items():
-        editor.text_proxy.cfg = dataclasses.replace(official, **setting)
-        rows = results[name] = {m: [] for m in METRICS}
-        for i in range(args.pairs):
+    for name, setting in methods(mode, refinements, untrained).items():
+        proxy.cfg = dataclasses.replace(settings, **setting)
+        rows = results[name] = {m: [] for m in metrics}
+        for i, batch in enumerate(batches):
             torch.manual_seed(i)
-            batch = EditBatch(shot.image[i : i + 1], "text", texts=[texts[i]])
-            out = editor.edit(batch, source_code=codes[i])  # the embedding is the shared one
-            rows["seconds"].append(out.seconds["text_proxy"])
-            with torch.no_grad():
-                image = editor.generator.synthesis(out.proxy_codes)
-                rows["objective"].append(float(editor.text_proxy.objective(image, batch.texts, None)))
+            out = editor.edit(batch, source_code=codes[i])
+            rows["seconds"].append(out.seconds[STAGE[mode]])
+            rows["objective"].append(objective(editor, mode, batch, out))
             gt = ground_truth_metrics(
-                out.result, target.image[i : i + 1], shot.hair[i : i + 1], target.hair[i : i + 1], out.result_hair
+                out.result,
+                target.image[i : i + 1],
+                shot.hair[i : i + 1],
+                target.hair[i : i + 1],
+                out.result_hair,
+                colour=mode == "colour",
             )
-            for key in ("gt_hair_iou", "gt_psnr_hair", "gt_psnr_nonhair"):
+            for key in metrics[2:]:
                 rows[key].append(float(gt[key]))
-        print(f"{name}: done", file=sys.stderr)
-    editor.text_proxy.cfg = official
-    base = results["optimisation, 200 steps (official)"]
+        print(f"{mode}: {name}: done", file=sys.stderr)
+    proxy.cfg = settings
+    return summarise(results, metrics, pairs)
+
+
+def summarise(results: dict[str, dict[str, list[float]]], metrics: tuple[str, ...], pairs: int) -> dict:
+    base = next(iter(results.values()))
     table = {}
     for name, rows in results.items():
         entry = {"speedup": sum(base["seconds"]) / sum(rows["seconds"])}
-        for m in METRICS:
-            mean = sum(rows[m]) / len(rows[m])
+        for m in metrics:
             diff, se = paired(rows[m], base[m])
-            entry[m] = {"mean": mean, "minus_baseline": diff, "paired_se": se}
+            mean, undefined = finite_mean(rows[m])
+            entry[m] = {"mean": mean, "minus_baseline": diff, "paired_se": se, "undefined": undefined}
         table[name] = entry
-    header = f"{'method':40s} {'s/edit':>8s} {'x':>6s} {'objective':>17s} {'hair IoU':>17s} {'PSNR hair':>17s} {'PSNR non-hair':>17s}"
+    header = f"{'method':42s} {'s/edit':>8s} {'x':>7s} " + " ".join(
+        f"{m[3:] if m.startswith('gt_') else m:>22s}" for m in metrics[1:]
+    )
     print(header)
     for name, e in table.items():
-        cells = [f"{e[m]['mean']:.3f} ({e[m]['minus_baseline']:+.3f}±{e[m]['paired_se']:.3f})" for m in METRICS[1:]]
-        print(f"{name:40s} {e['seconds']['mean']:8.3f} {e['speedup']:6.1f} " + " ".join(f"{c:>17s}" for c in cells))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+        cells = [f"{e[m]['mean']:.3f} ({e[m]['minus_baseline']:+.3f}±{e[m]['paired_se']:.3f})" for m in metrics[1:]]
+        print(f"{name:42s} {e['seconds']['mean']:8.4f} {e['speedup']:7.1f} " + " ".join(f"{c:>22s}" for c in cells))
+    return {"pairs": pairs, "methods": table, "per_pair": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--modes", nargs="+", default=["text", "colour", "reference"], choices=list(SECTION))
+    p.add_argument("--pairs", type=int, default=24)
+    p.add_argument(
+        "--reference-pairs", type=int, default=8, help="the reference proxy's 200 steps take minutes an edit"
+    )
+    p.add_argument("--text-mapper", default=str(ROOT / "weights" / "world" / "text_mapper.pt"))
+    p.add_argument("--colour-mapper", default=str(ROOT / "weights" / "world" / "colour_mapper.pt"))
+    p.add_argument("--reference-mapper", default=None, help="none: an untrained mapper (the reference's codes)")
+    p.add_argument("--refinements", type=int, nargs="*", default=[10, 25])
+    p.add_argument("--w-steps", type=int, default=100, help="the shared embedding's W+ steps (world editor: 400)")
+    p.add_argument("--fs-steps", type=int, default=50, help="its FS steps (world editor: 150)")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "amortised_world.json"))
+    args = p.parse_args(argv)
+    folder = Path(tempfile.mkdtemp())
+    untrained = args.reference_mapper is None
+    overrides = [
+        "experiment=hairclipv2_world",
+        f"editing.text_mapper_weights={Path(args.text_mapper).resolve()}",
+        f"editing.colour_mapper_weights={Path(args.colour_mapper).resolve()}",
+        f"editing.embedding.w_steps={args.w_steps}",
+        f"editing.embedding.fs_steps={args.fs_steps}",
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg, _ = command_config(None, overrides)
+        editor = from_config(cfg, "")
+    if "reference" in args.modes:
+        path = untrained_reference_mapper(editor, folder) if untrained else Path(args.reference_mapper)
+        editor.ref_proxy.mapper = load_mapper(path, "reference")
+    world = World(editor.generator.size, editor.generator.style_dim)
+    most = max(args.reference_pairs if m == "reference" else args.pairs for m in args.modes)
+    shot = world.render(haired_faces(world, most, SOURCE_SEED))
+    print(f"embedding {most} sources once ({args.w_steps} + {args.fs_steps} steps) ...", file=sys.stderr)
+    torch.manual_seed(0)
+    codes = [editor.embed(shot.image[i : i + 1]) for i in range(most)]
+    modes = {}
+    for mode in args.modes:
+        pairs = args.reference_pairs if mode == "reference" else args.pairs
+        modes[mode] = run_mode(editor, world, mode, pairs, args.refinements, untrained and mode == "reference", codes)
     report = {
         "protocol": {
-            "pairs": args.pairs,
-            "task": "hair_text on the world (the source with the hair of another face's caption)",
+            "tasks": "the world's hair_text, hair_color (RGB) and hair_transfer pairs (evaluation/world_pairs.py)",
             "embedding": f"{args.w_steps} + {args.fs_steps} steps, shared by every method",
-            "mapper": str(args.mapper),
+            "mappers": {"text": args.text_mapper, "colour": args.colour_mapper, "reference": args.reference_mapper},
             "device": "cpu",
             "threads": torch.get_num_threads(),
-            "errors": "mean (difference from the official 200 steps +- its paired standard error)",
+            "errors": "mean (difference from the official schedule +- its paired standard error)",
         },
-        "methods": table,
-        "per_pair": results,
+        "modes": modes,
     }
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(args.out)
-    print(args.out)
+    write_json("amortised_world", report, args.out)
     return 0
 
 
