@@ -102,6 +102,17 @@ def test_the_mapper_file_round_trips_and_a_wrong_or_missing_one_is_named(tmp_pat
         load_mapper(tmp_path / "nowhere.pt", "colour")
 
 
+def test_a_mapper_for_other_rows_is_refused_naming_the_setting():
+    from hairclipv2.editing.proxies import checked_mapper
+
+    mapper = random_mapper("text")  # 4 rows
+    assert checked_mapper("encoder", mapper, "text", 4) is mapper
+    with pytest.raises(
+        ValueError, match=r"editing.text_mapper_weights: the mapper answers 4 rows, editing.text frees 7"
+    ):
+        checked_mapper("optimisation", mapper, "text", 7)
+
+
 @pytest.mark.parametrize("mode", list(MAPPERS))
 def test_method_encoder_without_a_mapper_is_refused_before_any_work(mode):
     with pytest.raises(ConfigError, match=f"editing.{mode}.method=encoder needs editing.{mode}_mapper_weights"):

@@ -24,6 +24,7 @@ TEXT_LANDMARKS = (tuple(range(0, 17)), tuple(range(27, 36)))  # jaw line and nos
 # official: each proxy's optimisation; encoder: an amortised proxy's answer (amortised.py), then
 # `refinement` steps of that optimisation from it
 METHODS = ("optimisation", "encoder")
+COLOUR_CONDITION = 4  # the colour mapper's condition beside CLIP's text embedding: Lab (3) and a text flag
 
 
 @dataclass
@@ -40,12 +41,17 @@ def _split_codes(codes: torch.Tensor, start: int, stop: int) -> tuple[torch.Tens
     return codes[:, :start].detach(), nn.Parameter(codes[:, start:stop].detach().clone()), codes[:, stop:].detach()
 
 
-def checked_mapper(method: str, mapper: nn.Module | None, mode: str) -> nn.Module | None:
-    """A proxy's mapper, checked against its `method` (editing.<mode>.method)."""
+def checked_mapper(method: str, mapper: nn.Module | None, mode: str, rows: int) -> nn.Module | None:
+    """A proxy's mapper, checked against its `method` (editing.<mode>.method) and the `rows` its
+    optimisation frees (a mapper trained for other settings answers other rows)."""
     if method not in METHODS:
         raise ValueError(f"editing.{mode}.method: expected one of {METHODS}, found {method!r}")
     if method == "encoder" and mapper is None:
         raise ValueError(f"editing.{mode}.method=encoder needs a {mode} mapper (editing.{mode}_mapper_weights)")
+    if mapper is not None and mapper.rows != rows:
+        raise ValueError(
+            f"editing.{mode}_mapper_weights: the mapper answers {mapper.rows} rows, editing.{mode} frees {rows}"
+        )
     return mapper
 
 
@@ -81,7 +87,7 @@ class TextProxy(nn.Module):
         borrow(self, generator=generator, segmenter=segmenter)
         self.clip_loss, self.landmarks = clip_loss, landmarks
         self.cfg = config or TextProxyConfig()
-        self.mapper = checked_mapper(self.cfg.method, mapper, "text")
+        self.mapper = checked_mapper(self.cfg.method, mapper, "text", self.cfg.rows)
 
     def objective(
         self,
@@ -207,7 +213,7 @@ class RefProxy(nn.Module):
         borrow(self, generator=generator, segmenter=segmenter)
         self.style_loss, self.landmarks = style_loss, landmarks
         self.cfg = config or RefProxyConfig()
-        self.mapper = checked_mapper(self.cfg.method, mapper, "reference")
+        self.mapper = checked_mapper(self.cfg.method, mapper, "reference", self.cfg.rows)
 
     def image_and_hair(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """HairCLIPv2's `gen_256_img_hairmask`: nearest 256 px image and hair mask of the parser's 1024 output."""
@@ -381,7 +387,14 @@ class ColourProxy(nn.Module):
         borrow(self, blender=blender, segmenter=segmenter, lpips=lpips)
         self.clip_loss, self.avg_lab, self.background = clip_loss, avg_lab, background
         self.cfg = config or ColourProxyConfig()
-        self.mapper = checked_mapper(self.cfg.method, mapper, "colour")
+        lo, hi = self.edit_span
+        self.mapper = checked_mapper(self.cfg.method, mapper, "colour", hi - lo)
+
+    @property
+    def edit_span(self) -> tuple[int, int]:
+        """The rows [lo, hi) the colour edit frees, within the generator's."""
+        lo, hi = self.cfg.edit_rows
+        return lo, min(hi, self.blender.generator.n_latent)
 
     def target_labs(
         self, conditions: Sequence[ColourCondition], size: int, device: torch.device
@@ -436,8 +449,8 @@ class ColourProxy(nn.Module):
     ) -> torch.Tensor:
         """The colour mapper's condition (N, T + 4): CLIP's normalised text embedding (T) for a text,
         the target's Lab colour / 100 (3) for a reference or an RGB value, and a text flag."""
-        t = self.mapper.config["condition_dim"] - 4
-        out = torch.zeros(len(conditions), t + 4, device=device)
+        t = self.mapper.config["condition_dim"] - COLOUR_CONDITION
+        out = torch.zeros(len(conditions), t + COLOUR_CONDITION, device=device)
         text_idx = [i for i, cond in enumerate(conditions) if cond.kind == "text"]
         lab_idx = [i for i, cond in enumerate(conditions) if cond.kind != "text"]
         if text_idx:
@@ -456,8 +469,8 @@ class ColourProxy(nn.Module):
         latent_avg: torch.Tensor,
     ) -> torch.Tensor:
         """The mapper's answer for the edit rows (N, hi - lo, D), from the source's own rows."""
-        lo, hi = self.cfg.edit_rows
-        rows = src_codes[:, lo : min(hi, self.blender.generator.n_latent)]
+        lo, hi = self.edit_span
+        rows = src_codes[:, lo:hi]
         condition = self.mapper_condition(conditions, target_labs, src_codes.device)
         return self.mapper(condition, rows, rows, latent_avg)
 
@@ -477,8 +490,7 @@ class ColourProxy(nn.Module):
         if encoder and latent_avg is None:
             raise ValueError("editing.colour.method=encoder needs the mean code: pass latent_avg")
         g = self.blender.generator
-        lo, hi = c.edit_rows
-        head, free, tail = _split_codes(src_codes, lo, min(hi, g.n_latent))
+        head, free, tail = _split_codes(src_codes, *self.edit_span)
         feature = feature.detach()
 
         # What stays fixed during the edit is computed once: the edited image's hair, the targets' colours.

@@ -33,11 +33,9 @@ import torch
 
 from ..editing.amortised import LatentMapper, save_mapper
 from ..editing.editor import HairEditor
-from ..editing.proxies import ColourCondition
+from ..editing.proxies import COLOUR_CONDITION, ColourCondition
 from ..world import World, caption
 from ..world.captions import hair_colour_name
-
-LAB_COLOUR = 4  # the colour mapper's condition beside the text embedding: Lab (3) and a text flag
 
 
 class ProxyMapperModule(pl.LightningModule):
@@ -213,11 +211,11 @@ class ColourMapperModule(ProxyMapperModule):
     proxy_name = "colour_proxy"
 
     def condition_dim(self) -> int:
-        return self.text_embedding(["hair"]).shape[-1] + LAB_COLOUR
+        return self.text_embedding(["hair"]).shape[-1] + COLOUR_CONDITION
 
     def rows(self) -> int:
-        lo, hi = self.proxy.cfg.edit_rows
-        return min(hi, self.editor.generator.n_latent) - lo
+        lo, hi = self.proxy.edit_span
+        return hi - lo
 
     def conditions(self, z: torch.Tensor) -> list[ColourCondition]:
         rgb = self.world.attributes(z.roll(1, 0).cpu()).hair_rgb
@@ -232,8 +230,7 @@ class ColourMapperModule(ProxyMapperModule):
         proxy, g = self.proxy, self.editor.generator
         b = proxy.blender
         codes, conditions = self.sources(z), self.conditions(z)
-        lo, hi = proxy.cfg.edit_rows
-        hi = min(hi, g.n_latent)
+        lo, hi = proxy.edit_span
         with torch.no_grad():
             feature = g.features(codes, b.hairstyle_block)[0]
             edited = b.resume(codes, feature)
