@@ -8,7 +8,7 @@ setup:
 	PYTHON=$(PYTHON) bash scripts/setup.sh
 
 demo: setup
-	$(PYTHON) train.py experiment=e4e_demo
+	$(PYTHON) train.py experiment=e4e_world
 
 split-demo: setup
 	$(PYTHON) -m hairclipv2.demo

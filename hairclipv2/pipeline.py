@@ -45,6 +45,7 @@ from .editing.proxies import (
 )
 from .editing.sketch import SketchProxy, load_sketch_encoder
 from .losses import AvgLabLoss, BackgroundLoss, CLIPLoss, LandmarkLoss, LPIPSLoss, StyleLoss
+from .masks import DILATE_KERNEL_AT_512
 from .models.clip import CLIPModel
 from .models.encoders import SketchEncoder
 from .models.encoders.fs import load_fs_encoder
@@ -122,6 +123,7 @@ def build_hair_editor(
     parser_weights: str | None = None,
     bald_weights: str | None = None,
     sketch_weights: str | None = None,
+    sketch_mask_kernel: int | None = DILATE_KERNEL_AT_512,
     ffhq_pca: str | None = None,
     clip_pretrained: str | None = "openai",
     clip_model: str = "ViT-B-32-quickgelu",
@@ -184,7 +186,9 @@ def build_hair_editor(
             torch.manual_seed(0)
             bald = BaldProxy(LevelMapper(generator.style_dim), random_bald_alpha * BALD_ALPHA_SCALE)
             sketch = SketchProxy(
-                SketchEncoder(1, style_dim=generator.style_dim, n_latent=generator.n_latent), latent_avg
+                SketchEncoder(1, style_dim=generator.style_dim, n_latent=generator.n_latent),
+                latent_avg,
+                sketch_mask_kernel,
             )
     else:
         prior = PNormPrior.from_npz(ffhq_pca) if ffhq_pca else PNormPrior.from_mapping(generator, samples=20_000)
@@ -196,7 +200,7 @@ def build_hair_editor(
                 torch.manual_seed(0)
                 bald = BaldProxy(LevelMapper(generator.style_dim), random_bald_alpha * BALD_ALPHA_SCALE)
         sketch = (
-            SketchProxy(load_sketch_encoder(sketch_weights, generator.style_dim), latent_avg)
+            SketchProxy(load_sketch_encoder(sketch_weights, generator.style_dim), latent_avg, sketch_mask_kernel)
             if sketch_weights
             else None
         )
@@ -300,7 +304,7 @@ def required_files(
         # trained bald mapper yet
         "bald_proxy": bald_weights if not world else "",
         "ffhq_pca": ffhq_pca if not world else "",
-        "sketch_proxy": sketch_weights or "",
+        "world_sketch" if world else "sketch_proxy": sketch_weights or "",
         "e4e": e4e_weights or "",
     }
 

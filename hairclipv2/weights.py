@@ -98,6 +98,12 @@ OFFICIAL: dict[str, OfficialFile] = {
         "this project's world: weights/world/parser.pt in the repository, or <run>/world_parser.pt of "
         "`python train.py experiment=world_parser`",
     ),
+    "world_sketch": OfficialFile(
+        "sketch_proxy.pt",
+        "editing.sketch_weights",
+        "this project's world: weights/world/sketch_proxy.pt in the repository, or <run>/sketch_proxy.pt of "
+        "`python train.py experiment=world_sketch`",
+    ),
     "ffhq_pca": OfficialFile(
         "ffhq_PCA.npz",
         "paths.weights.ffhq_pca",

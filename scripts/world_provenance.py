@@ -1,7 +1,7 @@
 """Copy the world's trained networks from their run folders into weights/world/ and record where each
 comes from (weights/world/PROVENANCE.json: command, seed, steps, the run's last validation, sha256).
 
-    python scripts/world_provenance.py --generator RUN --parser RUN --clip RUN --bald RUN --text_mapper RUN --colour_mapper RUN [--note TEXT]
+    python scripts/world_provenance.py --generator RUN --parser RUN --clip RUN --bald RUN --text_mapper RUN --colour_mapper RUN --sketch RUN [--note TEXT]
 
 Each RUN is a `train.py experiment=world_*` run folder (for the generator also
 `world_generator_finish`, which continues the shipped one); a network not given keeps its entry.
@@ -28,6 +28,7 @@ NETWORKS = {
     "bald": ("world_bald", "bald_proxy.pt", "bald_proxy.pt"),
     "text_mapper": ("world_text_mapper", "text_mapper.pt", "text_mapper.pt"),
     "colour_mapper": ("world_colour_mapper", "colour_mapper.pt", "colour_mapper.pt"),
+    "sketch": ("world_sketch", "sketch_proxy.pt", "sketch_proxy.pt"),
 }
 
 

@@ -84,6 +84,7 @@ class ThresholdParser(torch.nn.Module):
 
 # evaluate.py overrides for small, fast runs (few optimisation steps, no FAN: unit tests cover it).
 EVAL_FAST = [
+    "experiment=hairclipv2_demo",  # every network random: the pipeline's plumbing, in seconds
     "editing.embedding.w_steps=2",
     "editing.embedding.fs_steps=2",
     "editing.text.steps=2",

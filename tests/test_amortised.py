@@ -116,7 +116,7 @@ def test_a_mapper_for_other_rows_is_refused_naming_the_setting():
 @pytest.mark.parametrize("mode", list(MAPPERS))
 def test_method_encoder_without_a_mapper_is_refused_before_any_work(mode):
     with pytest.raises(ConfigError, match=f"editing.{mode}.method=encoder needs editing.{mode}_mapper_weights"):
-        command_config(None, [f"editing.{mode}.method=encoder"])
+        command_config(None, ["experiment=hairclipv2_demo", f"editing.{mode}.method=encoder"])
 
 
 @pytest.mark.slow  # 13 s on 2 cores

@@ -48,6 +48,7 @@ EXPERIMENTS = {
     "world_text_mapper": "train",
     "world_reference_mapper": "train",
     "world_colour_mapper": "train",
+    "world_sketch": "train",
     "ffhq_mapper": "train",
 }
 OWN = {"callbacks": {"evaluate": "evaluate"}}  # group options meant for one entry point only

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -110,3 +112,19 @@ def test_objective_refuses_a_weight_without_its_network():
         E4EObjective(LossConfig(lpips_lambda=0.8, id_lambda=0), None, None)
     with pytest.raises(ValueError, match="id_lambda"):
         E4EObjective(LossConfig(lpips_lambda=0, id_lambda=0.1), None, None)
+
+
+def test_the_true_codes_term_adds_to_the_official_loss_and_needs_codes(golden):
+    """w_lambda (not in e4e): the official loss plus w_lambda * MSE(codes, true codes), zero at the
+    true codes; without codes in the batch it stops naming the setting."""
+    objective, inputs, expected, _ = golden
+    codes = inputs["latent"]
+    with_codes = E4EObjective(replace(objective.cfg, w_lambda=2.0), None, None, objective.adversary)
+    official = objective(inputs["x"], inputs["y_hat"], codes, 3)["loss"]
+    true = codes + 0.1 * torch.randn(codes.shape, generator=torch.Generator().manual_seed(0))
+    terms = with_codes(inputs["x"], inputs["y_hat"], codes, 3, true_codes=true)
+    assert close(terms["loss_w"], ((codes - true) ** 2).mean())
+    assert close(terms["loss"], official + 2.0 * terms["loss_w"])
+    assert with_codes(inputs["x"], inputs["y_hat"], codes, 3, true_codes=codes)["loss_w"] == 0
+    with pytest.raises(ValueError, match="model.loss.w_lambda > 0 needs data with true codes"):
+        with_codes(inputs["x"], inputs["y_hat"], codes, 3)

@@ -164,7 +164,7 @@ def test_the_fast_preset_shortens_every_optimisation_but_the_ones_given():
     for key in FAST_KEYS:
         before, after = OmegaConf.select(full.editing, key), OmegaConf.select(fast.editing, key)
         assert after == (7 if key == "text.steps" else max(3, round(before / 10))), key
-    assert "editing.embedding.w_steps: 20 -> 3" in changed and not any("text.steps" in c for c in changed)
+    assert "editing.embedding.w_steps: 400 -> 40" in changed and not any("text.steps" in c for c in changed)
     official, changed = command_config(None, ["experiment=hairclipv2_ffhq", "editing.random_weights=true"], fast=True)
     assert official.editing.embedding.w_steps == 110 and "editing.embedding.fs_steps: 250 -> 25" in changed
 

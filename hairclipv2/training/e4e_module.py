@@ -157,9 +157,10 @@ class E4EModule(pl.LightningModule):
         y_hat: torch.Tensor,
         lpips: torch.Tensor | None = None,
         id_sim: torch.Tensor | None = None,
+        true_codes: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Every term of the encoder objective at the current stage (target = source, as ffhq_encode)."""
-        return self.objective(x, y_hat, codes, self.stage, lpips=lpips, id_sim=id_sim)
+        return self.objective(x, y_hat, codes, self.stage, lpips=lpips, id_sim=id_sim, true_codes=true_codes)
 
     def reconstruct(self, x: torch.Tensor, randomize_noise: bool) -> tuple[torch.Tensor, torch.Tensor]:
         codes = self.model.encode(x)
@@ -207,7 +208,7 @@ class E4EModule(pl.LightningModule):
         if d_opt is not None:
             logs.update(self.discriminator_step(x, d_opt.optimizer))  # raw step: global_step counts encoder steps
         codes, y_hat = self.reconstruct(x, self.randomize_noise)
-        terms = self.encoder_losses(x, codes, y_hat)
+        terms = self.encoder_losses(x, codes, y_hat, true_codes=batch.get("w"))
         e_opt.zero_grad(set_to_none=True)
         self.manual_backward(terms["loss"])
         e_opt.step()
@@ -239,7 +240,7 @@ class E4EModule(pl.LightningModule):
         codes, y_hat = self.reconstruct(x, self.randomize_noise)  # official: psp.forward's fresh noise
         lpips = self.lpips.distance(y_hat, x)
         id_sim = self.id_loss.similarity(y_hat, x) if self.id_loss is not None else None
-        terms = self.encoder_losses(x, codes, y_hat, lpips=lpips, id_sim=id_sim)
+        terms = self.encoder_losses(x, codes, y_hat, lpips=lpips, id_sim=id_sim, true_codes=batch.get("w"))
         x01, y01 = (x + 1) / 2, ((y_hat + 1) / 2).clamp(0, 1)
         self.val_images.update(y01, x01)
         self.val_lpips.update(lpips)

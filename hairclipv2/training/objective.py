@@ -40,6 +40,10 @@ class LossConfig:
     # Official (coach.py l.254, `range(1, progressive_stage.value + 1)`): rows 1..stage inclusive.
     # False regularises rows 1..stage-1 only, leaving the newest delta free for its first steps.
     delta_reg_current_row: bool = True
+    # Not in e4e: L2 between the codes and the true codes, for data that knows them (the synthetic
+    # data of a generator's own pictures). The image losses leave the directions of W that the
+    # generator barely reads free; this pins them (docs/guides/world.md, "e4e on the world").
+    w_lambda: float = 0.0
 
 
 @dataclass
@@ -160,10 +164,12 @@ class E4EObjective(nn.Module):
         stage: int,
         lpips: torch.Tensor | None = None,
         id_sim: torch.Tensor | None = None,
+        true_codes: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """y, y_hat (N, 3, H, W); codes (N, n_latent, D) with latent_avg; `stage` the progressive
         stage (INFERENCE_STAGE without progressive training). `lpips` / `id_sim`: per-sample values
-        already computed (validation reuses its metrics)."""
+        already computed (validation reuses its metrics). `true_codes` (like codes): the codes that
+        made y, needed when w_lambda > 0."""
         c = self.cfg
         terms: dict[str, torch.Tensor] = {}
         loss = y.new_zeros(())
@@ -192,5 +198,10 @@ class E4EObjective(nn.Module):
         if c.lpips_lambda > 0:
             terms["loss_lpips"] = lpips.mean() if lpips is not None else self.lpips(y_hat, y)
             loss = loss + c.lpips_lambda * terms["loss_lpips"]
+        if c.w_lambda > 0:
+            if true_codes is None:
+                raise ValueError("model.loss.w_lambda > 0 needs data with true codes (a batch 'w'), found none")
+            terms["loss_w"] = F.mse_loss(codes, true_codes)
+            loss = loss + c.w_lambda * terms["loss_w"]
         terms["loss"] = loss
         return terms

@@ -25,12 +25,15 @@ class UnitSpec(NamedTuple):
     stride: int
 
 
-def body_units(num_layers: int) -> list[UnitSpec]:
-    """The bottleneck units of an IR-`num_layers` body: 4 stages, each starting with stride 2."""
+def body_units(num_layers: int, depths: tuple[int, ...] = STAGE_DEPTHS) -> list[UnitSpec]:
+    """The bottleneck units of an IR-`num_layers` body: 4 stages, each starting with stride 2.
+    `depths`: the stages' widths (official: 64, 128, 256, 512); the stem is as wide as the first."""
     if num_layers not in STAGE_UNITS:
         raise ValueError(f"num_layers must be one of {sorted(STAGE_UNITS)}, got {num_layers}")
-    units, in_channel = [], 64
-    for depth, count in zip(STAGE_DEPTHS, STAGE_UNITS[num_layers]):
+    if len(depths) != len(STAGE_DEPTHS):
+        raise ValueError(f"depths must give {len(STAGE_DEPTHS)} stage widths, got {tuple(depths)}")
+    units, in_channel = [], depths[0]
+    for depth, count in zip(depths, STAGE_UNITS[num_layers]):
         units.append(UnitSpec(in_channel, depth, 2))
         units.extend(UnitSpec(depth, depth, 1) for _ in range(count - 1))
         in_channel = depth
@@ -86,18 +89,17 @@ class BottleneckIR(nn.Module):
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
-def make_input_layer(in_channels: int = 3) -> nn.Sequential:
-    """conv 3x3 (no bias) -> BN -> PReLU, `in_channels` -> 64 (`input_layer.{0,1,2}`)."""
-    return nn.Sequential(nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64))
+def make_input_layer(in_channels: int = 3, width: int = 64) -> nn.Sequential:
+    """conv 3x3 (no bias) -> BN -> PReLU, `in_channels` -> `width` (`input_layer.{0,1,2}`)."""
+    return nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.PReLU(width))
 
 
-def make_body(num_layers: int, mode: str) -> nn.Sequential:
+def make_body(num_layers: int, mode: str, depths: tuple[int, ...] = STAGE_DEPTHS) -> nn.Sequential:
     """The residual body (`body.0` ... `body.23` for 50 layers)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return nn.Sequential(
-        *[BottleneckIR(u.in_channel, u.depth, u.stride, se=mode == "ir_se") for u in body_units(num_layers)]
-    )
+    units = body_units(num_layers, tuple(depths))
+    return nn.Sequential(*[BottleneckIR(u.in_channel, u.depth, u.stride, se=mode == "ir_se") for u in units])
 
 
 def check_images(x: torch.Tensor, size: int | None, who: str) -> None:
