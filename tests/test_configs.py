@@ -81,6 +81,21 @@ def test_every_option_of_every_group_composes(entry, group, option):
     assert cfg.paths.weights_dir and cfg.seed == 0
 
 
+def test_evaluate_defaults_to_the_world_and_the_demo_keeps_the_astronaut():
+    """No arguments: the world's networks (weights/world) on world pairs with exact answers; make demo
+    trains e4e on the world with the true-codes term."""
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        world = compose("evaluate")
+        demo = compose("evaluate", overrides=["experiment=hairclipv2_demo"])
+        e4e = compose("train", overrides=["experiment=e4e_world"])
+    assert world.embedded == "world" and world.editing.parser_kind == "world" and world.generator.size == 64
+    assert not world.editing.random_weights and world.editing.sketch_weights.endswith("weights/world/sketch_proxy.pt")
+    assert demo.embedded == "astronaut" and demo.editing.random_weights
+    assert e4e.model.loss.w_lambda > 0 and e4e.model.stylegan_weights.endswith("weights/world/generator.pt")
+    assert "experiment=e4e_world" in (ROOT / "Makefile").read_text()
+
+
 def e4e_demo(*overrides: str):
     """conf/train.yaml with experiment=e4e_demo (a 32 px encoder input) and the overrides."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
