@@ -1,8 +1,8 @@
-"""The README's picture: rows of source | result | exact answer from an evaluation run on the world.
+"""The README's picture: rows of source | result | exact answer from evaluation runs on the world.
 
-    python evaluate.py experiment=hairclipv2_world task=hair_text world_pairs=3 \\
-        editing.embedding.w_steps=400 editing.embedding.fs_steps=150 hydra.run.dir=RUN
-    python scripts/world_picture.py RUN docs/world_edit.png
+    python evaluate.py -m task=hair_transfer,hair_text,hair_sketch,hair_mask,hair_color world_pairs=3 \\
+        batch_size=3 hydra.sweep.dir=SWEEP
+    python scripts/world_picture.py SWEEP/0 SWEEP/1 SWEEP/2 SWEEP/3 SWEEP/4 docs/world_edit.png --rows 1
 """
 
 from __future__ import annotations
@@ -17,27 +17,36 @@ from PIL import Image
 TILE, PAD, SCALE = 64, 4, 4
 
 
-def picture(run: Path) -> Image.Image:
-    rows = list(csv.DictReader(open(run / "inputs" / "pairs.csv")))
-    if not rows or "target" not in rows[0]:
+def tiles(run: Path, rows: int | None) -> list[tuple[Path, Path, Path]]:
+    """(source, result, answer) of the first `rows` pairs of a run (all when None)."""
+    pairs = list(csv.DictReader(open(run / "inputs" / "pairs.csv")))
+    if not pairs or "target" not in pairs[0]:
         raise SystemExit(f"{run}: no world pairs with exact answers (inputs/pairs.csv needs a target column)")
-    out = Image.new("RGB", (3 * TILE + 2 * PAD, len(rows) * (TILE + PAD) - PAD), "white")
-    for i, row in enumerate(rows):
-        tiles = (run / "inputs" / row["source"], run / "edits" / f"{row['id']}.png", run / "inputs" / row["target"])
-        for j, path in enumerate(tiles):
+    inputs = run / "inputs"
+    return [(inputs / r["source"], run / "edits" / f"{r['id']}.png", inputs / r["target"]) for r in pairs[:rows]]
+
+
+def picture(runs: list[Path], rows: int | None = None) -> Image.Image:
+    lines = [line for run in runs for line in tiles(run, rows)]
+    out = Image.new("RGB", (3 * TILE + 2 * PAD, len(lines) * (TILE + PAD) - PAD), "white")
+    for i, row in enumerate(lines):
+        for j, path in enumerate(row):
             out.paste(Image.open(path).convert("RGB").resize((TILE, TILE)), (j * (TILE + PAD), i * (TILE + PAD)))
     return out.resize((out.width * SCALE, out.height * SCALE), Image.NEAREST)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("run", type=Path, help="an evaluate.py run folder of experiment=hairclipv2_world")
-    p.add_argument("out", type=Path, help="the PNG to write")
+    p.add_argument("paths", type=Path, nargs="+", help="evaluate.py run folders on the world, then the PNG to write")
+    p.add_argument("--rows", type=int, default=None, help="pairs shown per run (default: all)")
     args = p.parse_args(argv)
-    tmp = args.out.with_name(f".{args.out.name}.tmp.png")
-    picture(args.run).save(tmp)
-    tmp.replace(args.out)
-    print(args.out)
+    if len(args.paths) < 2:
+        p.error("give at least one run folder and the PNG to write")
+    *runs, out = args.paths
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    picture(runs, args.rows).save(tmp)
+    tmp.replace(out)
+    print(out)
     return 0
 
 
