@@ -389,7 +389,8 @@ def check_official_files(paths: Mapping[str, str | None]) -> None:
 def editor_from_config(editing: Any, warning: str, seed: int | None = None, **parts: Any) -> HairEditor:
     """Hydra-instantiate a conf/editing config; with random weights, print `warning` in a banner on
     stderr (and leave out the per-network warnings it sums up), and with `seed` draw every random
-    network from it (the same demo in every process). `parts` replace factory arguments."""
+    network from it (the same demo, and the same random backbones of the world's editor, in every
+    process). `parts` replace factory arguments."""
     import sys
 
     from hydra.utils import instantiate
@@ -397,7 +398,7 @@ def editor_from_config(editing: Any, warning: str, seed: int | None = None, **pa
     random_weights = bool(editing.random_weights)
     if random_weights:
         print(f"\n{'!' * 100}\n{warning}\n{'!' * 100}\n", file=sys.stderr)
-    if random_weights and seed is not None:
+    if (random_weights or editing.get("random_backbones")) and seed is not None:
         torch.manual_seed(seed)
     with warnings.catch_warnings():
         if random_weights:

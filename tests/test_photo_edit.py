@@ -194,21 +194,23 @@ def test_stage_report_prints_each_stage_with_its_time_and_steps():
 
 @pytest.mark.slow  # 50 s on 2 cores
 def test_the_same_seed_gives_the_same_edit_in_every_process(astronaut, tmp_path):
-    """The demo's random networks and the edit are drawn from --seed: two processes agree bit for
-    bit, another seed gives another edit."""
+    """The random networks (the world editor's backbones, the demo's every network) and the edit are
+    drawn from --seed: two processes agree bit for bit, another seed gives another edit."""
     import subprocess
     import sys
 
-    def edit(seed: int, name: str) -> np.ndarray:
+    def edit(seed: int, name: str, editor: tuple[str, ...] = ()) -> np.ndarray:
         out = tmp_path / f"{name}.png"
-        argv = [str(astronaut), "--text", "bob", "-o", str(out), "--seed", str(seed), *SMALL]
+        argv = [str(astronaut), "--text", "bob", "-o", str(out), "--seed", str(seed), *editor, *SMALL]
         code = f"import sys; from hairclipv2.edit import main; sys.exit(main({argv!r}))"
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert done.returncode in (0, 3), done.stderr[-2000:]
         return np.asarray(Image.open(tmp_path / f"{name}_edit.png"))
 
-    first, again, other = edit(5, "a"), edit(5, "b"), edit(6, "c")
+    first, again, other = edit(5, "a"), edit(5, "b"), edit(6, "c")  # the world's editor: its random backbones
     assert np.array_equal(first, again) and not np.array_equal(first, other)
+    demo = ("--set", "experiment=hairclipv2_demo")  # every network random
+    assert np.array_equal(edit(5, "d", demo), edit(5, "e", demo))
 
 
 def test_an_aligned_face_is_edited_without_detection_and_pasted_back_in_place(tmp_path, capsys, monkeypatch):
