@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +182,7 @@ def build_hair_editor(
     parser.requires_grad_(False)
     if random_weights:
         warnings.warn("hair editor with random weights: the edits are meaningless pictures", stacklevel=2)
-        prior = PNormPrior.from_mapping(generator, samples=20_000)
+        prior = partial(PNormPrior.from_mapping, generator, samples=20_000)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             bald = BaldProxy(LevelMapper(generator.style_dim), random_bald_alpha * BALD_ALPHA_SCALE)
@@ -191,7 +192,9 @@ def build_hair_editor(
                 sketch_mask_kernel,
             )
     else:
-        prior = PNormPrior.from_npz(ffhq_pca) if ffhq_pca else PNormPrior.from_mapping(generator, samples=20_000)
+        prior = (
+            PNormPrior.from_npz(ffhq_pca) if ffhq_pca else partial(PNormPrior.from_mapping, generator, samples=20_000)
+        )
         if bald_weights:
             bald = load_bald_proxy(bald_weights)
         else:

@@ -8,11 +8,19 @@ import warnings
 import pytest
 import torch
 
-from hairclipv2.models.encoders import Encoder4Editing
+from hairclipv2.models.encoders import Encoder4Editing, SketchEncoder
 from hairclipv2.models.encoders.fs import FSEncoder, load_fs_encoder, save_fs_encoder
 from hairclipv2.weights import MissingCheckpointError
 
 from conftest import small_decoder as small_generator
+
+
+def first_stage(g) -> SketchEncoder:
+    """The small image encoder of a small world: HairCLIPv2's first-stage backbone on RGB."""
+    return SketchEncoder(
+        3, 18, style_dim=g.style_dim, n_latent=g.n_latent, depths=(16, 16, 32, 32), pool=2, input_size=32,
+        last_stage=False,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +28,7 @@ def world():
     torch.manual_seed(0)
     g = small_generator().eval().requires_grad_(False)
     latent_avg = g.mean_latent(1000)[0]
-    fs = FSEncoder(Encoder4Editing(50, "ir_se", g.size, input_size=32), g, latent_avg, hairstyle_block=1).eval()
+    fs = FSEncoder(first_stage(g), g, latent_avg, hairstyle_block=1).eval()
     with torch.no_grad():
         w = (latent_avg + 0.5 * torch.randn(4, 1, g.style_dim)).expand(-1, g.n_latent, -1).contiguous()
         images = g.synthesis(w).clamp(-1, 1)
@@ -28,15 +36,19 @@ def world():
 
 
 def test_an_untrained_head_is_e4e_and_the_file_round_trips(world, tmp_path):
-    g, fs, _, images = world
-    codes, feature, base = fs(images)
-    assert codes.shape == (4, g.n_latent, g.style_dim) and feature.shape == (4, *fs.feature_shape)
-    assert torch.equal(feature, base)  # the head's last layer starts at zero
-    with torch.no_grad():
-        fs.head.out.bias.fill_(0.5)  # as if trained
-    loaded = load_fs_encoder(save_fs_encoder(fs, tmp_path / "fs_encoder.pt"), g)
-    for a, b in zip(fs(images), loaded(images)):
-        assert torch.equal(a, b)
+    g, small, _, images = world
+    e4e = FSEncoder(Encoder4Editing(50, "ir_se", g.size, input_size=32), g, small.latent_avg, hairstyle_block=1)
+    for fs in (e4e.eval(), small):  # e4e's IR-SE50, and the first-stage backbone of a small world
+        codes, feature, base = fs(images)
+        assert codes.shape == (4, g.n_latent, g.style_dim) and feature.shape == (4, *fs.feature_shape)
+        assert torch.equal(feature, base)  # the head's last layer starts at zero
+        with torch.no_grad():
+            fs.head.out.bias.fill_(0.5)  # as if trained
+        loaded = load_fs_encoder(save_fs_encoder(fs, tmp_path / "fs_encoder.pt"), g)
+        assert type(loaded.encoder) is type(fs.encoder)
+        for a, b in zip(fs(images), loaded(images)):
+            assert torch.equal(a, b)
+    fs = small
     with pytest.raises(ValueError, match="for a 64 px generator, not 32 px"):
         load_fs_encoder(tmp_path / "fs_encoder.pt", small_generator(32))
     with pytest.raises(MissingCheckpointError, match="editing.fs_encoder_weights"):
@@ -54,7 +66,7 @@ def test_the_objective_falls_and_uses_the_true_codes_of_the_synthetic_world(worl
         warnings.simplefilter("ignore")
         module = FSEncoderModule(
             g,
-            Encoder4Editing(50, "ir_se", g.size, input_size=32),
+            first_stage(g),
             hairstyle_block=1,
             random_loss_networks=True,
             loss={"w_lambda": 1.0, "f_lambda": 1.0},

@@ -141,6 +141,18 @@ def test_hair_segmenter_answers_hair_at_any_size_for_either_label_map():
     )
     assert torch.equal(seg.hair_and_ears(torch.tensor([[[6, 10, 1]]])), torch.tensor([[[[1.0, 1.0, 0.0]]]]))
 
+    class NoisyParser(torch.nn.Module):  # logits that differ at every one of the 1024x1024 pixels
+        noise = torch.randn(1, 16, 1024, 1024, generator=torch.Generator().manual_seed(1))
+
+        def forward(self, x):
+            return self.noise, self.noise[..., ::2, ::2]
+
+    noisy = HairSegmenter(NoisyParser())
+    labels = noisy.labels(images[:1], full=True)
+    for size in (96, 48):  # picking the pixels before the argmax gives the labels' own resize
+        reference = M.resize_mask((labels == 10).float(), size, mode="nearest")
+        assert torch.equal(noisy.hair(images[:1], size=size), reference), size
+
     celeba = HairSegmenter(ThresholdParser(), M.CELEBAMASK_19)
     labels = torch.tensor([[[17, 10, 7]]])
     assert torch.equal(celeba.hair_of_labels(labels), torch.tensor([[[[1.0, 0.0, 0.0]]]]))

@@ -15,6 +15,7 @@ sample gets the same updates alone or in a batch. Noise: fresh each step (offici
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,14 +106,16 @@ class FSEmbedding(nn.Module):
         self,
         generator: Generator,
         lpips: LPIPSLoss,
-        prior: PNormPrior,
+        prior: PNormPrior | Callable[[], PNormPrior],
         latent_avg: torch.Tensor,
         hairstyle_block: int = 3,
         config: EmbeddingConfig | None = None,
         encoder: nn.Module | None = None,
         resume_with_skip: bool = False,
     ):
-        """`encoder`: the FS encoder (`models/encoders/fs.py`) for `method="encoder"`;
+        """`prior`: the P-norm statistics, or a function that computes them, called the first time the
+        P-norm term has a weight (`from_mapping` costs a second, wasted when `p_norm_lambda` is 0);
+        `encoder`: the FS encoder (`models/encoders/fs.py`) for `method="encoder"`;
         `resume_with_skip`: the FS space of the editor (`editing.resume_with_skip`): False, as
         HairCLIPv2, resumes from F without the RGB skip; True adds the skip of S."""
         super().__init__()
@@ -126,7 +129,7 @@ class FSEmbedding(nn.Module):
                 f"the FS encoder was trained with resume_with_skip={trained_with_skip}, the editor has "
                 f"editing.resume_with_skip={resume_with_skip}: its F belongs to the other FS space"
             )
-        self.prior = prior
+        self._prior, self.make_prior = (prior, None) if isinstance(prior, PNormPrior) else (None, prior)
         self.register_buffer("latent_avg", latent_avg.reshape(-1)[-generator.style_dim :].clone())
         self.hairstyle_block, self.cfg = hairstyle_block, config or EmbeddingConfig()
         self.low_res = 256 if generator.size >= 256 else generator.size
@@ -149,7 +152,15 @@ class FSEmbedding(nn.Module):
         c = self.cfg
         l2 = (image - target).pow(2).mean(dim=(1, 2, 3))
         percept = self.lpips.distance(self.downsample(image), self.low(target) if low_target is None else low_target)
-        return c.l2_lambda * l2 + c.percept_lambda * percept + c.p_norm_lambda * self.prior(codes)
+        loss = c.l2_lambda * l2 + c.percept_lambda * percept
+        return loss + c.p_norm_lambda * self.prior(codes) if c.p_norm_lambda else loss
+
+    @property
+    def prior(self) -> PNormPrior:
+        """The P-norm statistics, computed the first time they are asked for."""
+        if self._prior is None:
+            self._prior = self.make_prior().to(self.latent_avg.device)
+        return self._prior
 
     def check_target(self, target: torch.Tensor) -> None:
         s = self.generator.size

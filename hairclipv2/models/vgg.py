@@ -6,9 +6,23 @@ import warnings
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from ..weights import MissingCheckpointError, backbone_file
 from .frozen import FrozenNetwork
+
+
+def random_vgg16_features() -> nn.Sequential:
+    """torchvision's VGG16 `features`, initialised as `vgg16(weights=None)` initialises them, without
+    building the 120 M-parameter classifier (whose initialisation alone takes seconds on a CPU)."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    features = make_layers(cfgs["D"])
+    for m in features.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    return features
 
 
 class VGG16Activations(FrozenNetwork):
@@ -25,7 +39,7 @@ class VGG16Activations(FrozenNetwork):
 
         if random_weights:
             warnings.warn("VGG16 with random weights: style losses are meaningless", stacklevel=2)
-            vgg = torchvision.models.vgg16(weights=None)
+            self.features = random_vgg16_features()
         else:
             path = backbone_file("vgg")
             if not path.is_file():
@@ -33,7 +47,7 @@ class VGG16Activations(FrozenNetwork):
                     f"the style loss needs torchvision's VGG16 ImageNet weights {path.name} in {path.parent} (set TORCH_HOME)"
                 )
             vgg = torchvision.models.vgg16(weights=torchvision.models.VGG16_Weights.IMAGENET1K_V1)
-        self.features = vgg.features
+            self.features = vgg.features
         if max(layers) >= len(self.features):
             raise ValueError(f"VGG16 features has {len(self.features)} layers, asked for layer {max(layers)}")
         self.layers = tuple(sorted(layers))

@@ -84,6 +84,33 @@ class FSEncoder(nn.Module):
         return self.generator.resume_from_feature(codes, self.hairstyle_block, feature, self.resume_with_skip)
 
 
+def encoder_layout(encoder: nn.Module) -> dict:
+    """How to rebuild the encoder: e4e's IR-SE50 (`{"kind": "e4e"}`), or the first-stage backbone
+    (`SketchEncoder`'s layout on images: a small world's small encoder)."""
+    from .psp import Encoder4Editing
+    from .sketch import SketchEncoder
+
+    if isinstance(encoder, SketchEncoder):
+        return {"kind": "first_stage", "input_nc": encoder.input_nc, **encoder.layout}
+    if isinstance(encoder, Encoder4Editing):
+        return {"kind": "e4e"}
+    raise TypeError(f"an FS encoder's encoder is Encoder4Editing or SketchEncoder, not {type(encoder).__name__}")
+
+
+def build_encoder(layout: dict, generator: Generator, input_size: int) -> nn.Module:
+    """The encoder `encoder_layout` describes, for this generator (files without one: e4e's)."""
+    from .psp import Encoder4Editing
+    from .sketch import SketchEncoder
+
+    settings = dict(layout)
+    kind = settings.pop("kind", "e4e")
+    if kind == "e4e":
+        return Encoder4Editing(50, "ir_se", generator.size, input_size=input_size)
+    if kind == "first_stage":
+        return SketchEncoder(style_dim=generator.style_dim, n_latent=generator.n_latent, **settings)
+    raise ValueError(f"unknown FS encoder kind {kind!r} (expected 'e4e' or 'first_stage')")
+
+
 def save_fs_encoder(fs: FSEncoder, path: str | Path) -> Path:
     """{"state_dict": encoder + head + latent_avg, "opts"} atomically: what `load_fs_encoder` reads."""
     opts = {
@@ -92,6 +119,7 @@ def save_fs_encoder(fs: FSEncoder, path: str | Path) -> Path:
         "head_width": fs.head.out.in_channels,
         "stylegan_size": fs.generator.size,
         "resume_with_skip": fs.resume_with_skip,
+        "encoder": encoder_layout(fs.encoder),
     }
     return atomic_torch_save({"state_dict": fs.state_dict(), "opts": opts}, path)
 
@@ -99,13 +127,11 @@ def save_fs_encoder(fs: FSEncoder, path: str | Path) -> Path:
 def load_fs_encoder(path: str | Path | None, generator: Generator) -> FSEncoder:
     """The FS encoder a `train.py experiment=fs_encoder_*` run wrote (`<run>/fs_encoder.pt`), for this
     generator, strictly."""
-    from .psp import Encoder4Editing
-
     ckpt = load_checkpoint_file(path, "fs_encoder", "editing.fs_encoder_weights")
     opts = ckpt["opts"]
     if int(opts["stylegan_size"]) != generator.size:
         raise ValueError(f"{path}: an FS encoder for a {opts['stylegan_size']} px generator, not {generator.size} px")
-    encoder = Encoder4Editing(50, "ir_se", generator.size, input_size=int(opts["input_size"]))
+    encoder = build_encoder(opts.get("encoder", {}), generator, int(opts["input_size"]))
     fs = FSEncoder(
         encoder,
         generator,

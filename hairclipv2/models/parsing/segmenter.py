@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ... import masks as M
@@ -42,8 +43,17 @@ class HairSegmenter(nn.Module):
 
     def hair(self, images: torch.Tensor, size: int | None = None, full: bool = True) -> torch.Tensor:
         """Hair of images at `size` (default: the images' size): from the full-resolution labels
-        (HairCLIPv2's background and colour losses), or the half-resolution ones with `full=False`."""
-        return self.hair_of_labels(self.labels(images, full), size or images.shape[-1])
+        (HairCLIPv2's background and colour losses), or the half-resolution ones with `full=False`.
+
+        Labels resized down by nearest are the labels of the pixels the resize picks, so those
+        pixels' logits are picked before the argmax: the same mask as `hair_of_labels(labels(...))`
+        without the argmax over the parser's 1024x1024 output (a quarter second a batch on a CPU)."""
+        size = size or images.shape[-1]
+        with torch.no_grad():
+            logits = self.logits(images, full)
+            if logits.shape[-1] > size:
+                logits = F.interpolate(logits, size=(size, size), mode="nearest")
+            return self.hair_of_labels(logits.argmax(dim=1, keepdim=True), size)
 
     def class_weights(self, names: tuple[str, ...], device: torch.device) -> torch.Tensor:
         """(C,) weights: 1 for the named classes this parser has, 0 elsewhere."""
