@@ -1,10 +1,13 @@
 """Copy the world's trained networks from their run folders into weights/world/ and record where each
 comes from (weights/world/PROVENANCE.json: command, seed, steps, the run's last validation, sha256).
 
-    python scripts/world_provenance.py --generator RUN --parser RUN --clip RUN --bald RUN --text_mapper RUN --colour_mapper RUN --sketch RUN [--note TEXT]
+    python scripts/world_provenance.py --generator RUN --parser RUN --clip RUN --bald RUN --text_mapper RUN --colour_mapper RUN --sketch RUN --fs_encoder RUN [--note TEXT]
 
 Each RUN is a `train.py experiment=world_*` run folder (for the generator also
 `world_generator_finish`, which continues the shipped one); a network not given keeps its entry.
+The copies store their float tensors in float16 (half the folder; the loaders give float32 back,
+`hairclipv2.weights.as_float32`: about 80 dB from the float32 generator's pictures).
+`--half` converts the files already in weights/world/ and rewrites their hashes.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,11 +33,33 @@ NETWORKS = {
     "text_mapper": ("world_text_mapper", "text_mapper.pt", "text_mapper.pt"),
     "colour_mapper": ("world_colour_mapper", "colour_mapper.pt", "colour_mapper.pt"),
     "sketch": ("world_sketch", "sketch_proxy.pt", "sketch_proxy.pt"),
+    "fs_encoder": ("world_fs_encoder", "fs_encoder.pt", "fs_encoder.pt"),
 }
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def as_float16(obj):
+    if torch.is_tensor(obj):
+        return obj.half() if obj.dtype == torch.float32 else obj
+    if isinstance(obj, dict):
+        return type(obj)((k, as_float16(v)) for k, v in obj.items())
+    if isinstance(obj, list | tuple):
+        return type(obj)(as_float16(v) for v in obj)
+    return obj
+
+
+def store_half(path: Path) -> None:
+    """Rewrites a weights file (.pt / .bin) with its float32 tensors in float16, atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(as_float16(torch.load(path, map_location="cpu", weights_only=True)), tmp)
+    tmp.replace(path)
+
+
+def weight_files(dest: Path) -> list[Path]:
+    return sorted(p for p in ([dest] if dest.is_file() else dest.rglob("*")) if p.is_file())
 
 
 def last_validation(run: Path) -> tuple[int, dict[str, float]]:
@@ -52,7 +78,10 @@ def record(name: str, run: Path, note: str) -> dict:
     if dest.is_dir():
         shutil.rmtree(dest)
     (shutil.copytree if (run / exported).is_dir() else shutil.copyfile)(run / exported, dest)
-    files = sorted(p for p in ([dest] if dest.is_file() else dest.rglob("*")) if p.is_file())
+    files = weight_files(dest)
+    for f in files:
+        if f.suffix in (".pt", ".bin"):
+            store_half(f)
     step, metrics = last_validation(run)
     kept = [o for o in overrides if not o.startswith(("hydra.", "callbacks.progress_bar", "resume_dir"))]
     ran = [o.split("=", 1)[1] for o in kept if o.startswith("experiment=")]
@@ -64,6 +93,7 @@ def record(name: str, run: Path, note: str) -> dict:
         "validation": metrics,
         "files": {p.relative_to(ROOT).as_posix(): sha256(p) for p in files},
         "note": note,
+        "stored": "float16",
     }
 
 
@@ -72,6 +102,7 @@ def main() -> None:
     for name in NETWORKS:
         p.add_argument(f"--{name}", type=Path, help=f"a run folder of experiment={NETWORKS[name][0]}")
     p.add_argument("--note", default="", help="hardware and wall time, said in words")
+    p.add_argument("--half", action="store_true", help="store the files already here in float16")
     args = p.parse_args()
     path = OUT / "PROVENANCE.json"
     provenance = json.loads(path.read_text()) if path.is_file() else {}
@@ -80,6 +111,13 @@ def main() -> None:
         run = getattr(args, name)
         if run is not None:
             provenance[name] = record(name, run, args.note)
+        elif args.half and name in provenance and provenance[name].get("stored") != "float16":
+            files = weight_files(OUT / NETWORKS[name][2])
+            for f in files:
+                if f.suffix in (".pt", ".bin"):
+                    store_half(f)
+            provenance[name]["files"] = {f.relative_to(ROOT).as_posix(): sha256(f) for f in files}
+            provenance[name]["stored"] = "float16"
     tmp = path.with_name(".PROVENANCE.json.tmp")
     tmp.write_text(json.dumps(provenance, indent=1) + "\n")
     tmp.replace(path)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..weights import MissingCheckpointError, atomic_torch_save, load_state_dict_strict
+from ..weights import MissingCheckpointError, as_float32, atomic_torch_save, load_state_dict_strict
 
 MAPPER_KINDS = ("text", "reference", "colour")
 EXPERIMENTS = {kind: f"world_{kind}_mapper" for kind in MAPPER_KINDS}
@@ -93,7 +93,7 @@ def load_mapper(path: str | Path, kind: str) -> LatentMapper:
         raise MissingCheckpointError(
             f"{path}: no {kind} mapper file ({key}); train one with `python train.py experiment={EXPERIMENTS[kind]}`"
         )
-    ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt: dict[str, Any] = as_float32(torch.load(path, map_location="cpu", weights_only=True))
     found = ckpt.get("config", {}).get("kind")
     if found != kind:
         raise ValueError(f"{path} ({key}): expected a {kind} mapper, found {found!r}")

@@ -46,7 +46,7 @@ class FSEncoderModule(pl.LightningModule):
     def __init__(
         self,
         generator: Generator,
-        encoder: nn.Module,
+        encoder: nn.Module | Callable[..., nn.Module],
         optimizer: Callable[..., torch.optim.Optimizer] = partial(torch.optim.Adam, lr=1e-4),
         stylegan_weights: str | None = None,
         e4e_weights: str | None = None,
@@ -58,7 +58,9 @@ class FSEncoderModule(pl.LightningModule):
         export: str | None = "fs_encoder.pt",
         loss: Mapping[str, Any] | None = None,
     ):
-        """`e4e_weights`: an official e4e file whose encoder starts the training; `resume_with_skip`:
+        """`encoder`: e4e's (or a pSp) encoder, or a partial `SketchEncoder` (a small world's image
+        encoder, its layout) given the generator's style_dim and n_latent here;
+        `e4e_weights`: an official e4e file whose encoder starts the training; `resume_with_skip`:
         the FS space (False: HairCLIPv2's, no RGB skip; True: the editor's `editing.resume_with_skip`
         variant); `export`: the file (in the run folder) the trained encoder is written to at the end."""
         super().__init__()
@@ -66,6 +68,8 @@ class FSEncoderModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["generator", "encoder", "optimizer"])
         self.optimizer, self.export = optimizer, export
         latent_avg = frozen_generator(generator, stylegan_weights, "model.stylegan_weights")
+        if not isinstance(encoder, nn.Module):
+            encoder = encoder(style_dim=generator.style_dim, n_latent=generator.n_latent)
         if e4e_weights:
             e4e = InversionModel.from_official(e4e_weights, decoder=generator, load_decoder=False)
             encoder.load_state_dict(e4e.encoder.state_dict())
