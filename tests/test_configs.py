@@ -49,6 +49,7 @@ EXPERIMENTS = {
     "world_reference_mapper": "train",
     "world_colour_mapper": "train",
     "world_sketch": "train",
+    "world_fs_encoder": "train",
     "ffhq_mapper": "train",
 }
 OWN = {"callbacks": {"evaluate": "evaluate"}}  # group options meant for one entry point only
