@@ -97,6 +97,21 @@ def test_evaluate_defaults_to_the_world_and_the_demo_keeps_the_astronaut():
     assert "experiment=e4e_world" in (ROOT / "Makefile").read_text()
 
 
+def test_the_world_fs_encoder_is_small_and_trained_in_the_world_editors_fs_space():
+    from hairclipv2.models.encoders import SketchEncoder
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=world_fs_encoder"])
+        editing = compose("evaluate", overrides=["experiment=hairclipv2_world"]).editing
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fs = instantiate(cfg.model).fs
+    assert (fs.hairstyle_block, fs.resume_with_skip) == (editing.hairstyle_block, editing.resume_with_skip)
+    assert isinstance(fs.encoder, SketchEncoder) and fs.encoder.input_nc == 3 and fs.input_size == 64
+    assert fs.feature_shape == (96, 16, 16) and sum(p.numel() for p in fs.parameters()) < 4_000_000
+
+
 def e4e_demo(*overrides: str):
     """conf/train.yaml with experiment=e4e_demo (a 32 px encoder input) and the overrides."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
