@@ -171,6 +171,7 @@ def build_hair_editor(
                 ffhq_pca,
                 e4e_weights,
                 landmark_weights if use_landmarks and not random_backbones else "",
+                fs_encoder_weights,
             )
         )
     latent_avg = frozen_generator(generator, stylegan_weights, "editing.stylegan_weights")
@@ -295,6 +296,7 @@ def required_files(
     ffhq_pca: str | None,
     e4e_weights: str | None,
     landmark_weights: str | None,
+    fs_encoder_weights: str | None = None,
 ) -> dict[str, str | None]:
     """kind -> configured path of every file an editor with official weights reads ("" = not wanted;
     None = wanted, not set). `landmark_weights` None means FAN's default file."""
@@ -309,6 +311,7 @@ def required_files(
         "ffhq_pca": ffhq_pca if not world else "",
         "world_sketch" if world else "sketch_proxy": sketch_weights or "",
         "e4e": e4e_weights or "",
+        "world_fs_encoder" if world else "fs_encoder": fs_encoder_weights or "",
     }
 
 
@@ -337,6 +340,7 @@ def check_editing(editing: DictConfig) -> None:
             settings.get("ffhq_pca"),
             settings.get("e4e_weights"),
             settings.get("landmark_weights") if use_landmarks else "",
+            settings.get("fs_encoder_weights"),
         )
     )
 

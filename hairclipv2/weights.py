@@ -104,6 +104,12 @@ OFFICIAL: dict[str, OfficialFile] = {
         "this project's world: weights/world/sketch_proxy.pt in the repository, or <run>/sketch_proxy.pt of "
         "`python train.py experiment=world_sketch`",
     ),
+    "world_fs_encoder": OfficialFile(
+        "fs_encoder.pt",
+        "editing.fs_encoder_weights",
+        "this project's world: weights/world/fs_encoder.pt in the repository, or <run>/fs_encoder.pt of "
+        "`python train.py experiment=world_fs_encoder`",
+    ),
     "ffhq_pca": OfficialFile(
         "ffhq_PCA.npz",
         "paths.weights.ffhq_pca",
