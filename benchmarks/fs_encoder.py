@@ -137,10 +137,11 @@ def main() -> None:
             )
     if skip:  # the official schedule in the encoder's FS space, then in HairCLIPv2's (the reference)
         settings["optimisation 1100 + 250 steps, with the skip"] = dict(method="optimisation", skip=True, **official)
-    if args.world and args.hairclipv2_row:
-        settings["optimisation 1100 + 250 steps (HairCLIPv2's, no P-norm)"] = dict(
-            method="optimisation", skip=False, **official, p_norm_lambda=0.0
-        )
+    if args.world:
+        if args.hairclipv2_row:
+            settings["optimisation 1100 + 250 steps (HairCLIPv2's, no P-norm)"] = dict(
+                method="optimisation", skip=False, **official, p_norm_lambda=0.0
+            )
         name = f"optimisation {reference['w_steps']} + {reference['fs_steps']} steps (the world editor's)"
     else:
         name = "optimisation 1100 + 250 steps (official)"

@@ -349,6 +349,7 @@ def check_editing(editing: DictConfig) -> None:
 FAST_KEYS = (
     "embedding.w_steps",
     "embedding.fs_steps",
+    "embedding.refinement",
     "text.steps",
     "reference.steps",
     "colour.edit_steps",

@@ -23,8 +23,9 @@ from conftest import ThresholdParser
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = [
-    "editing.embedding.w_steps=2", "editing.embedding.fs_steps=2", "editing.text.steps=2",
-    "editing.colour.edit_steps=2", "editing.colour.final_steps=2", "editing.use_landmarks=false",
+    "editing.embedding.w_steps=2", "editing.embedding.fs_steps=2", "editing.embedding.refinement=2",
+    "editing.text.steps=2", "editing.colour.edit_steps=2", "editing.colour.final_steps=2",
+    "editing.use_landmarks=false",
 ]  # fmt: skip
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

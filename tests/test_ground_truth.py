@@ -100,7 +100,11 @@ def test_the_world_editor_moves_hair_towards_the_asked_colour_and_keeps_the_rest
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        short = ["editing.embedding.w_steps=20", "editing.embedding.fs_steps=10"]  # what the bound was measured at
+        short = [
+            "editing.embedding.method=optimisation",
+            "editing.embedding.w_steps=20",
+            "editing.embedding.fs_steps=10",
+        ]
         editor = from_config(editor_config(overrides=["experiment=hairclipv2_world", *short]), "")
     faces = haired_faces(WORLD, 2, 5)
     shot = WORLD.render(faces)
@@ -147,6 +151,9 @@ def test_the_world_bald_proxy_removes_the_hair():
     assert (psnr > 23).all()
 
 
+OPTIMISED = ("editing.embedding.method=optimisation",)  # the embedding these tests' bounds were measured with
+
+
 def world_editor(*overrides: str):
     """The committed world networks (weights/world), warnings about their random backbones silenced."""
     import warnings
@@ -164,7 +171,7 @@ def test_the_world_fs_embedding_reconstructs_a_world_face():
     generator. Measured at 100 + 50 steps: 25.8 and 23.4 dB (the generator itself renders held-out
     faces at 26.7 dB)."""
     torch.manual_seed(0)
-    editor = world_editor("editing.embedding.w_steps=100", "editing.embedding.fs_steps=50")
+    editor = world_editor(*OPTIMISED, "editing.embedding.w_steps=100", "editing.embedding.fs_steps=50")
     shot = WORLD.render(haired(2, 11))
     fs = editor.embed(shot.image)
     psnr = region_psnr(fs.image.clamp(-1, 1), shot.image, torch.ones_like(shot.hair))
@@ -179,7 +186,7 @@ def test_a_world_reference_transfer_raises_hair_iou_with_the_reference_hair():
     from hairclipv2.editing.editor import EditBatch
 
     torch.manual_seed(0)
-    editor = world_editor("editing.embedding.w_steps=20", "editing.embedding.fs_steps=10")
+    editor = world_editor(*OPTIMISED, "editing.embedding.w_steps=20", "editing.embedding.fs_steps=10")
     sources, references = haired(3, 21), haired(3, 22)
     shot, reference = WORLD.render(sources), WORLD.render(references)
     target = WORLD.render(sources.with_hair_of(references))
@@ -198,7 +205,7 @@ def test_a_world_sketch_edit_draws_hair_along_the_strokes():
     from hairclipv2.editing.editor import EditBatch
 
     torch.manual_seed(0)
-    editor = world_editor("editing.embedding.w_steps=100", "editing.embedding.fs_steps=50")
+    editor = world_editor(*OPTIMISED, "editing.embedding.w_steps=100", "editing.embedding.fs_steps=50")
     sources = haired(3, 21)
     shot, target = WORLD.render(sources), WORLD.render(sources.with_hair_of(haired(3, 22)))
     out = editor.edit(EditBatch(shot.image, "sketch", sketches=target.sketch[:, 0]))

@@ -248,7 +248,8 @@ def test_a_broken_image_fails_its_pair_the_report_is_written_and_the_exit_code_s
     face(tmp_path / "a.png", 128)
     (tmp_path / "b.png").write_text("not a picture")
     pairs = csv_file(tmp_path / "pairs.csv", "id,source\na,a.png\nb,b.png\n")
-    fast = ["editing.embedding.w_steps=2", "editing.embedding.fs_steps=2", "editing.use_landmarks=false"]
+    fast = ["editing.embedding.refinement=2", "editing.embedding.w_steps=2", "editing.embedding.fs_steps=2"]
+    fast.append("editing.use_landmarks=false")
     result = run("evaluate.py", ["task=reconstruction", f"pairs={pairs}", f"hydra.run.dir={tmp_path / 'run'}", *fast])
     assert result.returncode == 1 and "1 edit(s) failed" in result.stderr, result.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
