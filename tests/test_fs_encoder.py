@@ -260,3 +260,23 @@ def test_the_world_fs_encoder_embeds_world_faces_in_one_pass():
 
     assert psnr(embedded).mean() > 25 and (psnr(embedded) > 22).all()
     assert (psnr(embedded) > psnr(mean_face) + 8).all()
+
+
+def test_one_setting_puts_the_world_editor_on_its_fs_encoder():
+    """`editing.embedding.method=encoder`: the world editor's config names the shipped encoder and its
+    refinement; with 0 refinement steps the embedding is the encoder's own (S, F)."""
+    from hairclipv2.pipeline import editor_config, from_config
+    from hairclipv2.world import World
+
+    overrides = ["experiment=hairclipv2_world", "editing.embedding.method=encoder", "editing.embedding.refinement=0"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        editor = from_config(editor_config(overrides=overrides), "")
+    world = World(editor.generator.size)
+    images = world.render_z(world.z(2, 777)).image
+    code = editor.embed(images)
+    with torch.no_grad():
+        codes, feature, _ = editor.embedding.encoder(images)
+    assert torch.equal(code.codes, codes) and torch.equal(code.feature, feature)
+    psnr = -10 * torch.log10(((code.image.clamp(-1, 1) - images) / 2).pow(2).mean(dim=(1, 2, 3)))
+    assert (psnr > 22).all()

@@ -64,11 +64,10 @@ def test_the_command_edits_the_photo_and_keeps_everything_else(astronaut, tmp_pa
     # edit moved her identity by dlib's trained network.
     assert "2 faces found; editing the largest" in captured.err
     assert "identity: dlib distance" in printed
-    # each stage on stderr with its time, the optimisations with their steps (SMALL: the FS encoder
-    # and 2 refinement steps, and 2)
+    # each stage on stderr with its time, the optimisations with their steps (SMALL: 2 + 2, and 2)
     stages = captured.err.replace("\r", "\n")  # a finished bar is cleared with a carriage return
     assert re.search(r"^aligning +\d+\.\d s$", stages, re.M)
-    assert re.search(r"^embedding +\d+\.\d s \(2 steps\)$", stages, re.M)
+    assert re.search(r"^embedding +\d+\.\d s \(4 steps\)$", stages, re.M)
     assert re.search(r"^text proxy +\d+\.\d s \(2 steps\)$", stages, re.M)
     before = np.asarray(Image.open(astronaut).convert("RGB"))
     after = np.asarray(Image.open(out))
