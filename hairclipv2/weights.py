@@ -147,16 +147,21 @@ def require_file(path: str | Path | None, kind: str, conf_key: str | None = None
     return p
 
 
+def cast_tensors(obj: Any, source: torch.dtype, target: torch.dtype) -> Any:
+    """Every `source` tensor of obj as `target`, through dicts, lists and tuples; the rest as it is."""
+    if torch.is_tensor(obj):
+        return obj.to(target) if obj.dtype == source else obj
+    if isinstance(obj, Mapping):
+        return type(obj)((k, cast_tensors(v, source, target)) for k, v in obj.items())
+    if isinstance(obj, list | tuple):
+        return type(obj)(cast_tensors(v, source, target) for v in obj)
+    return obj
+
+
 def as_float32(obj: Any) -> Any:
     """float16 tensors (the world's files store their weights so: half the size, about 80 dB from
-    float32 on the generator's pictures) as float32, through dicts and lists; the rest as it is."""
-    if torch.is_tensor(obj):
-        return obj.float() if obj.dtype == torch.float16 else obj
-    if isinstance(obj, Mapping):
-        return type(obj)((k, as_float32(v)) for k, v in obj.items())
-    if isinstance(obj, list | tuple):
-        return type(obj)(as_float32(v) for v in obj)
-    return obj
+    float32 on the generator's pictures) as float32."""
+    return cast_tensors(obj, torch.float16, torch.float32)
 
 
 def load_checkpoint_file(path: str | Path | None, kind: str, conf_key: str | None = None) -> Any:

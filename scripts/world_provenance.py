@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from hairclipv2.weights import cast_tensors
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "weights" / "world"
 # network -> (experiment, the file the run exports, the name in weights/world)
@@ -41,21 +43,13 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def as_float16(obj):
-    if torch.is_tensor(obj):
-        return obj.half() if obj.dtype == torch.float32 else obj
-    if isinstance(obj, dict):
-        return type(obj)((k, as_float16(v)) for k, v in obj.items())
-    if isinstance(obj, list | tuple):
-        return type(obj)(as_float16(v) for v in obj)
-    return obj
-
-
-def store_half(path: Path) -> None:
-    """Rewrites a weights file (.pt / .bin) with its float32 tensors in float16, atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(as_float16(torch.load(path, map_location="cpu", weights_only=True)), tmp)
-    tmp.replace(path)
+def store_half(files: list[Path]) -> None:
+    """Rewrites each weights file (.pt / .bin) with its float32 tensors in float16, atomically."""
+    for path in (f for f in files if f.suffix in (".pt", ".bin")):
+        tmp = path.with_name(f".{path.name}.tmp")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        torch.save(cast_tensors(state, torch.float32, torch.float16), tmp)
+        tmp.replace(path)
 
 
 def weight_files(dest: Path) -> list[Path]:
@@ -79,9 +73,7 @@ def record(name: str, run: Path, note: str) -> dict:
         shutil.rmtree(dest)
     (shutil.copytree if (run / exported).is_dir() else shutil.copyfile)(run / exported, dest)
     files = weight_files(dest)
-    for f in files:
-        if f.suffix in (".pt", ".bin"):
-            store_half(f)
+    store_half(files)
     step, metrics = last_validation(run)
     kept = [o for o in overrides if not o.startswith(("hydra.", "callbacks.progress_bar", "resume_dir"))]
     ran = [o.split("=", 1)[1] for o in kept if o.startswith("experiment=")]
@@ -113,9 +105,7 @@ def main() -> None:
             provenance[name] = record(name, run, args.note)
         elif args.half and name in provenance and provenance[name].get("stored") != "float16":
             files = weight_files(OUT / NETWORKS[name][2])
-            for f in files:
-                if f.suffix in (".pt", ".bin"):
-                    store_half(f)
+            store_half(files)
             provenance[name]["files"] = {f.relative_to(ROOT).as_posix(): sha256(f) for f in files}
             provenance[name]["stored"] = "float16"
     tmp = path.with_name(".PROVENANCE.json.tmp")
