@@ -2,7 +2,8 @@
 method, over held-out world pairs whose exact answers are known.
 
     python benchmarks/amortised.py [--modes text colour reference] [--pairs 24] [--reference-pairs 8]
-        [--text-mapper FILE] [--colour-mapper FILE] [--reference-mapper FILE] [--encoder-embedding K] [--out FILE]
+        [--text-mapper FILE] [--colour-mapper FILE] [--reference-mapper FILE] [--w-steps N] [--fs-steps N]
+        [--encoder-embedding K | --fast-path K] [--out FILE]
 
 Modes are the world's tasks (evaluation/world_pairs.py): text (hair_text: the source with the hair
 of another face's caption), colour (hair_color: the source's hair in another face's colour, as RGB)
@@ -11,11 +12,14 @@ source (and the same inversion of each reference), computed once: the methods di
 proxy only. Methods: HairCLIPv2's schedule (the baseline), the world editor's 10 steps, the mapper
 alone (`editing.<mode>.method=encoder`) and the mapper with K refinement steps. Without a reference
 mapper file the reference rows use an untrained one, which answers the reference's own codes (the
-optimisation's start). Columns: seconds of the proxy stage per edit (its ratio to the baseline), the
-proxy's objective at its answer (for colour: the colour edit's objective at the final picture), and
-the ground-truth metrics of the final edit, each as a mean with the paired standard error of its
-difference from the baseline (a colour error is undefined where the result has no hair: such pairs
-are counted in "undefined" and left out of that metric's mean and differences). CPU by default; the JSON goes to --out.
+optimisation's start). With --fast-path K the mapper rows run again from the FS encoder's embedding
+(+ K steps): the whole fast path beside HairCLIPv2's, each from its own embedding. Columns: seconds
+of the proxy stage per edit and of the whole edit, embedding included (each with its ratio to the
+baseline's), the proxy's objective at its answer (for colour: the colour edit's objective at the
+final picture), and the ground-truth metrics of the final edit, each as a mean with the paired
+standard error of its difference from the baseline (a colour error is undefined where the result
+has no hair: such pairs are counted in "undefined" and left out of that metric's mean and
+differences). CPU by default; the JSON goes to --out.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -57,19 +62,34 @@ OFFICIAL = {  # HairCLIPv2's schedule (utils/options.py) and the world editor's 
 }
 
 
-def methods(mode: str, refinements: list[int], untrained: bool) -> dict[str, dict]:
+def methods(mode: str, refinements: list[int], untrained: bool, settings: Any) -> dict[str, dict]:
     """An untrained mapper answers the optimisation's start: with K = the world editor's 10 steps
-    it is that row again, which is left out."""
+    it is that row again, which is left out. The K rows refine at the official rate; for colour the
+    world editor's own refinement (its steps per phase and rates) is a row of its own."""
     official, world, schedule = OFFICIAL[mode]
     mapper = "untrained mapper (the start)" if untrained else "mapper"
+    plain = {"refinement_final": None, "refinement_lr": None} if mode == "colour" else {}
     out = {
         f"optimisation, {schedule} (official)": {"method": "optimisation", **official},
         "optimisation, 10 steps (world editor)": {"method": "optimisation", **world},
-        f"{mapper} alone": {"method": "encoder", "refinement": 0},
+        f"{mapper} alone": {"method": "encoder", "refinement": 0, **plain},
     }
     kept = [k for k in refinements if not (untrained and k == 10)]
-    out.update({f"{mapper} + {k} steps": {"method": "encoder", "refinement": k} for k in kept})
+    out.update({f"{mapper} + {k} steps": {"method": "encoder", "refinement": k, **plain} for k in kept})
+    if mode == "colour" and settings.refinement_lr is not None:
+        (edit, final), rates = settings.schedule(True)
+        name = f"{mapper} + {edit} + {final} steps (world editor, rates {', '.join(map(str, rates))})"
+        out[name] = {"method": "encoder"}
     return out
+
+
+def fast_path(rows: dict[str, dict], k: int) -> dict[str, dict]:
+    """The mapper rows again from the FS encoder's embedding (+ k steps): the whole fast path."""
+    return {
+        f"fast path: FS encoder + {k}, {name}": {**s, "embedding": "encoder"}
+        for name, s in rows.items()
+        if s["method"] == "encoder"
+    }
 
 
 def paired(values: list[float], baseline: list[float]) -> tuple[float, float]:
@@ -108,7 +128,29 @@ def objective(editor, mode: str, batch: EditBatch, out) -> float:
         return float(proxy.edit_objective(batch.colours, out.result, batch.sources, out.source_hair, labs))
 
 
-def run_mode(editor, world: World, mode: str, pairs: int, refinements: list[int], untrained: bool, codes) -> dict:
+def embed_each(editor, images: torch.Tensor) -> tuple[list, list[float]]:
+    """Each image's embedding, one at a time, and its seconds."""
+    torch.manual_seed(0)
+    codes, seconds = [], []
+    for i in range(images.shape[0]):
+        tic = time.perf_counter()
+        codes.append(editor.embed(images[i : i + 1]))
+        seconds.append(time.perf_counter() - tic)
+    return codes, seconds
+
+
+def run_mode(
+    editor,
+    world: World,
+    mode: str,
+    pairs: int,
+    refinements: list[int],
+    untrained: bool,
+    embeddings: dict[str, tuple[list, list[float]]],
+    fast_path_steps: int | None = None,
+) -> dict:
+    """`embeddings`: {"optimisation": (codes, seconds per source)} and, with `fast_path_steps`,
+    "encoder": the FS encoder's (+ that many steps), from which the fast path's rows edit."""
     sources, references = haired_faces(world, pairs, SOURCE_SEED), haired_faces(world, pairs, REFERENCE_SEED)
     if mode == "colour":
         truth = sources.with_hair_colour(references.hair_rgb)
@@ -129,14 +171,20 @@ def run_mode(editor, world: World, mode: str, pairs: int, refinements: list[int]
             batches.append(editor.with_reference_codes(batch))
     proxy = getattr(editor, PROXY[mode])
     settings, metrics = proxy.cfg, COLOUR_METRICS if mode == "colour" else HAIRSTYLE_METRICS
+    table = methods(mode, refinements, untrained, settings)
+    if fast_path_steps is not None:
+        table.update(fast_path(table, fast_path_steps))
     results: dict[str, dict[str, list[float]]] = {}
-    for name, setting in methods(mode, refinements, untrained).items():
+    for name, setting in table.items():
+        setting = dict(setting)
+        codes, embed_seconds = embeddings[setting.pop("embedding", "optimisation")]
         proxy.cfg = dataclasses.replace(settings, **setting)
-        rows = results[name] = {m: [] for m in metrics}
+        rows = results[name] = {m: [] for m in ("edit_seconds", *metrics)}
         for i, batch in enumerate(batches):
             torch.manual_seed(i)
             out = editor.edit(batch, source_code=codes[i])
             rows["seconds"].append(out.seconds[STAGE[mode]])
+            rows["edit_seconds"].append(embed_seconds[i] + out.seconds[STAGE[mode]])
             rows["objective"].append(objective(editor, mode, batch, out))
             gt = ground_truth_metrics(
                 out.result,
@@ -154,22 +202,30 @@ def run_mode(editor, world: World, mode: str, pairs: int, refinements: list[int]
 
 
 def summarise(results: dict[str, dict[str, list[float]]], metrics: tuple[str, ...], pairs: int) -> dict:
+    """Per method: the proxy stage's speed-up, the whole edit's (its embedding included:
+    `edit_seconds`) and each metric's mean with its paired difference from the first method."""
     base = next(iter(results.values()))
     table = {}
     for name, rows in results.items():
-        entry = {"speedup": sum(base["seconds"]) / sum(rows["seconds"])}
-        for m in metrics:
+        entry = {
+            "speedup": sum(base["seconds"]) / sum(rows["seconds"]),
+            "edit_speedup": sum(base["edit_seconds"]) / sum(rows["edit_seconds"]),
+        }
+        for m in ("edit_seconds", *metrics):
             diff, se = paired(rows[m], base[m])
             mean, undefined = finite_mean(rows[m])
             entry[m] = {"mean": mean, "minus_baseline": diff, "paired_se": se, "undefined": undefined}
         table[name] = entry
-    header = f"{'method':42s} {'s/edit':>8s} {'x':>7s} " + " ".join(
+    header = f"{'method':42s} {'s/proxy':>8s} {'x':>7s} {'s/edit':>8s} {'x':>7s} " + " ".join(
         f"{m[3:] if m.startswith('gt_') else m:>22s}" for m in metrics[1:]
     )
     print(header)
     for name, e in table.items():
         cells = [f"{e[m]['mean']:.3f} ({e[m]['minus_baseline']:+.3f}±{e[m]['paired_se']:.3f})" for m in metrics[1:]]
-        print(f"{name:42s} {e['seconds']['mean']:8.4f} {e['speedup']:7.1f} " + " ".join(f"{c:>22s}" for c in cells))
+        times = (
+            f"{e['seconds']['mean']:8.4f} {e['speedup']:7.1f} {e['edit_seconds']['mean']:8.2f} {e['edit_speedup']:7.1f}"
+        )
+        print(f"{name:42s} {times} " + " ".join(f"{c:>22s}" for c in cells))
     return {"pairs": pairs, "methods": table, "per_pair": results}
 
 
@@ -193,6 +249,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="K",
         help="embed with the world's FS encoder and K refinement steps instead (the fast path's first stage)",
     )
+    p.add_argument(
+        "--fast-path",
+        type=int,
+        default=None,
+        metavar="K",
+        help="also run the mapper rows from the FS encoder's embedding + K steps: the whole fast path beside "
+        "the official one, each from its own embedding, in one run",
+    )
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "amortised_world.json"))
     args = p.parse_args(argv)
     folder = Path(tempfile.mkdtemp())
@@ -204,12 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         f"editing.embedding.w_steps={args.w_steps}",
         f"editing.embedding.fs_steps={args.fs_steps}",
     ]
+    if args.encoder_embedding is not None and args.fast_path is not None:
+        p.error("--encoder-embedding and --fast-path: one or the other")
     if args.encoder_embedding is not None:
-        overrides += [
-            f"editing.fs_encoder_weights={ROOT / 'weights' / 'world' / 'fs_encoder.pt'}",
-            "editing.embedding.method=encoder",
-            f"editing.embedding.refinement={args.encoder_embedding}",
-        ]
+        overrides += ["editing.embedding.method=encoder", f"editing.embedding.refinement={args.encoder_embedding}"]
         embedding = f"the world's FS encoder + {args.encoder_embedding} refinement steps"
     else:
         embedding = f"{args.w_steps} + {args.fs_steps} steps"
@@ -224,14 +286,21 @@ def main(argv: list[str] | None = None) -> int:
     most = max(args.reference_pairs if m == "reference" else args.pairs for m in args.modes)
     shot = world.render(haired_faces(world, most, SOURCE_SEED))
     print(f"embedding {most} sources once ({embedding}) ...", file=sys.stderr)
-    torch.manual_seed(0)
-    tic = time.perf_counter()
-    codes = [editor.embed(shot.image[i : i + 1]) for i in range(most)]
-    embedding_seconds = (time.perf_counter() - tic) / most
+    embeddings = {"optimisation": embed_each(editor, shot.image[:most])}
+    if args.fast_path is not None:
+        print(f"and with the FS encoder + {args.fast_path} steps ...", file=sys.stderr)
+        settings = editor.embedding.cfg
+        editor.embedding.cfg = dataclasses.replace(settings, method="encoder", refinement=args.fast_path)
+        embeddings["encoder"] = embed_each(editor, shot.image[:most])
+        editor.embedding.cfg = settings
+        embedding += f"; the fast path's rows: the FS encoder + {args.fast_path} steps"
+    embedding_seconds = sum(embeddings["optimisation"][1]) / most
     modes = {}
     for mode in args.modes:
         pairs = args.reference_pairs if mode == "reference" else args.pairs
-        modes[mode] = run_mode(editor, world, mode, pairs, args.refinements, untrained and mode == "reference", codes)
+        modes[mode] = run_mode(
+            editor, world, mode, pairs, args.refinements, untrained and mode == "reference", embeddings, args.fast_path
+        )
     report = {
         "protocol": {
             "tasks": "the world's hair_text, hair_color (RGB) and hair_transfer pairs (evaluation/world_pairs.py)",

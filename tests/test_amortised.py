@@ -194,6 +194,29 @@ def test_the_colour_path_answers_the_edit_rows_and_keeps_the_source_outside_the_
         proxy.edit(COLOURS, images, codes, feature)
 
 
+def test_the_colour_refinement_takes_its_own_steps_per_phase_and_rates(editor, sources):
+    proxy, b = editor.colour_proxy, editor.blender
+    images, codes = sources
+    feature = editor.generator.features(codes, b.hairstyle_block)[0]
+    saved = proxy.cfg
+    lo, hi = proxy.cfg.edit_rows
+    rows = proxy.mapper_rows(
+        COLOURS, proxy.target_labs(COLOURS, images.shape[-1], images.device), codes, editor.latent_avg
+    )
+    try:
+        proxy.cfg = dataclasses.replace(saved, refinement=2, refinement_final=1, refinement_lr=(0.05, 0.01, 0.01))
+        result = proxy.edit(COLOURS, images, codes, feature, editor.latent_avg)
+    finally:
+        proxy.cfg = saved
+    assert len(result.edit_losses) == 2 and len(result.final_losses) == 1
+    # the colour codes are those before the last step: one Adam step, which moves an element by its rate
+    moved = (result.colour_codes[:, lo:hi] - rows).abs().amax()
+    assert 0.045 < moved <= 0.05 + 1e-6
+    for bad, match in (({"refinement_lr": (0.1, 0.1)}, "three rates"), ({"refinement_final": -1}, ">= 0")):
+        with pytest.raises(ValueError, match=match):
+            dataclasses.replace(saved, **bad)
+
+
 @pytest.mark.parametrize("kind", ["text", "reference", "colour"])
 def test_method_encoder_gives_the_same_edit_batched_and_one_by_one(editor, sources, kind):
     """The mappers' path without refinement: each pair's edit (proxy, blending, decoding) is its own.
@@ -287,3 +310,37 @@ def test_the_reference_mappers_objective_falls_in_a_short_training(tmp_path):
     module = ReferenceMapperModule(editor, hidden=128, layers=2)
     start, trained, delta = train_briefly(module, steps=8, n=2)
     assert trained < 0.9 * start, (start, trained)
+
+
+def test_the_benchmark_rows_refine_at_the_official_rate_beside_the_world_editors_schedule(monkeypatch):
+    """benchmarks/amortised.py: the "mapper + K" rows use K steps per phase at the official rate, the
+    world editor's colour refinement is a row of its own, and the fast path's rows are the mapper rows
+    again from the FS encoder's embedding."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from hairclipv2.config import build, register_resolvers
+    from hairclipv2.editing.proxies import ColourProxyConfig
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts benchmarks/ on it
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("amortised_benchmark", root / "benchmarks" / "amortised.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(root / "conf"), version_base="1.3"):
+        cfg = compose("evaluate", overrides=["editing=hairclipv2_world"])
+    world = build(ColourProxyConfig, cfg.editing.colour, "editing.colour")
+    assert world.schedule(True) == ((15, 5), (0.02, 0.01, 0.01))
+    assert world.schedule(False) == ((10, 10), (0.01, 0.01, 0.01))  # the optimisation keeps its own
+    rows = bench.methods("colour", [10], False, world)
+    k10 = dataclasses.replace(world, **rows["mapper + 10 steps"])
+    assert k10.schedule(True) == ((10, 10), (0.01, 0.01, 0.01))
+    (tuned,) = [name for name in rows if "world editor, rates" in name]
+    assert dataclasses.replace(world, **rows[tuned]).schedule(True) == world.schedule(True)
+    fast = bench.fast_path(rows, 50)
+    assert len(fast) == 3 and all(s["embedding"] == "encoder" and s["method"] == "encoder" for s in fast.values())
+    assert "world editor, rates" not in " ".join(bench.methods("colour", [10], False, ColourProxyConfig()))

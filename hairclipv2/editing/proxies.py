@@ -324,6 +324,27 @@ class ColourProxyConfig:
     # (FeatureBlender.colour_with_skip: at 0 steps the source's picture outside the hair)
     method: str = "optimisation"
     refinement: int = 0
+    # ours: the final phase's refinement steps (None: `refinement`) and the refinement's Adam rates
+    # (edit rows, final rows, final feature; None: `lr` for each). The mapper's colour is the far part:
+    # the edit rows gain from more steps at a higher rate, the final feature loses from one.
+    refinement_final: int | None = None
+    refinement_lr: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        lrs = self.refinement_lr
+        if lrs is not None and (len(lrs) != 3 or min(lrs) <= 0):
+            raise ValueError(f"editing.colour.refinement_lr must be three rates > 0, got {lrs}")
+        if self.refinement_final is not None and self.refinement_final < 0:
+            raise ValueError(f"editing.colour.refinement_final must be >= 0, got {self.refinement_final}")
+
+    def schedule(self, encoder: bool) -> tuple[tuple[int, int], tuple[float, float, float]]:
+        """((edit steps, final steps), (lr of the edit rows, of the final rows, of the final feature)):
+        the official optimisations', or the refinement's after a colour mapper."""
+        if not encoder:
+            return (self.edit_steps, self.final_steps), (self.lr,) * 3
+        final = self.refinement if self.refinement_final is None else self.refinement_final
+        lrs = tuple(self.refinement_lr) if self.refinement_lr is not None else (self.lr,) * 3
+        return (self.refinement, final), lrs
 
 
 @dataclass
@@ -487,6 +508,7 @@ class ColourProxy(nn.Module):
         if len(conditions) != edited_image.shape[0]:
             raise ValueError(f"one colour condition per image: {len(conditions)} for {edited_image.shape[0]}")
         encoder = c.method == "encoder"
+        (edit_steps, final_steps), (edit_lr, final_lr, feature_lr) = c.schedule(encoder)
         if encoder and latent_avg is None:
             raise ValueError("editing.colour.method=encoder needs the mean code: pass latent_avg")
         g = self.blender.generator
@@ -504,7 +526,7 @@ class ColourProxy(nn.Module):
             image = b.resume(torch.cat([head, free, tail], dim=1), feature)
             return self.edit_objective(conditions, image, edited_image, edited_hair, target_labs)
 
-        edit_run = run_adam([free], c.lr, c.refinement if encoder else c.edit_steps, edit_loss)
+        edit_run = run_adam([free], edit_lr, edit_steps, edit_loss)
         (edited,) = edit_run.result([free], c.pre_step_codes)
         colour_codes = torch.cat([head, edited, tail], dim=1)
         with torch.no_grad():
@@ -526,7 +548,7 @@ class ColourProxy(nn.Module):
             hair_lpips = self.lpips.distance(image * hair_mask, colour_image * hair_mask)
             return c.hair_mse_lambda * hair_mse + c.not_hair_mse_lambda * rest_mse + c.hair_lpips_lambda * hair_lpips
 
-        final_run = run_adam([free, final_feature], c.lr, c.refinement if encoder else c.final_steps, final_loss)
+        final_run = run_adam([free, final_feature], (final_lr, feature_lr), final_steps, final_loss)
         final, _ = final_run.result([free, final_feature], c.pre_step_codes)
         codes = torch.cat([head, final, tail], dim=1)
         with torch.no_grad():
