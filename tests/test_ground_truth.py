@@ -218,3 +218,38 @@ def haired(n: int, seed: int):
     from hairclipv2.evaluation.world_pairs import haired_faces
 
     return haired_faces(WORLD, n, seed)
+
+
+@pytest.mark.slow
+def test_the_world_colour_mapper_with_its_refinement_brings_the_hair_to_the_asked_colour():
+    """The committed colour mapper (`editing.colour.method=encoder`) on world sources embedded by the FS
+    encoder alone, each asked for another face's hair colour as RGB. The world editor's refinement
+    (15 edit + 5 final steps) brings the hair's colour closer to the exact answer's than the mapper
+    alone and repairs the region outside the hair. Measured: ΔE2000 11.7, 15.2, 13.2, 5.7 -> 5.8,
+    11.4, 9.0, 4.5; non-hair PSNR 26.3-30.4 -> 30.0-32.7 dB."""
+    import dataclasses
+
+    from hairclipv2.editing.editor import EditBatch
+    from hairclipv2.editing.proxies import ColourCondition
+
+    torch.manual_seed(0)
+    editor = world_editor(
+        "editing.embedding.method=encoder", "editing.embedding.refinement=0", "editing.colour.method=encoder"
+    )
+    sources, others = haired(4, 31), haired(4, 32)
+    shot, target = WORLD.render(sources), WORLD.render(sources.with_hair_colour(others.hair_rgb))
+    colours = [ColourCondition(rgb=tuple(c)) for c in (others.hair_rgb * 255).round().int().tolist()]
+    proxy = editor.colour_proxy
+    assert proxy.cfg.schedule(True) == ((15, 5), (0.02, 0.01, 0.01))
+    error, nonhair = {}, {}
+    for name, steps in (("alone", 0), ("refined", None)):
+        cfg = proxy.cfg
+        if steps is not None:
+            proxy.cfg = dataclasses.replace(cfg, refinement=steps, refinement_final=steps)
+        torch.manual_seed(0)
+        out = editor.edit(EditBatch(shot.image, "colour", colours=colours))
+        proxy.cfg = cfg
+        m = ground_truth_metrics(out.result, target.image, shot.hair, target.hair, out.result_hair, colour=True)
+        error[name], nonhair[name] = m["gt_colour_de2000"], m["gt_psnr_nonhair"]
+    assert (error["refined"] < error["alone"]).all() and error["refined"].mean() < error["alone"].mean() - 2
+    assert nonhair["refined"].mean() > nonhair["alone"].mean() + 1 and (nonhair["refined"] > 28).all()
