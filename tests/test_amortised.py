@@ -42,7 +42,9 @@ def small_editor(folder, refinement: int = 0, **changes):
     for mode in MAPPERS:
         settings[mode] = {**settings[mode], "method": "encoder", "refinement": refinement}
     weights = {
-        f"{kind}_mapper_weights": str(save_mapper(random_mapper(kind), folder / f"{kind}.pt")) for kind in MAPPERS
+        f"{kind}_mapper_weights": str(save_mapper(random_mapper(kind), folder / f"{kind}.pt"))
+        for kind in MAPPERS
+        if f"{kind}_mapper_weights" not in changes
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -111,6 +113,19 @@ def test_a_mapper_for_other_rows_is_refused_naming_the_setting():
         ValueError, match=r"editing.text_mapper_weights: the mapper answers 4 rows, editing.text frees 7"
     ):
         checked_mapper("optimisation", mapper, "text", 7)
+
+
+def test_a_colour_mapper_for_another_condition_is_refused_naming_its_layout(tmp_path):
+    """A colour mapper reads CLIP's text embedding, the target's Lab and a flag: one trained with
+    another CLIP (here the world's 64-d text embedding) is refused, not misread."""
+    _, rows, reads = MAPPERS["colour"]
+    other = LatentMapper("colour", 64 + 4, 512, rows, reads, hidden=16, layers=1)
+    with pytest.raises(
+        ValueError,
+        match=r"editing.colour_mapper_weights: the mapper reads a condition of 68 values, this editor gives 516 "
+        r"\(CLIP's text embedding 512, the target's Lab 3, a text flag\)",
+    ):
+        small_editor(tmp_path, colour_mapper_weights=str(save_mapper(other, tmp_path / "other.pt")))
 
 
 @pytest.mark.parametrize("mode", list(MAPPERS))
@@ -263,7 +278,7 @@ def train_briefly(module, steps: int = 20, lr: float = 3e-3, n: int = 8) -> tupl
     return start, float(trained.mean()), float(delta.mean())
 
 
-def world_module(kind: str):
+def world_module(kind: str, *extra: str):
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
@@ -271,12 +286,34 @@ def world_module(kind: str):
     from hairclipv2.pipeline import CONF
 
     register_resolvers()
-    overrides = [f"experiment=world_{kind}_mapper", "model.hidden=128", "model.layers=2"]
+    overrides = [f"experiment=world_{kind}_mapper", "model.hidden=128", "model.layers=2", *extra]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return instantiate(cfg.model)
+
+
+def test_a_mapper_trains_on_the_generators_codes_or_on_the_fs_encoders_of_the_worlds_pictures():
+    """model.sources: mapping reads w = mapping(z) with the generator's own F; encoder reads the FS
+    encoder's (S, F) of the world's picture of z, as the fast path embeds a photo."""
+    from hairclipv2.world import World
+
+    mapping, encoder = world_module("colour"), world_module("colour", "model.sources=encoder")
+    g = mapping.editor.generator
+    z = World(g.size, g.style_dim).z(2, seed=3)
+    codes, feature = mapping.embedded(z)
+    with torch.no_grad():
+        w = g.mapping(z)
+        s, f, _ = encoder.editor.embedding.encoder(World(g.size, g.style_dim).render_z(z).image)
+    assert torch.equal(codes, w[:, None].expand_as(codes))
+    assert torch.allclose(feature, g.features(codes, mapping.editor.hairstyle_block)[0])
+    enc_codes, enc_feature = encoder.embedded(z)
+    assert torch.equal(enc_codes, s) and torch.equal(enc_feature, f)
+    assert torch.equal(encoder.sources(z), s)
+    assert not torch.allclose(enc_codes, codes, atol=0.1)  # the encoder's codes are not the mapping's
+    with pytest.raises(ValueError, match="model.sources must be 'mapping' or 'encoder', got 'photo'"):
+        type(mapping)(mapping.editor, sources="photo")
 
 
 @pytest.mark.slow  # 40 s on 2 cores

@@ -41,9 +41,12 @@ def _split_codes(codes: torch.Tensor, start: int, stop: int) -> tuple[torch.Tens
     return codes[:, :start].detach(), nn.Parameter(codes[:, start:stop].detach().clone()), codes[:, stop:].detach()
 
 
-def checked_mapper(method: str, mapper: nn.Module | None, mode: str, rows: int) -> nn.Module | None:
-    """A proxy's mapper, checked against its `method` (editing.<mode>.method) and the `rows` its
-    optimisation frees (a mapper trained for other settings answers other rows)."""
+def checked_mapper(
+    method: str, mapper: nn.Module | None, mode: str, rows: int, condition: tuple[int, str] | None = None
+) -> nn.Module | None:
+    """A proxy's mapper, checked against its `method` (editing.<mode>.method), the `rows` its
+    optimisation frees (a mapper trained for other settings answers other rows) and, when given,
+    the width of the condition the proxy gives it (with what that width is made of)."""
     if method not in METHODS:
         raise ValueError(f"editing.{mode}.method: expected one of {METHODS}, found {method!r}")
     if method == "encoder" and mapper is None:
@@ -51,6 +54,11 @@ def checked_mapper(method: str, mapper: nn.Module | None, mode: str, rows: int) 
     if mapper is not None and mapper.rows != rows:
         raise ValueError(
             f"editing.{mode}_mapper_weights: the mapper answers {mapper.rows} rows, editing.{mode} frees {rows}"
+        )
+    if mapper is not None and condition is not None and mapper.config["condition_dim"] != condition[0]:
+        raise ValueError(
+            f"editing.{mode}_mapper_weights: the mapper reads a condition of {mapper.config['condition_dim']} "
+            f"values, this editor gives {condition[0]} ({condition[1]}); retrain it for this editor"
         )
     return mapper
 
@@ -409,7 +417,11 @@ class ColourProxy(nn.Module):
         self.clip_loss, self.avg_lab, self.background = clip_loss, avg_lab, background
         self.cfg = config or ColourProxyConfig()
         lo, hi = self.edit_span
-        self.mapper = checked_mapper(self.cfg.method, mapper, "colour", hi - lo)
+        condition = None
+        if mapper is not None and clip_loss is not None:  # a mapper trained with another CLIP misreads
+            t = clip_loss.clip.encode_text(["hair"]).shape[-1]
+            condition = (t + COLOUR_CONDITION, f"CLIP's text embedding {t}, the target's Lab 3, a text flag")
+        self.mapper = checked_mapper(self.cfg.method, mapper, "colour", hi - lo, condition)
 
     @property
     def edit_span(self) -> tuple[int, int]:

@@ -4,7 +4,9 @@ objective, over many (source, condition) pairs at once.
 Each module takes a hair editor (its `editing` config: the editor that will use the mapper) and
 trains the mapper of one of its proxies through that proxy's own methods: the same generator,
 losses, weights and rows as the editor's optimisation. Sources are the generator's own faces (W+
-codes w = mapping(z)); conditions come from other faces of the batch (z rolled by one):
+codes w = mapping(z) and their F; `sources=encoder`: the FS encoder's (S, F) of the world's
+pictures, what the fast path gives the mappers); conditions come from other faces of the batch (z
+rolled by one):
 
 - text: the caption of the other face; objective `TextProxy.objective` (CLIP, landmarks).
 - reference: the other face as the reference, its codes jittered as an embedding's rows differ
@@ -53,8 +55,13 @@ class ProxyMapperModule(pl.LightningModule):
         delta_lambda: float = 0.8,
         optimizer: Callable[..., torch.optim.Optimizer] = partial(torch.optim.Adam, lr=1e-3),
         export: str | None = None,
+        sources: str = "mapping",
     ):
         super().__init__()
+        if sources not in ("mapping", "encoder"):
+            raise ValueError(f"model.sources must be 'mapping' or 'encoder', got {sources!r}")
+        if sources == "encoder" and editor.embedding.encoder is None:
+            raise ValueError("model.sources=encoder needs the FS encoder (model.editor.fs_encoder_weights)")
         self.save_hyperparameters(ignore=["editor", "optimizer"])
         self.editor = editor.requires_grad_(False)
         g = editor.generator
@@ -89,10 +96,23 @@ class ProxyMapperModule(pl.LightningModule):
         return self.editor.latent_avg
 
     def sources(self, z: torch.Tensor) -> torch.Tensor:
-        """W+ codes (N, n_latent, D) of the generator's own faces."""
+        """The sources' W+ codes (N, n_latent, D) (see `embedded`)."""
+        if self.hparams.sources == "encoder":
+            return self.embedded(z)[0]
         g = self.editor.generator
         with torch.no_grad():
             return g.mapping(z).unsqueeze(1).expand(-1, g.n_latent, -1).contiguous()
+
+    def embedded(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sources' W+ codes and their feature F after the hairstyle block: the generator's own
+        (w = mapping(z) and its F, `sources=mapping`), or the FS encoder's (S, F) of the world's
+        pictures of z, as the fast path embeds a photo (`sources=encoder`)."""
+        with torch.no_grad():
+            if self.hparams.sources == "encoder":
+                codes, feature, _ = self.editor.embedding.encoder(self.world.render_z(z.cpu()).image.to(z))
+                return codes, feature
+            codes = self.sources(z)
+            return codes, self.editor.generator.features(codes, self.editor.hairstyle_block)[0]
 
     def text_embedding(self, texts: list[str]) -> torch.Tensor:
         return self.editor.clip.encode_text(texts)
@@ -227,12 +247,11 @@ class ColourMapperModule(ProxyMapperModule):
         ]
 
     def answer(self, z: torch.Tensor, use_mapper: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        proxy, g = self.proxy, self.editor.generator
+        proxy = self.proxy
         b = proxy.blender
-        codes, conditions = self.sources(z), self.conditions(z)
+        (codes, feature), conditions = self.embedded(z), self.conditions(z)
         lo, hi = proxy.edit_span
         with torch.no_grad():
-            feature = g.features(codes, b.hairstyle_block)[0]
             edited = b.resume(codes, feature)
             edited_hair = proxy.segmenter.hair(edited)
             labs = proxy.target_labs(conditions, edited.shape[-1], edited.device)
