@@ -115,17 +115,21 @@ def test_a_mapper_for_other_rows_is_refused_naming_the_setting():
         checked_mapper("optimisation", mapper, "text", 7)
 
 
-def test_a_colour_mapper_for_another_condition_is_refused_naming_its_layout(tmp_path):
-    """A colour mapper reads CLIP's text embedding, the target's Lab and a flag: one trained with
-    another CLIP (here the world's 64-d text embedding) is refused, not misread."""
-    _, rows, reads = MAPPERS["colour"]
-    other = LatentMapper("colour", 64 + 4, 512, rows, reads, hidden=16, layers=1)
+@pytest.mark.parametrize(
+    "kind, layout",
+    [("text", r"CLIP's text embedding 512"), ("colour", r"CLIP's text embedding 512, the target's Lab 3, a text flag")],
+)
+def test_a_mapper_trained_with_another_clip_is_refused_naming_its_condition(tmp_path, kind, layout):
+    """Text and colour mappers read CLIP's text embedding (colour: with the target's Lab and a flag):
+    one trained with another CLIP (here the world's 64-d embedding) is refused, not misread."""
+    width, rows, reads = MAPPERS[kind]
+    other = LatentMapper(kind, width - VIT_B_32_TEXT_DIM + 64, 512, rows, reads, hidden=16, layers=1)
     with pytest.raises(
         ValueError,
-        match=r"editing.colour_mapper_weights: the mapper reads a condition of 68 values, this editor gives 516 "
-        r"\(CLIP's text embedding 512, the target's Lab 3, a text flag\)",
+        match=rf"editing.{kind}_mapper_weights: the mapper reads a condition of {width - 448} values, this editor "
+        rf"gives {width} \({layout}\)",
     ):
-        small_editor(tmp_path, colour_mapper_weights=str(save_mapper(other, tmp_path / "other.pt")))
+        small_editor(tmp_path, **{f"{kind}_mapper_weights": str(save_mapper(other, tmp_path / "other.pt"))})
 
 
 @pytest.mark.parametrize("mode", list(MAPPERS))

@@ -95,7 +95,11 @@ class TextProxy(nn.Module):
         borrow(self, generator=generator, segmenter=segmenter)
         self.clip_loss, self.landmarks = clip_loss, landmarks
         self.cfg = config or TextProxyConfig()
-        self.mapper = checked_mapper(self.cfg.method, mapper, "text", self.cfg.rows)
+        condition = None
+        if mapper is not None and clip_loss is not None:  # a mapper trained with another CLIP misreads
+            t = clip_loss.clip.embed_dim
+            condition = (t, f"CLIP's text embedding {t}")
+        self.mapper = checked_mapper(self.cfg.method, mapper, "text", self.cfg.rows, condition)
 
     def objective(
         self,
@@ -419,7 +423,7 @@ class ColourProxy(nn.Module):
         lo, hi = self.edit_span
         condition = None
         if mapper is not None and clip_loss is not None:  # a mapper trained with another CLIP misreads
-            t = clip_loss.clip.encode_text(["hair"]).shape[-1]
+            t = clip_loss.clip.embed_dim
             condition = (t + COLOUR_CONDITION, f"CLIP's text embedding {t}, the target's Lab 3, a text flag")
         self.mapper = checked_mapper(self.cfg.method, mapper, "colour", hi - lo, condition)
 

@@ -65,6 +65,11 @@ class CLIPModel(FrozenNetwork):
         if self.half_on_cuda and device.type == "cuda":
             self.to_half()
 
+    @property
+    def embed_dim(self) -> int:
+        """D, the width of the joint embedding both towers answer in."""
+        return self.model.visual.output_dim
+
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """Unnormalised text embeddings (N, D), cached per string."""
         for t in texts:

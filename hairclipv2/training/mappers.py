@@ -114,9 +114,6 @@ class ProxyMapperModule(pl.LightningModule):
             codes = self.sources(z)
             return codes, self.editor.generator.features(codes, self.editor.hairstyle_block)[0]
 
-    def text_embedding(self, texts: list[str]) -> torch.Tensor:
-        return self.editor.clip.encode_text(texts)
-
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         objective, delta = self.answer(batch["z"])
         loss = objective.mean() + self.hparams.delta_lambda * delta.mean()
@@ -168,7 +165,7 @@ class TextMapperModule(ProxyMapperModule):
     proxy_name = "text_proxy"
 
     def condition_dim(self) -> int:
-        return self.text_embedding(["hair"]).shape[-1]
+        return self.editor.clip.embed_dim
 
     def rows(self) -> int:
         return self.proxy.cfg.rows
@@ -231,7 +228,7 @@ class ColourMapperModule(ProxyMapperModule):
     proxy_name = "colour_proxy"
 
     def condition_dim(self) -> int:
-        return self.text_embedding(["hair"]).shape[-1] + COLOUR_CONDITION
+        return self.editor.clip.embed_dim + COLOUR_CONDITION
 
     def rows(self) -> int:
         lo, hi = self.proxy.edit_span
