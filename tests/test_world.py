@@ -161,6 +161,27 @@ def test_the_world_generator_learns_the_world_and_exports_an_official_container(
     assert all(torch.equal(a, b) for a, b in zip(resumed.g_ema.parameters(), module.g_ema.parameters(), strict=True))
 
 
+def test_mapping_lr_scale_speeds_up_the_mapping_network_alone():
+    from functools import partial
+
+    from hairclipv2.training.world_generator import WorldGeneratorModule
+
+    z = World(size=16, z_dim=32, supersample=2).z(4, 0)
+    moves = []
+    for scale in (1.0, 10.0):
+        module = WorldGeneratorModule(
+            tiny_world_generator(), partial(torch.optim.Adam, lr=1e-3), mapping_lr_scale=scale
+        )
+        before = [p.detach().clone() for p in (module.generator.style[1].weight, module.generator.to_rgb1.conv.weight)]
+        optimiser = module.configure_optimizers()
+        module.draw(module.generator, z).square().mean().backward()
+        optimiser.step()  # Adam's first step: lr x sign(gradient)
+        after = (module.generator.style[1].weight, module.generator.to_rgb1.conv.weight)
+        moves.append([(a - b).abs().max() for a, b in zip(after, before, strict=True)])
+    (mapping_1, synthesis_1), (mapping_10, synthesis_10) = moves
+    assert torch.isclose(mapping_10, 10 * mapping_1, rtol=1e-3) and torch.isclose(synthesis_10, synthesis_1)
+
+
 def test_captions_vary_their_wording_but_name_only_true_traits():
     from hairclipv2.world.captions import phrasing
 

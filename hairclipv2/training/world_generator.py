@@ -33,12 +33,16 @@ class WorldGeneratorModule(pl.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         l1_lambda: float = 0.0,
         ema_decay: float = 0.999,
+        mapping_lr_scale: float = 1.0,
         world_dims: int | None = N_PARAMS,
         init_weights: str | None = None,
         export: str | None = "world_generator.pt",
     ):
         """`scheduler`: an optional partial LR scheduler stepped every step (a decay to the end of
-        training buys the last decibels); `ema_decay`: the weight of the running average per step; `world_dims`: the coordinates of z
+        training buys the last decibels); `ema_decay`: the weight of the running average per step;
+        `mapping_lr_scale`: the mapping network's learning rate over the synthesis network's (its
+        layers' lr_mlp already slows them; a larger scale undoes that without changing what the
+        stored weights mean); `world_dims`: the coordinates of z
         the world reads (the mapping network's first layer starts blind to the others, which carry
         nothing; None keeps StyleGAN2's initialisation); `init_weights`: an exported generator file
         to continue from (both the live and the averaged weights start from it; the optimiser starts
@@ -87,7 +91,11 @@ class WorldGeneratorModule(pl.LightningModule):
         self.log("val/psnr", self.val_psnr, prog_bar=True)
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer(self.generator.parameters())
+        mapping = list(self.generator.style.parameters())
+        known = {id(p) for p in mapping}
+        rest = [p for p in self.generator.parameters() if id(p) not in known]
+        optimizer = self.optimizer([{"params": rest}, {"params": mapping}])
+        optimizer.param_groups[1]["lr"] *= self.hparams.mapping_lr_scale
         if self.scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler(optimizer), "interval": "step"}}
