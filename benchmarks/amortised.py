@@ -257,6 +257,14 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the mapper rows from the FS encoder's embedding + K steps: the whole fast path beside "
         "the official one, each from its own embedding, in one run",
     )
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="editor settings over the world editor's, e.g. editing.text.augment=false (the plain CLIP loss of "
+        "the published text runs)",
+    )
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "amortised_world.json"))
     args = p.parse_args(argv)
     folder = Path(tempfile.mkdtemp())
@@ -267,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         f"editing.colour_mapper_weights={Path(args.colour_mapper).resolve()}",
         f"editing.embedding.w_steps={args.w_steps}",
         f"editing.embedding.fs_steps={args.fs_steps}",
+        *args.set,
     ]
     if args.encoder_embedding is not None and args.fast_path is not None:
         p.error("--encoder-embedding and --fast-path: one or the other")
@@ -307,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
             "embedding": f"{embedding}, shared by every method",
             "embedding_seconds_per_source": embedding_seconds,
             "mappers": {"text": args.text_mapper, "colour": args.colour_mapper, "reference": args.reference_mapper},
+            "settings": args.set,
+            "text_clip_loss": "AugCLIPLoss" if cfg.editing.text.augment else "CLIPLoss (plain)",
             "device": "cpu",
             "threads": torch.get_num_threads(),
             "errors": "mean (difference from the official schedule +- its paired standard error)",
