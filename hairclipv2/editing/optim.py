@@ -39,6 +39,15 @@ def observe_steps(observer: Callable[[int, int], None]) -> Iterator[None]:
         _STEP_OBSERVER.reset(token)
 
 
+def check_finite(loss: torch.Tensor, step: int, steps: int) -> None:
+    """A NaN or infinite loss would make its samples' parameters NaN for good (Adam's moments keep
+    it): stop with the step and the samples instead of returning empty pictures."""
+    finite = torch.isfinite(loss.detach())
+    if not finite.all():
+        bad = (~finite).flatten().nonzero().flatten().tolist()
+        raise FloatingPointError(f"the loss is not finite at step {step + 1} of {steps} for samples {bad}")
+
+
 def run_adam(
     params: Sequence[torch.Tensor],
     lr: float | Sequence[float],
@@ -58,6 +67,7 @@ def run_adam(
     for step in range(steps):
         opt.zero_grad(set_to_none=True)
         loss = loss_fn()
+        check_finite(loss, step, steps)
         loss.sum().backward()
         if step == steps - 1:
             run.before_last_step = [p.detach().clone() for p in params]
