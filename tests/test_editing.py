@@ -486,18 +486,18 @@ def test_adam_loop_returns_the_values_before_its_last_step():
     assert len(five.losses) == 5
 
 
-def test_adam_loop_stops_at_a_non_finite_loss_before_it_reaches_the_parameters():
+def test_adam_loop_refuses_to_return_parameters_a_non_finite_loss_has_reached():
     x = torch.zeros(3, 2, requires_grad=True)
     calls = []
 
     def loss():
         calls.append(1)
         value = x.pow(2).sum(1) + 1
-        return value * torch.tensor([1.0, float("nan"), 1.0]) if len(calls) == 3 else value
+        return value * torch.tensor([1.0, float("nan"), 1.0]) if len(calls) in (3, 4) else value
 
     with pytest.raises(FloatingPointError, match=r"step 3 of 5 for samples \[1\]"):
         run_adam([x], 0.1, 5, loss)
-    assert torch.isfinite(x).all()
+    assert len(calls) == 5  # one check after the loop: the steps never wait for the device
 
 
 def test_text_proxy_returns_pre_step_codes_by_default(editor, sources):

@@ -39,13 +39,17 @@ def observe_steps(observer: Callable[[int, int], None]) -> Iterator[None]:
         _STEP_OBSERVER.reset(token)
 
 
-def check_finite(loss: torch.Tensor, step: int, steps: int) -> None:
-    """A NaN or infinite loss would make its samples' parameters NaN for good (Adam's moments keep
-    it): stop with the step and the samples instead of returning empty pictures."""
-    finite = torch.isfinite(loss.detach())
-    if not finite.all():
-        bad = (~finite).flatten().nonzero().flatten().tolist()
-        raise FloatingPointError(f"the loss is not finite at step {step + 1} of {steps} for samples {bad}")
+def check_finite(losses: list[torch.Tensor]) -> None:
+    """A NaN or infinite loss makes its samples' parameters NaN for good (Adam's moments keep it):
+    stop with the first such step and its samples instead of returning empty pictures. Checked once
+    after the loop, so the steps themselves never wait for the device."""
+    if not losses:
+        return
+    finite = torch.isfinite(torch.stack(losses).reshape(len(losses), -1))
+    if not bool(finite.all()):
+        step = int((~finite).any(1).nonzero()[0])
+        bad = (~finite[step]).nonzero().flatten().tolist()
+        raise FloatingPointError(f"the loss is not finite at step {step + 1} of {len(losses)} for samples {bad}")
 
 
 def run_adam(
@@ -67,7 +71,6 @@ def run_adam(
     for step in range(steps):
         opt.zero_grad(set_to_none=True)
         loss = loss_fn()
-        check_finite(loss, step, steps)
         loss.sum().backward()
         if step == steps - 1:
             run.before_last_step = [p.detach().clone() for p in params]
@@ -75,4 +78,5 @@ def run_adam(
         run.losses.append(loss.detach())
         if observer is not None:
             observer(step + 1, steps)
+    check_finite(run.losses)
     return run

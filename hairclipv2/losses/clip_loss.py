@@ -5,7 +5,7 @@ image and 7 augmented copies (kornia RandomAffine(15, 0.1) and RandomPerspective
 Kornia's perspective warp leaves a NaN pixel now and then (3 copies in 109,000 at 224 px, kornia 0.9:
 where the warp's horizon crosses a pixel centre). The official loss then turns NaN and Adam makes
 that sample's codes NaN for good: about one text edit in 25 (200 steps, 7 copies each) would come
-back empty. Here such pixels read 0 (mid-grey) and carry no gradient."""
+back empty. Here such pixels (and any infinite one) read 0, mid-grey, and carry no gradient."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class CLIPLoss(nn.Module):
             image = F.normalize(self.clip.encode_image(clip_input((images + 1) / 2)), dim=-1)
             return 1 - (image * text).sum(-1)
         small = F.adaptive_avg_pool2d(images, 224)
-        augmented = torch.nan_to_num(self.augmentations(small.repeat(self.n - 1, 1, 1, 1)), nan=0.0)
+        augmented = torch.nan_to_num(self.augmentations(small.repeat(self.n - 1, 1, 1, 1)), 0.0, 0.0, 0.0)
         copies = torch.cat([small, augmented])  # the first copy is not augmented
         emb = F.normalize(self.clip.encode_image((copies + 1) / 2), dim=-1).view(self.n, images.shape[0], -1)
         dist = (emb - text.unsqueeze(0)).norm(dim=-1).div(2).arcsin().pow(2).mul(2)

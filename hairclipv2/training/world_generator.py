@@ -42,9 +42,9 @@ class WorldGeneratorModule(pl.LightningModule):
         training buys the last decibels); `ema_decay`: the weight of the running average per step;
         `mapping_lr_scale`: the mapping network's learning rate over the synthesis network's (its
         layers' lr_mlp already slows them; a larger scale undoes that without changing what the
-        stored weights mean); `world_dims`: the coordinates of z
-        the world reads (the mapping network's first layer starts blind to the others, which carry
-        nothing; None keeps StyleGAN2's initialisation); `init_weights`: an exported generator file
+        stored weights mean); `world_dims`: the coordinates of z the world reads (the mapping
+        network's first layer starts blind to the others, which carry nothing; None keeps
+        StyleGAN2's initialisation); `init_weights`: an exported generator file
         to continue from (both the live and the averaged weights start from it; the optimiser starts
         afresh); `export`: the file in the run folder the averaged generator is written to after
         every validation and at the end."""
