@@ -139,7 +139,7 @@ class FeatureBlender(nn.Module):
 
     def colour_feature(self, codes: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
         """The feature after colour_block from F, with fixed noise."""
-        return self.generator.run_blocks(codes, self.hairstyle_block + 1, self.colour_block, feature)[0]
+        return self.colour_parts(codes, feature)[0]
 
     def colour(
         self, edited_image: torch.Tensor, src_codes: torch.Tensor, colour_codes: torch.Tensor, feature: torch.Tensor
@@ -159,10 +159,19 @@ class FeatureBlender(nn.Module):
         so HairCLIPv2's final optimisation, which repairs the skip its resume leaves out, starts
         from the answer it seeks."""
         hair_mask = self.colour_hair_mask(edited_image)
-        start = self.hairstyle_block + 1
-        colour_feature, colour_skip = self.generator.run_blocks(colour_codes, start, self.colour_block, feature)
-        src_feature, src_skip = self.generator.run_blocks(src_codes, start, self.colour_block, feature)
-        return blend(colour_feature, src_feature, hair_mask), blend(colour_skip, src_skip, hair_mask), hair_mask
+        source = self.colour_parts(src_codes, feature)
+        return (*self.blend_colour(self.colour_parts(colour_codes, feature), source, hair_mask), hair_mask)
+
+    def colour_parts(self, codes: torch.Tensor, feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(feature, RGB skip) after colour_block of codes from F, with fixed noise."""
+        return self.generator.run_blocks(codes, self.hairstyle_block + 1, self.colour_block, feature)
+
+    @staticmethod
+    def blend_colour(
+        colour: tuple[torch.Tensor, torch.Tensor], source: tuple[torch.Tensor, torch.Tensor], hair_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`colour_parts` of the colour codes inside the hair mask, the source's outside."""
+        return blend(colour[0], source[0], hair_mask), blend(colour[1], source[1], hair_mask)
 
     def colour_resume(
         self, codes: torch.Tensor, colour_feature: torch.Tensor, skip: torch.Tensor | None = None

@@ -236,6 +236,50 @@ def test_the_colour_refinement_takes_its_own_steps_per_phase_and_rates(editor, s
             dataclasses.replace(saved, **bad)
 
 
+def test_the_lab_solve_gives_the_returned_pictures_hair_the_asked_rgb_and_leaves_text_to_the_refinement(
+    editor, sources
+):
+    """`editing.colour.lab_solve`: Gauss-Newton steps from the mapper's answer on the RGB conditions
+    (samples 0 and 2 of COLOURS); the text condition (1) gets the refinement's Adam steps as it would
+    without the solve, and a batch of RGB conditions alone runs no Adam step."""
+    proxy, b = editor.colour_proxy, editor.blender
+    images, codes = sources
+    feature = editor.generator.features(codes, b.hairstyle_block)[0]
+    labs = proxy.target_labs(COLOURS, images.shape[-1], images.device)
+    saved = proxy.cfg
+    try:
+        proxy.cfg = dataclasses.replace(saved, refinement=2, lab_solve=3)
+        solved = proxy.edit(COLOURS, images, codes, feature, editor.latent_avg)
+        rgb_only = proxy.edit(
+            [COLOURS[0], COLOURS[2]], images[[0, 2]], codes[[0, 2]], feature[[0, 2]], editor.latent_avg
+        )
+        proxy.cfg = dataclasses.replace(saved, refinement=2)
+        plain = proxy.edit(COLOURS, images, codes, feature, editor.latent_avg)
+        proxy.cfg = dataclasses.replace(saved, method="optimisation", edit_steps=2, final_steps=1, lab_solve=3)
+        official = proxy.edit(COLOURS, images, codes, feature, editor.latent_avg)  # the solve is the mapper's
+    finally:
+        proxy.cfg = saved
+    residuals = solved.solve_residuals
+    assert len(residuals) == 4 and residuals[0].shape == (2, 6)  # hair Lab and ring Lab, before each step, after
+    norms = [r.norm(dim=1) for r in residuals]  # measured: 70.8 kept (each step refused on this random
+    assert all((later <= earlier).all() for earlier, later in zip(norms, norms[1:]))  # generator), 258 -> 31
+    assert norms[-1][1] < 0.2 * norms[0][1]
+    with torch.no_grad():  # solved on the picture the edit returns
+        returned = proxy.avg_lab.hair_lab(solved.image[[0, 2]]) - labs
+    torch.testing.assert_close(returned, residuals[-1][:, :3], rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(solved.image[1], plain.image[1])
+    torch.testing.assert_close(solved.codes[1], plain.codes[1])
+    edit_losses = torch.stack(solved.edit_losses)
+    assert (edit_losses[:, [0, 2]] == 0).all() and (edit_losses[:, 1] > 0).all()
+    assert torch.equal(solved.codes[[0, 2]], codes[[0, 2]])  # no final step either
+    assert rgb_only.edit_losses == [] and rgb_only.final_losses == []
+    torch.testing.assert_close(rgb_only.image, solved.image[[0, 2]], rtol=1e-4, atol=1e-5)
+    assert official.solve_residuals == [] and len(official.edit_losses) == 2 and len(official.final_losses) == 1
+    for bad in ({"lab_solve": -1}, {"lab_solve_damping": -0.5}):
+        with pytest.raises(ValueError, match="lab_solve"):
+            dataclasses.replace(saved, **bad)
+
+
 @pytest.mark.parametrize("kind", ["text", "reference", "colour"])
 def test_method_encoder_gives_the_same_edit_batched_and_one_by_one(editor, sources, kind):
     """The mappers' path without refinement: each pair's edit (proxy, blending, decoding) is its own.

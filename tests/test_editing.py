@@ -15,7 +15,7 @@ import torch
 from hairclipv2.editing.bald import BaldProxy, LevelMapper, load_bald_proxy
 from hairclipv2.editing.editor import EditBatch, HairEditModule
 from hairclipv2.editing.embedding import EmbeddingConfig, FSEmbedding
-from hairclipv2.editing.optim import run_adam
+from hairclipv2.editing.optim import gauss_newton, run_adam
 from hairclipv2.editing.prior import PNormPrior
 from hairclipv2.editing.proxies import ColourCondition
 from hairclipv2.models.stylegan2 import Generator
@@ -498,6 +498,50 @@ def test_adam_loop_refuses_to_return_parameters_a_non_finite_loss_has_reached():
     with pytest.raises(FloatingPointError, match=r"step 3 of 5 for samples \[1\]"):
         run_adam([x], 0.1, 5, loss)
     assert len(calls) == 5  # one check after the loop: the steps never wait for the device
+
+
+def test_gauss_newton_takes_the_smallest_move_that_zeroes_linear_residuals():
+    """Linear residuals A x - b (3 of them, x of 2 x 4): one undamped step lands on the solution
+    nearest the start, x0 + pinv(A) (b - A x0), whatever the other samples of the batch."""
+    torch.manual_seed(0)
+    a, b = torch.randn(3, 8, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)
+    x0 = torch.randn(2, 2, 4, dtype=torch.float64)
+    x, history = gauss_newton(lambda x: x.flatten(1) @ a.T - b, x0, steps=1, damping=0.0)
+    nearest = x0.flatten(1) + (b - x0.flatten(1) @ a.T) @ torch.linalg.pinv(a).T
+    torch.testing.assert_close(x.flatten(1), nearest)
+    assert len(history) == 2 and history[-1].abs().max() < 1e-10 and history[0].abs().min() > 1e-3
+    alone, _ = gauss_newton(lambda x: x.flatten(1) @ a.T - b[1:], x0[1:], steps=1, damping=0.0)
+    torch.testing.assert_close(alone, x[1:])
+
+
+def test_gauss_newton_solves_saturating_residuals_in_a_few_damped_steps():
+    torch.manual_seed(1)
+    a, target = torch.randn(3, 16), torch.rand(4, 3) - 0.5
+
+    def residuals(x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x @ a.T) - target
+
+    x, history = gauss_newton(residuals, torch.zeros(4, 16), steps=4, damping=1e-3)
+    norms = [float(r.norm(dim=1).max()) for r in history]
+    assert norms[-1] < 1e-4 < norms[0] and all(later < earlier for earlier, later in zip(norms, norms[1:]))
+    heavy, _ = gauss_newton(residuals, torch.zeros(4, 16), steps=1, damping=1e3)  # damping shortens the step
+    assert heavy.norm() < 0.1 * gauss_newton(residuals, torch.zeros(4, 16), steps=1, damping=1e-3)[0].norm()
+
+
+def test_gauss_newton_takes_back_a_step_that_overshoots_and_damps_the_next():
+    """r = x^2 - 1 from x = 0.01: the lightly damped step jumps to x = 40 (r = 1600); it is taken back,
+    and tenfold damping after each refusal reaches steps that help, on to the root."""
+
+    def residuals(x: torch.Tensor) -> torch.Tensor:
+        return x.pow(2) - 1
+
+    start = torch.full((1, 1), 0.01)
+    x, history = gauss_newton(residuals, start, steps=1, damping=1e-4)
+    assert torch.equal(x, start) and torch.equal(history[1], history[0])
+    x, history = gauss_newton(residuals, start, steps=12, damping=1e-4)
+    norms = [float(r.abs()) for r in history]  # measured: 1.0 three times, 0.96, ..., 0.29, 0.017, 1e-4, 0
+    assert all(later <= earlier for earlier, later in zip(norms, norms[1:])) and norms[-1] < 1e-3
+    assert torch.allclose(x, torch.ones(1, 1))
 
 
 def test_text_proxy_returns_pre_step_codes_by_default(editor, sources):

@@ -80,3 +80,45 @@ def run_adam(
             observer(step + 1, steps)
     check_finite(run.losses)
     return run
+
+
+def gauss_newton(
+    residuals: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, steps: int, damping: float = 1.0
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Damped minimum-norm Gauss-Newton (Levenberg-Marquardt) on a few residuals per sample:
+    `residuals(x)` (N, K) of x (N, ...), each sample's from its own x. A step is
+    x - J^T (J J^T + damping I)^-1 r, the smallest move that zeroes the linearised residuals (K
+    backward passes, K << x's size). A step that does not lower a sample's residual norm is taken
+    back and that sample's damping grows tenfold (it falls back tenfold, to `damping`, after a step
+    that does), so no sample ends worse than it started. Returns (x, the residuals (N, K) of the
+    kept x before each step and after the last)."""
+    n = x.shape[0]
+    x = x.detach().clone()
+    lam = torch.full((n, 1, 1), float(damping), device=x.device, dtype=torch.float64)
+
+    def evaluate(at: torch.Tensor, jacobian: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        free = at.clone().requires_grad_(jacobian)
+        with torch.enable_grad() if jacobian else torch.no_grad():
+            r = residuals(free)
+            if not jacobian:
+                return r.detach(), None
+            k = r.shape[1]
+            rows = [torch.autograd.grad(r[:, i].sum(), free, retain_graph=i < k - 1)[0].flatten(1) for i in range(k)]
+        return r.detach(), torch.stack(rows, 1).double()  # (N, K), (N, K, P)
+
+    r, jac = evaluate(x, steps > 0)
+    history = [r]
+    for step in range(steps):
+        eye = torch.eye(r.shape[1], device=x.device, dtype=torch.float64)
+        gram = jac @ jac.transpose(1, 2) + lam * eye
+        move = (jac.transpose(1, 2) @ torch.linalg.solve(gram, r.double()[..., None]))[..., 0]
+        trial = x - move.view_as(x).to(x.dtype)
+        r_trial, jac_trial = evaluate(trial, step < steps - 1)
+        better = r_trial.norm(dim=1) <= r.norm(dim=1)  # (N,)
+        keep = better.view(n, *([1] * (x.dim() - 1)))
+        x, r = torch.where(keep, trial, x), torch.where(better[:, None], r_trial, r)
+        if jac_trial is not None:
+            jac = torch.where(better[:, None, None], jac_trial, jac)
+        lam = torch.where(better[:, None, None], (lam / 10).clamp_min(damping), lam * 10)
+        history.append(r)
+    return x, history

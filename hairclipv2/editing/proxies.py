@@ -15,10 +15,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..blending import FeatureBlender
-from ..losses import AvgLabLoss, BackgroundLoss, CLIPLoss, LandmarkLoss, LPIPSLoss, StyleLoss, hair_mask_loss
+from ..losses import (
+    AvgLabLoss,
+    BackgroundLoss,
+    CLIPLoss,
+    LandmarkLoss,
+    LPIPSLoss,
+    StyleLoss,
+    hair_mask_loss,
+    rgb_to_lab,
+)
+from ..losses.colour import masked_mean
 from ..models.parsing import HairSegmenter
 from ..sharing import borrow
-from .optim import run_adam
+from .optim import gauss_newton, run_adam
 
 TEXT_LANDMARKS = (tuple(range(0, 17)), tuple(range(27, 36)))  # jaw line and nose (text proxy)
 # official: each proxy's optimisation; encoder: an amortised proxy's answer (amortised.py), then
@@ -341,8 +351,21 @@ class ColourProxyConfig:
     # the edit rows gain from more steps at a higher rate, the final feature loses from one.
     refinement_final: int | None = None
     refinement_lr: tuple[float, float, float] | None = None
+    # ours, method=encoder (unused by the official path): Gauss-Newton steps (optim.gauss_newton) from the mapper's answer that
+    # solve an RGB or reference condition's average Lab colour on the picture the edit returns (the
+    # RGB-skip blend), at the smallest move of the edit rows; with `lab_solve_ring`, the enlarged
+    # mask's non-hair ring also keeps its mean colour (HairCLIPv2's background term, in three
+    # numbers). Solved samples take no refinement steps (text conditions, not solved, take them). 0: off.
+    lab_solve: int = 0
+    lab_solve_ring: bool = True
+    lab_solve_damping: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.lab_solve < 0 or self.lab_solve_damping < 0:
+            raise ValueError(
+                f"editing.colour.lab_solve and lab_solve_damping must be >= 0, got {self.lab_solve}, "
+                f"{self.lab_solve_damping}"
+            )
         lrs = self.refinement_lr
         if lrs is not None and (len(lrs) != 3 or min(lrs) <= 0):
             raise ValueError(f"editing.colour.refinement_lr must be three rates > 0, got {lrs}")
@@ -398,6 +421,8 @@ class ColourResult:
     colour_image: torch.Tensor | None = None
     edit_losses: list[torch.Tensor] = field(default_factory=list)
     final_losses: list[torch.Tensor] = field(default_factory=list)
+    # editing.colour.lab_solve: the solved samples' residuals (N_solved, 3 or 6) before each step and after
+    solve_residuals: list[torch.Tensor] = field(default_factory=list)
 
 
 class ColourProxy(nn.Module):
@@ -511,6 +536,35 @@ class ColourProxy(nn.Module):
         condition = self.mapper_condition(conditions, target_labs, src_codes.device)
         return self.mapper(condition, rows, rows, latent_avg)
 
+    def solve_lab(
+        self,
+        rows: torch.Tensor,
+        edited_image: torch.Tensor,
+        src_codes: torch.Tensor,
+        feature: torch.Tensor,
+        target_labs: torch.Tensor,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(edit rows, residuals per step) that give the returned picture's hair the target Lab colours
+        (`lab_solve`): every argument is the solved samples' own."""
+        b, c = self.blender, self.cfg
+        lo, hi = self.edit_span
+        head, tail = src_codes[:, :lo], src_codes[:, hi:]
+        with torch.no_grad():  # what the steps do not change: the masks, the source's colour parts
+            hair_mask = b.colour_hair_mask(edited_image)
+            source = b.colour_parts(src_codes, feature)
+            ring = (hair_mask - self.segmenter.hair(edited_image)).clamp(0, 1)
+            ring_lab = masked_mean(rgb_to_lab((edited_image + 1) / 2), ring)
+
+        def residuals(free: torch.Tensor) -> torch.Tensor:
+            parts = b.colour_parts(torch.cat([head, free, tail], dim=1), feature)
+            image = b.colour_resume(src_codes, *b.blend_colour(parts, source, hair_mask))
+            r = self.avg_lab.hair_lab(image) - target_labs.float()
+            if c.lab_solve_ring:
+                r = torch.cat([r, masked_mean(rgb_to_lab((image + 1) / 2), ring) - ring_lab], dim=1)
+            return r
+
+        return gauss_newton(residuals, rows, c.lab_solve, c.lab_solve_damping)
+
     def edit(
         self,
         conditions: Sequence[ColourCondition],
@@ -537,10 +591,21 @@ class ColourProxy(nn.Module):
         if encoder:
             with torch.no_grad():
                 free = nn.Parameter(self.mapper_rows(conditions, target_labs, src_codes, latent_avg).to(free.dtype))
+        solved = [i for i, cond in enumerate(conditions) if cond.kind != "text"] if encoder and c.lab_solve else []
+        idx = torch.tensor(solved, dtype=torch.long, device=src_codes.device)
+        residuals: list[torch.Tensor] = []
+        if solved:
+            rows, residuals = self.solve_lab(free[idx], edited_image[idx], src_codes[idx], feature[idx], target_labs)
+            free = nn.Parameter(free.detach().index_copy(0, idx, rows.to(free.dtype)))
+            if len(solved) == len(conditions):
+                edit_steps = final_steps = 0
+        # zero losses, zero gradients: Adam leaves the solved samples' rows and feature as they are
+        unsolved = torch.ones(len(conditions), device=src_codes.device).index_fill(0, idx, 0)
 
         def edit_loss() -> torch.Tensor:
             image = b.resume(torch.cat([head, free, tail], dim=1), feature)
-            return self.edit_objective(conditions, image, edited_image, edited_hair, target_labs)
+            loss = self.edit_objective(conditions, image, edited_image, edited_hair, target_labs)
+            return loss * unsolved if solved else loss
 
         edit_run = run_adam([free], edit_lr, edit_steps, edit_loss)
         (edited,) = edit_run.result([free], c.pre_step_codes)
@@ -562,7 +627,8 @@ class ColourProxy(nn.Module):
             hair_mse = (image * hair_mask - colour_image * hair_mask).pow(2).mean(dim=(1, 2, 3))
             rest_mse = (image * (1 - hair_mask) - edited_image.detach() * (1 - hair_mask)).pow(2).mean(dim=(1, 2, 3))
             hair_lpips = self.lpips.distance(image * hair_mask, colour_image * hair_mask)
-            return c.hair_mse_lambda * hair_mse + c.not_hair_mse_lambda * rest_mse + c.hair_lpips_lambda * hair_lpips
+            loss = c.hair_mse_lambda * hair_mse + c.not_hair_mse_lambda * rest_mse + c.hair_lpips_lambda * hair_lpips
+            return loss * unsolved if solved else loss
 
         final_run = run_adam([free, final_feature], (final_lr, feature_lr), final_steps, final_loss)
         final, _ = final_run.result([free, final_feature], c.pre_step_codes)
@@ -578,4 +644,5 @@ class ColourProxy(nn.Module):
             colour_image,
             edit_run.losses,
             final_run.losses,
+            residuals,
         )
