@@ -65,13 +65,17 @@ OFFICIAL = {  # HairCLIPv2's schedule (utils/options.py) and the world editor's 
 def methods(mode: str, refinements: list[int], untrained: bool, settings: Any) -> dict[str, dict]:
     """An untrained mapper answers the optimisation's start: with K = the world editor's 10 steps
     it is that row again, which is left out. The K rows refine at the official rate; for colour the
-    world editor's own refinement (its steps per phase and rates) is a row of its own."""
+    world editor's own refinement (its steps per phase and rates, which its text colours take) and
+    its Gauss-Newton solve of RGB and reference colours (`lab_solve`) are rows of their own."""
     official, world, schedule = OFFICIAL[mode]
     mapper = "untrained mapper (the start)" if untrained else "mapper"
-    plain = {"refinement_final": None, "refinement_lr": None} if mode == "colour" else {}
+    plain = {"refinement_final": None, "refinement_lr": None, "lab_solve": 0} if mode == "colour" else {}
     out = {
         f"optimisation, {schedule} (official)": {"method": "optimisation", **official},
-        "optimisation, 10 steps (world editor)": {"method": "optimisation", **world},
+        "optimisation, 10 + 10 steps (demo)" if mode == "colour" else "optimisation, 10 steps (world editor)": {
+            "method": "optimisation",
+            **world,
+        },
         f"{mapper} alone": {"method": "encoder", "refinement": 0, **plain},
     }
     kept = [k for k in refinements if not (untrained and k == 10)]
@@ -79,7 +83,9 @@ def methods(mode: str, refinements: list[int], untrained: bool, settings: Any) -
     if mode == "colour" and settings.refinement_lr is not None:
         (edit, final), rates = settings.schedule(True)
         name = f"{mapper} + {edit} + {final} steps (world editor, rates {', '.join(map(str, rates))})"
-        out[name] = {"method": "encoder"}
+        out[name] = {"method": "encoder", "lab_solve": 0}
+    if mode == "colour" and settings.lab_solve:
+        out[f"{mapper} + {settings.lab_solve} Gauss-Newton steps (world editor)"] = {"method": "encoder"}
     return out
 
 

@@ -399,8 +399,8 @@ def test_the_reference_mappers_objective_falls_in_a_short_training(tmp_path):
 
 def test_the_benchmark_rows_refine_at_the_official_rate_beside_the_world_editors_schedule(monkeypatch):
     """benchmarks/amortised.py: the "mapper + K" rows use K steps per phase at the official rate, the
-    world editor's colour refinement is a row of its own, and the fast path's rows are the mapper rows
-    again from the FS encoder's embedding."""
+    world editor's colour refinement and its Gauss-Newton solve are rows of their own (the other rows
+    solve nothing), and the fast path's rows are the mapper rows again from the FS encoder's embedding."""
     import importlib.util
     import sys
     from pathlib import Path
@@ -426,6 +426,10 @@ def test_the_benchmark_rows_refine_at_the_official_rate_beside_the_world_editors
     assert k10.schedule(True) == ((10, 10), (0.01, 0.01, 0.01))
     (tuned,) = [name for name in rows if "world editor, rates" in name]
     assert dataclasses.replace(world, **rows[tuned]).schedule(True) == world.schedule(True)
+    (solved,) = [name for name in rows if "Gauss-Newton" in name]  # the world editor's RGB colours
+    assert world.lab_solve == 3 and dataclasses.replace(world, **rows[solved]).lab_solve == 3
+    mappers = [name for name, row in rows.items() if row["method"] == "encoder" and name != solved]
+    assert mappers and all(dataclasses.replace(world, **rows[name]).lab_solve == 0 for name in mappers)
     fast = bench.fast_path(rows, 50)
-    assert len(fast) == 3 and all(s["embedding"] == "encoder" and s["method"] == "encoder" for s in fast.values())
+    assert len(fast) == 4 and all(s["embedding"] == "encoder" and s["method"] == "encoder" for s in fast.values())
     assert "world editor, rates" not in " ".join(bench.methods("colour", [10], False, ColourProxyConfig()))
