@@ -253,6 +253,8 @@ def test_the_lab_solve_gives_the_returned_pictures_hair_the_asked_rgb_and_leaves
         rgb_only = proxy.edit(
             [COLOURS[0], COLOURS[2]], images[[0, 2]], codes[[0, 2]], feature[[0, 2]], editor.latent_avg
         )
+        reference = [ColourCondition(image=images[2])]  # a reference's hair colour is solved as an RGB one
+        by_reference = proxy.edit(reference, images[:1], codes[:1], feature[:1], editor.latent_avg)
         proxy.cfg = dataclasses.replace(saved, refinement=2)
         plain = proxy.edit(COLOURS, images, codes, feature, editor.latent_avg)
         proxy.cfg = dataclasses.replace(saved, method="optimisation", edit_steps=2, final_steps=1, lab_solve=3)
@@ -275,6 +277,13 @@ def test_the_lab_solve_gives_the_returned_pictures_hair_the_asked_rgb_and_leaves
     assert rgb_only.edit_losses == [] and rgb_only.final_losses == []
     torch.testing.assert_close(rgb_only.image, solved.image[[0, 2]], rtol=1e-4, atol=1e-5)
     assert official.solve_residuals == [] and len(official.edit_losses) == 2 and len(official.final_losses) == 1
+    reference_lab = proxy.target_labs(reference, images.shape[-1], images.device)
+    assert torch.allclose(reference_lab, proxy.avg_lab.hair_lab(images[2:3]))
+    with torch.no_grad():
+        reached = proxy.avg_lab.hair_lab(by_reference.image) - reference_lab
+    torch.testing.assert_close(reached, by_reference.solve_residuals[-1][:, :3], rtol=1e-3, atol=1e-3)
+    first, last = by_reference.solve_residuals[0], by_reference.solve_residuals[-1]
+    assert by_reference.edit_losses == [] and last.norm() <= first.norm()
     for bad in ({"lab_solve": -1}, {"lab_solve_damping": -0.5}):
         with pytest.raises(ValueError, match="lab_solve"):
             dataclasses.replace(saved, **bad)
