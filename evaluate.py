@@ -44,7 +44,7 @@ from hairclipv2.evaluation.dlib_identity import DlibIdentity  # noqa: E402
 from hairclipv2.evaluation.fid import CLIPFeatures, RandomFeatures, frechet  # noqa: E402
 from hairclipv2.evaluation.pairs import IMAGE_EXTENSIONS, PairsError, read_pairs  # noqa: E402
 from hairclipv2.evaluation.records import EditRecords  # noqa: E402
-from hairclipv2.evaluation.world_pairs import write_world_pairs  # noqa: E402
+from hairclipv2.evaluation.world_pairs import COLOUR_CONDITIONS, write_world_pairs  # noqa: E402
 from hairclipv2.losses import IDLoss, LPIPSLoss  # noqa: E402
 from hairclipv2.pipeline import editor_from_config  # noqa: E402
 from hairclipv2.quiet import silence_known_noise  # noqa: E402
@@ -90,6 +90,8 @@ def identity_metric(name: str | None) -> DlibIdentity | None:
 def evaluate(cfg: DictConfig) -> dict:
     """Run the task; returns summary.json's content."""
     positive_int(cfg.batch_size, "batch_size")
+    if cfg.get("world_colour", "rgb") not in COLOUR_CONDITIONS:
+        raise ConfigError(f"world_colour: expected one of {COLOUR_CONDITIONS}, found {cfg.world_colour!r}")
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     task = cfg.task.name
@@ -119,9 +121,12 @@ def evaluate(cfg: DictConfig) -> dict:
         "identity": "IR-SE50" + (" and dlib's face-recognition ResNet (trained)" if dlib_identity else ""),
     }
     if pairs is None and cfg.get("embedded") == "world":  # world faces with the exact answer of every edit
-        written = write_world_pairs(out / "inputs", task, int(cfg.world_pairs), int(cfg.generator.size))
+        colour = str(cfg.get("world_colour", "rgb"))
+        written = write_world_pairs(out / "inputs", task, int(cfg.world_pairs), int(cfg.generator.size), colour)
         pairs = read_pairs(written, task, int(cfg.generator.size))
         protocol.update(pairs="the world's pairs (ground truth)", format="CSV")
+        if task == "hair_color":
+            protocol["colour"] = colour
     elif pairs is None:
         pairs = embedded_default(out, task, editor.generator, editor.latent_avg)
     records = EditRecords(out)

@@ -86,6 +86,45 @@ def test_world_pairs_are_valid_pairs_files_with_ground_truth_for_every_task(tmp_
         read_pairs(tmp_path / "hair_text" / "partial.csv", "hair_text", 64)
 
 
+def test_world_colour_pairs_give_the_colour_as_rgb_as_its_name_or_as_a_reference_picture(tmp_path):
+    """task=hair_color's three conditions (`world_colour`): the same sources and references; a name's
+    target has the name's palette colour, the others the reference's own hair colour."""
+    import numpy as np
+    from PIL import Image
+
+    from hairclipv2.evaluation.ground_truth import mean_hair_colour
+    from hairclipv2.evaluation.pairs import read_pairs
+    from hairclipv2.evaluation.world_pairs import REFERENCE_SEED, haired_faces, write_world_pairs
+    from hairclipv2.world import hair_colour_name
+
+    def read(path) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(Image.open(path), np.float32))
+
+    def target_colour(pair) -> torch.Tensor:
+        image = read(pair.target).permute(2, 0, 1)[None] / 127.5 - 1
+        return mean_hair_colour(image, read(pair.target_hair)[None, None] / 255)
+
+    references = haired_faces(WORLD, 3, REFERENCE_SEED)
+    names = hair_colour_name(references.hair_rgb)
+    pairs = {
+        c: read_pairs(write_world_pairs(tmp_path / c, "hair_color", 3, colour=c), "hair_color", 64)
+        for c in ("rgb", "text", "reference")
+    }
+    assert [p.rgb for p in pairs["rgb"]] == [tuple(c) for c in (references.hair_rgb * 255).round().int().tolist()]
+    assert [p.color_text for p in pairs["text"]] == [f"{name} hair" for name in names]
+    assert all(p.rgb is None and p.color_text is None for p in pairs["reference"])
+    pictures = (WORLD.render(references).image + 1) * 127.5
+    for i, name in enumerate(names):
+        picture = read(pairs["reference"][i].color_reference).permute(2, 0, 1)
+        assert (picture - pictures[i]).abs().max() <= 1  # the reference's own picture, in 8 bits
+        by_rgb = target_colour(pairs["rgb"][i])
+        assert ciede2000(target_colour(pairs["reference"][i]), by_rgb) < 1e-6  # the reference's hair colour
+        named = torch.tensor(HAIR_COLOURS[name])[None]
+        assert ciede2000(target_colour(pairs["text"][i]), named) < ciede2000(by_rgb, named) + 1e-6
+    with pytest.raises(ValueError, match="world_colour: expected one of"):
+        write_world_pairs(tmp_path / "bad", "hair_color", 1, colour="purple")
+
+
 @pytest.mark.slow
 def test_the_world_editor_moves_hair_towards_the_asked_colour_and_keeps_the_rest():
     """The committed world networks (weights/world): a colour edit to red on two world faces."""

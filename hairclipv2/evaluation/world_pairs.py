@@ -8,7 +8,7 @@ against (`target`, `target_hair`, `source_hair`; `hairclipv2/evaluation/ground_t
 |---|---|---|
 | hair_transfer | the reference picture | the source with the reference's hair (shape and colour) |
 | hair_text | the reference's hair caption ("long red curly hair") | the source with the reference's hair |
-| hair_color | the reference's hair colour as RGB | the source with its hair in that colour |
+| hair_color | the reference's hair colour: as RGB, as its name ("auburn hair"), or the reference's picture | the source with its hair in that colour (for a name: the name's palette colour) |
 | hair_sketch | the strokes of the target's hair | the source with the reference's hair |
 | hair_mask | the target's labels painted in HairCLIPv2's classes | the source with the reference's hair |
 | reconstruction | none | the source |
@@ -30,9 +30,10 @@ import torch
 from PIL import Image
 
 from ..io import save_image_atomic, to_uint8
-from ..world import WORLD_16, FaceAttributes, World, caption
+from ..world import HAIR_COLOURS, WORLD_16, FaceAttributes, World, caption, hair_colour_name
 
 SOURCE_SEED, REFERENCE_SEED = 20_261_206, 20_261_207
+COLOUR_CONDITIONS = ("rgb", "text", "reference")  # how hair_color gives the reference's hair colour
 
 
 def haired_faces(world: World, n: int, seed: int) -> FaceAttributes:
@@ -55,13 +56,20 @@ def painted(labels: torch.Tensor) -> np.ndarray:
     return out[0].numpy().astype(np.uint8)
 
 
-def write_world_pairs(folder: str | Path, task: str, n: int = 8, size: int = 64) -> Path:
-    """Write the pairs of `task` into `folder` (see the module docstring); returns its pairs.csv."""
+def write_world_pairs(folder: str | Path, task: str, n: int = 8, size: int = 64, colour: str = "rgb") -> Path:
+    """Write the pairs of `task` into `folder` (see the module docstring); returns its pairs.csv.
+    `colour`: how hair_color gives the colour (`COLOUR_CONDITIONS`)."""
+    if colour not in COLOUR_CONDITIONS:
+        raise ValueError(f"world_colour: expected one of {COLOUR_CONDITIONS}, found {colour!r}")
     folder = Path(folder)
     world = World(size)
     sources, references = haired_faces(world, n, SOURCE_SEED), haired_faces(world, n, REFERENCE_SEED)
     transfer = sources.with_hair_of(references)
-    targets = sources.with_hair_colour(references.hair_rgb) if task == "hair_color" else transfer
+    names = hair_colour_name(references.hair_rgb)
+    asked = references.hair_rgb
+    if colour == "text":  # what the words mean: the name's palette colour
+        asked = torch.tensor([HAIR_COLOURS[name] for name in names], dtype=asked.dtype)
+    targets = sources.with_hair_colour(asked) if task == "hair_color" else transfer
     if task == "reconstruction":
         targets = sources
     shots = {name: world.render(f) for name, f in (("source", sources), ("reference", references), ("target", targets))}
@@ -74,13 +82,17 @@ def write_world_pairs(folder: str | Path, task: str, n: int = 8, size: int = 64)
             row[name] = save_png(to_uint8(shots[name].image[i]), folder / f"{name}s" / f"{pid}.png")
             hair = (shots[name].hair[i, 0] * 255).round().to(torch.uint8).numpy()
             row[f"{name}_hair"] = save_png(hair, folder / f"{name}s" / f"{pid}_hair.png")
+        reference = folder / "references" / f"{pid}.png"
         if task == "hair_transfer":
-            row["reference"] = save_png(to_uint8(shots["reference"].image[i]), folder / "references" / f"{pid}.png")
+            row["reference"] = save_png(to_uint8(shots["reference"].image[i]), reference)
         elif task == "hair_text":
             row["text"] = texts[i]
+        elif task == "hair_color" and colour == "rgb":
+            row["rgb"] = ",".join(map(str, (asked[i] * 255).round().int().tolist()))
+        elif task == "hair_color" and colour == "text":
+            row["color_text"] = f"{names[i]} hair"
         elif task == "hair_color":
-            rgb = (references.hair_rgb[i] * 255).round().int().tolist()
-            row["rgb"] = ",".join(map(str, rgb))
+            row["color_reference"] = save_png(to_uint8(shots["reference"].image[i]), reference)
         elif task == "hair_sketch":
             row["sketch"] = save_png(shots["target"].sketch[i, 0].numpy(), folder / "sketches" / f"{pid}.png")
         elif task == "hair_mask":
