@@ -50,7 +50,9 @@ OFFICIAL_STEPS = {  # HairCLIPv2 utils/options.py
 SMALL = {64: dict(hairstyle_block=1, colour_block=3), 1024: dict(hairstyle_block=3, colour_block=6)}
 
 
-def build(size: int, steps: int, device: torch.device):
+def build(size: int, steps: int, device: torch.device, **settings):
+    """The benchmark's editor: random weights, `steps` steps per optimised stage; `settings` are more
+    `build_hair_editor` arguments (a dict merges into the one given here, e.g. text=dict(method=...))."""
     torch.manual_seed(0)
     channels = {4: 64, 8: 64, 16: 32, 32: 32, 64: 16} if size == 64 else None
     g = Generator(size, 512, 8 if size == 1024 else 2, channels=channels)
@@ -61,17 +63,13 @@ def build(size: int, steps: int, device: torch.device):
             dict(text=dict(steps=steps), reference=dict(steps=steps)),
             dict(edit_steps=steps, final_steps=steps),
         )
+    given = dict(embedding=dict(w_steps=steps, fs_steps=steps, randomize_noise=False), colour=colour, **rows)
+    for key, value in settings.items():
+        given[key] = {**given[key], **value} if isinstance(value, dict) and key in given else value
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         editor = build_hair_editor(
-            g,
-            random_weights=True,
-            randomize_proxy_noise=False,
-            use_landmarks=False,
-            embedding=dict(w_steps=steps, fs_steps=steps, randomize_noise=False),
-            colour=colour,
-            **rows,
-            **SMALL[size],
+            g, random_weights=True, randomize_proxy_noise=False, use_landmarks=False, **given, **SMALL[size]
         )
     return editor.to(device)
 
