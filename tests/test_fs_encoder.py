@@ -115,6 +115,11 @@ def test_the_editor_embeds_with_the_encoder_and_refinement_lowers_the_loss(world
         low = editor.embedding.low(images)
         losses[steps] = editor.embedding.per_sample_loss(code.image, images, code.codes, low).mean().item()
     assert losses[10] < losses[0]
+    from hairclipv2.editing.editor import EditBatch
+
+    references = images.flip(0)  # their W+ too come from the encoder: w_steps=10**6 would take hours
+    batch = editor.with_reference_codes(EditBatch(images, "reference", references=references))
+    assert torch.equal(batch.reference_codes, fs(references)[0])
     with pytest.raises(ValueError, match="needs the FS encoder"):
         build_hair_editor(g, random_weights=True, use_landmarks=False, hairstyle_block=1, colour_block=3,
                           embedding={"method": "encoder"})  # fmt: skip

@@ -274,10 +274,12 @@ class HairEditor(nn.Module):
         )
 
     def with_reference_codes(self, batch: EditBatch) -> EditBatch:
-        """The batch with its references' W+ (HairCLIPv2's `ref_latent`): given, or inverted here."""
+        """The batch with its references' W+ (HairCLIPv2's `ref_latent`): given, or inverted here (on the fast
+        path, `editing.embedding.method=encoder`, the FS encoder's codes)."""
         if batch.kind != "reference" or batch.reference_codes is not None:
             return batch
-        codes = self.embedding.invert_w(batch.references, self.initial_codes(batch.references))
+        references = batch.references
+        codes = self.embedding.reference_codes(references, lambda: self.initial_codes(references))
         return dataclasses.replace(batch, reference_codes=codes)
 
     def edit(

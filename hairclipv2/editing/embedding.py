@@ -187,6 +187,17 @@ class FSEmbedding(nn.Module):
         )
         return run.result([codes], self.cfg.pre_step_codes)[0]
 
+    def reference_codes(
+        self, target: torch.Tensor, initial: Callable[[], torch.Tensor | None] = lambda: None
+    ) -> torch.Tensor:
+        """A reference's W+ codes (HairCLIPv2's `ref_latent`): the W+ step from `initial()`, or with
+        method="encoder" the FS encoder's codes S of it, in one pass (the fast path has no step)."""
+        if self.cfg.method == "encoder":
+            self.check_target(target)
+            with torch.no_grad():
+                return self.encoder(target)[0].float()
+        return self.invert_w(target, initial())
+
     def invert_fs(
         self,
         target: torch.Tensor,
