@@ -351,11 +351,12 @@ class ColourProxyConfig:
     # the edit rows gain from more steps at a higher rate, the final feature loses from one.
     refinement_final: int | None = None
     refinement_lr: tuple[float, float, float] | None = None
-    # ours, method=encoder (unused by the official path): Gauss-Newton steps (optim.gauss_newton) from the mapper's answer that
-    # solve an RGB or reference condition's average Lab colour on the picture the edit returns (the
-    # RGB-skip blend), at the smallest move of the edit rows; with `lab_solve_ring`, the enlarged
-    # mask's non-hair ring also keeps its mean colour (HairCLIPv2's background term, in three
-    # numbers). Solved samples take no refinement steps (text conditions, not solved, take them). 0: off.
+    # ours, method=encoder (the official path ignores it): Gauss-Newton steps (optim.gauss_newton)
+    # from the mapper's answer that solve an RGB or reference condition's average Lab colour on the
+    # picture the edit returns (the RGB-skip blend), at the smallest move of the edit rows; with
+    # `lab_solve_ring`, the enlarged mask's non-hair ring also keeps its mean colour (HairCLIPv2's
+    # background term, in three numbers). Solved samples take no refinement steps (text conditions,
+    # not solved, take them). 0: off.
     lab_solve: int = 0
     lab_solve_ring: bool = True
     lab_solve_damping: float = 1.0
