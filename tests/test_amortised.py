@@ -14,7 +14,8 @@ from test_editing import SMALL, ThresholdParser, small_generator
 from hairclipv2.config import ConfigError
 from hairclipv2.editing.amortised import LatentMapper, load_mapper, save_mapper
 from hairclipv2.editing.editor import EditBatch
-from hairclipv2.editing.proxies import ColourCondition
+from hairclipv2.editing.proxies import ColourCondition, masked_spread
+from hairclipv2.losses import rgb_to_lab
 from hairclipv2.pipeline import build_hair_editor, command_config
 from hairclipv2.weights import MissingCheckpointError
 
@@ -248,13 +249,17 @@ def test_the_lab_solve_gives_the_returned_pictures_hair_the_asked_rgb_and_leaves
     labs = proxy.target_labs(COLOURS, images.shape[-1], images.device)
     saved = proxy.cfg
     try:
-        proxy.cfg = dataclasses.replace(saved, refinement=2, lab_solve=3)
+        proxy.cfg = dataclasses.replace(saved, refinement=2, lab_solve=3, lab_solve_ring=True)
         solved = proxy.edit(COLOURS, images, codes, feature, editor.latent_avg)
         rgb_only = proxy.edit(
             [COLOURS[0], COLOURS[2]], images[[0, 2]], codes[[0, 2]], feature[[0, 2]], editor.latent_avg
         )
         reference = [ColourCondition(image=images[2])]  # a reference's hair colour is solved as an RGB one
         by_reference = proxy.edit(reference, images[:1], codes[:1], feature[:1], editor.latent_avg)
+        proxy.cfg = dataclasses.replace(saved, lab_solve=3)  # by default the hair's colour alone
+        hair_only = proxy.edit([COLOURS[0]], images[:1], codes[:1], feature[:1], editor.latent_avg)
+        proxy.cfg = dataclasses.replace(saved, lab_solve=2, lab_solve_spread=True)  # and its spread
+        with_spread = proxy.edit([COLOURS[2]], images[2:], codes[2:], feature[2:], editor.latent_avg)
         proxy.cfg = dataclasses.replace(saved, refinement=2)
         plain = proxy.edit(COLOURS, images, codes, feature, editor.latent_avg)
         proxy.cfg = dataclasses.replace(saved, method="optimisation", edit_steps=2, final_steps=1, lab_solve=3)
@@ -277,6 +282,12 @@ def test_the_lab_solve_gives_the_returned_pictures_hair_the_asked_rgb_and_leaves
     assert rgb_only.edit_losses == [] and rgb_only.final_losses == []
     torch.testing.assert_close(rgb_only.image, solved.image[[0, 2]], rtol=1e-4, atol=1e-5)
     assert official.solve_residuals == [] and len(official.edit_losses) == 2 and len(official.final_losses) == 1
+    assert [r.shape for r in hair_only.solve_residuals] == [(1, 3)] * 4
+    assert [r.shape for r in with_spread.solve_residuals] == [(1, 6)] * 3
+    with torch.no_grad():  # the last three: the hair's Lab spread against the source hair's
+        lab = [rgb_to_lab((x + 1) / 2) for x in (with_spread.image, images[2:])]
+        spread = [masked_spread(x, editor.hair(y)) for x, y in zip(lab, (with_spread.image, images[2:]))]
+    torch.testing.assert_close(spread[0] - spread[1], with_spread.solve_residuals[-1][:, 3:], rtol=1e-3, atol=1e-3)
     reference_lab = proxy.target_labs(reference, images.shape[-1], images.device)
     assert torch.allclose(reference_lab, proxy.avg_lab.hair_lab(images[2:3]))
     with torch.no_grad():

@@ -47,6 +47,12 @@ class ProxyResult:
         return torch.stack(self.losses) if self.losses else torch.empty(0)
 
 
+def masked_spread(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Standard deviation (N, C) of x (N, C, H, W) over mask (N, 1, H, W)."""
+    mean = masked_mean(x, mask)
+    return (masked_mean((x - mean[..., None, None]).pow(2), mask) + 1e-6).sqrt()
+
+
 def _split_codes(codes: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, nn.Parameter, torch.Tensor]:
     return codes[:, :start].detach(), nn.Parameter(codes[:, start:stop].detach().clone()), codes[:, stop:].detach()
 
@@ -353,12 +359,13 @@ class ColourProxyConfig:
     refinement_lr: tuple[float, float, float] | None = None
     # ours, method=encoder (the official path ignores it): Gauss-Newton steps (optim.gauss_newton)
     # from the mapper's answer that solve an RGB or reference condition's average Lab colour on the
-    # picture the edit returns (the RGB-skip blend), at the smallest move of the edit rows; with
-    # `lab_solve_ring`, the enlarged mask's non-hair ring also keeps its mean colour (HairCLIPv2's
-    # background term, in three numbers). Solved samples take no refinement steps (text conditions,
-    # not solved, take them). 0: off.
+    # picture the edit returns (the RGB-skip blend), at the smallest move of the edit rows. Solved
+    # samples take no refinement steps (text conditions, not solved, take them). 0: off.
+    # `lab_solve_ring`: the enlarged mask's non-hair ring also keeps its mean colour (HairCLIPv2's
+    # background term in three numbers); off, as a mean is kept by opposite colours: blotches.
     lab_solve: int = 0
-    lab_solve_ring: bool = True
+    lab_solve_ring: bool = False
+    lab_solve_spread: bool = False  # also the hair's Lab spread at the source hair's (an even colour)
     lab_solve_damping: float = 1.0
 
     def __post_init__(self) -> None:
@@ -553,8 +560,11 @@ class ColourProxy(nn.Module):
         with torch.no_grad():  # what the steps do not change: the masks, the source's colour parts
             hair_mask = b.colour_hair_mask(edited_image)
             source = b.colour_parts(src_codes, feature)
-            ring = (hair_mask - self.segmenter.hair(edited_image)).clamp(0, 1)
-            ring_lab = masked_mean(rgb_to_lab((edited_image + 1) / 2), ring)
+            hair = self.segmenter.hair(edited_image)
+            ring = (hair_mask - hair).clamp(0, 1)
+            lab = rgb_to_lab((edited_image + 1) / 2)
+            ring_lab = masked_mean(lab, ring)
+            spread = masked_spread(lab, hair)
 
         def residuals(free: torch.Tensor) -> torch.Tensor:
             parts = b.colour_parts(torch.cat([head, free, tail], dim=1), feature)
@@ -562,6 +572,9 @@ class ColourProxy(nn.Module):
             r = self.avg_lab.hair_lab(image) - target_labs.float()
             if c.lab_solve_ring:
                 r = torch.cat([r, masked_mean(rgb_to_lab((image + 1) / 2), ring) - ring_lab], dim=1)
+            if c.lab_solve_spread:
+                result_hair = self.segmenter.hair(image)
+                r = torch.cat([r, masked_spread(rgb_to_lab((image + 1) / 2), result_hair) - spread], dim=1)
             return r
 
         return gauss_newton(residuals, rows, c.lab_solve, c.lab_solve_damping)
