@@ -131,17 +131,30 @@ def stage_calls(editor, sources: torch.Tensor, steps: int) -> dict:
     }
 
 
+def parse_size_and_device(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The arguments every editing benchmark takes: --size (64 or 1024 px), --device, --out."""
+    parser.add_argument("--size", type=int, default=64, choices=sorted(SMALL))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default=None)
+    return parser.parse_args()
+
+
+def chosen_device(args: argparse.Namespace) -> torch.device | None:
+    """The device to time on; None (said) when the 1024 px rows are asked of a CPU."""
+    device = torch.device(args.device)
+    if args.size == 1024 and device.type != "cuda":
+        print("the 1024 px rows need a GPU (--device cuda): skipped")
+        return None
+    return device
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sources", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--size", type=int, default=64, choices=sorted(SMALL))
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    if args.size == 1024 and device.type != "cuda":
-        print("the 1024 px rows need a GPU (--device cuda): skipped")
+    args = parse_size_and_device(parser)
+    device = chosen_device(args)
+    if device is None:
         return
     editor = build(args.size, args.steps, device)
     n, s = args.sources, args.steps

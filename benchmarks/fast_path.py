@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from editing import SMALL, build, timed  # noqa: E402
+from editing import SMALL, build, chosen_device, parse_size_and_device, timed  # noqa: E402
 
 from hairclipv2.editing.amortised import LatentMapper, save_mapper  # noqa: E402
 from hairclipv2.editing.editor import EditBatch  # noqa: E402
@@ -49,74 +49,62 @@ def random_files(editor, folder: Path) -> dict[str, str]:
     g, width = editor.generator, editor.clip.embed_dim
     torch.manual_seed(0)
     encoder = Encoder4Editing(50, "ir_se", g.size, input_size=min(256, g.size))
-    fs = FSEncoder(encoder, g, editor.latent_avg.reshape(-1)[-g.style_dim :], SMALL_BLOCK[g.size])
+    fs = FSEncoder(encoder, g, editor.latent_avg.reshape(-1)[-g.style_dim :], SMALL[g.size]["hairstyle_block"])
     lo, hi = editor.colour_proxy.edit_span
-    rows = editor.text_proxy.cfg.rows
-    mappers = {"text": LatentMapper("text", width, g.style_dim, rows), "colour": None}
-    mappers["colour"] = LatentMapper("colour", width + COLOUR_CONDITION, g.style_dim, hi - lo)
+    mappers = {
+        "text": LatentMapper("text", width, g.style_dim, editor.text_proxy.cfg.rows),
+        "colour": LatentMapper("colour", width + COLOUR_CONDITION, g.style_dim, hi - lo),
+    }
     for mapper in mappers.values():
         torch.nn.init.normal_(mapper.out.weight, std=0.01)  # answers other than the start
     files = {f"{kind}_mapper_weights": str(save_mapper(m, folder / f"{kind}.pt")) for kind, m in mappers.items()}
     return {**files, "fs_encoder_weights": str(save_fs_encoder(fs, folder / "fs_encoder.pt"))}
 
 
-SMALL_BLOCK = {size: blocks["hairstyle_block"] for size, blocks in SMALL.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=64, choices=sorted(SMALL))
     parser.add_argument("--sources", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    if args.size == 1024 and device.type != "cuda":
-        print("the 1024 px rows need a GPU (--device cuda): skipped")
+    args = parse_size_and_device(parser)
+    device = chosen_device(args)
+    if device is None:
         return
     with tempfile.TemporaryDirectory() as folder:
         files = random_files(build(args.size, 1, device), Path(folder))
         encoder = dict(method="encoder")
         editor = build(args.size, 1, device, **files, embedding=encoder, text=encoder, colour=encoder)
-    n = args.sources
+    n, g = args.sources, editor.generator
     with torch.no_grad():
-        codes = editor.latent_avg + 0.6 * torch.randn(n, editor.generator.n_latent, editor.generator.style_dim)
-        sources = editor.generator.synthesis(codes.to(device)).clamp(-1, 1)
+        codes = editor.latent_avg + 0.6 * torch.randn(n, g.n_latent, g.style_dim, device=device)
+        sources = g.synthesis(codes).clamp(-1, 1)
     batches = {
         "text": EditBatch(sources, "text", texts=["short curly hair"] * n),
         "colour (RGB)": EditBatch(sources, "colour", colours=[ColourCondition(rgb=(200, 60, 40))] * n),
     }
-    configs = (editor.embedding.cfg, editor.text_proxy.cfg, editor.colour_proxy.cfg)
+    parts = (editor.embedding, editor.text_proxy, editor.colour_proxy)
+    configs = [part.cfg for part in parts]
     rows = []
     for row, changes in SETTINGS.items():
-        parts = (editor.embedding, editor.text_proxy, editor.colour_proxy)
         for part, cfg, change in zip(parts, configs, changes, strict=True):
             part.cfg = dataclasses.replace(cfg, **change)
         for mode, batch in batches.items():
+            outs = []
             with torch.enable_grad():
                 editor.edit(batch)  # warm-up: the first call pays for allocations and caches
-                stages: dict[str, float] = {}
-                total = 0.0
-                for _ in range(args.repeats):
-                    holder = {}
-                    total += timed(lambda b=batch, h=holder: h.update(out=editor.edit(b)), device)
-                    for stage, seconds in holder["out"].seconds.items():
-                        stages[stage] = stages.get(stage, 0.0) + seconds / (args.repeats * n)
-            per_edit = total / (args.repeats * n)
-            target = TARGETS[row] if args.size == 1024 and device.type == "cuda" else None
-            rows.append(
-                dict(path=row, mode=mode, s_per_edit=per_edit, target_s=target, stages=stages)
-                | {f"s_{k}": v for k, v in stages.items()}
-            )
+                total = sum(timed(lambda b=batch: outs.append(editor.edit(b)), device) for _ in range(args.repeats))
+            stages: dict[str, float] = {}
+            for out in outs:
+                for stage, seconds in out.seconds.items():
+                    stages[f"s_{stage}"] = stages.get(f"s_{stage}", 0.0) + seconds / (args.repeats * n)
+            target = TARGETS[row] if args.size == 1024 else None
+            rows.append(dict(path=row, mode=mode, s_per_edit=total / (args.repeats * n), target_s=target, **stages))
     info = f"{device_name(device)}, torch {torch.__version__}, {args.size} px generator, random weights"
     print(f"device: {info}; {n} sources a batch, {args.repeats} timed repeats")
     stage_columns = sorted({k for r in rows for k in r if k.startswith("s_") and k != "s_per_edit"})
     print_table(rows, ["path", "mode", "s_per_edit", "target_s", *stage_columns])
-    for r in rows:
-        r.pop("stages")
-    payload = {"device": info, "sources": n, "repeats": args.repeats, "rows": rows}
-    write_json(f"fast_path_{args.size}", payload, args.out)
+    write_json(
+        f"fast_path_{args.size}", {"device": info, "sources": n, "repeats": args.repeats, "rows": rows}, args.out
+    )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ from test_editing import SMALL, ThresholdParser, small_generator
 from hairclipv2.config import ConfigError
 from hairclipv2.editing.amortised import LatentMapper, load_mapper, save_mapper
 from hairclipv2.editing.editor import EditBatch
-from hairclipv2.editing.proxies import ColourCondition, masked_spread
+from hairclipv2.editing.proxies import ColourCondition
 from hairclipv2.losses import rgb_to_lab
+from hairclipv2.losses.colour import masked_spread
 from hairclipv2.pipeline import build_hair_editor, command_config
 from hairclipv2.weights import MissingCheckpointError
 

@@ -25,7 +25,7 @@ from ..losses import (
     hair_mask_loss,
     rgb_to_lab,
 )
-from ..losses.colour import masked_mean
+from ..losses.colour import masked_mean, masked_spread
 from ..models.parsing import HairSegmenter
 from ..sharing import borrow
 from .optim import gauss_newton, run_adam
@@ -45,12 +45,6 @@ class ProxyResult:
     @property
     def history(self) -> torch.Tensor:
         return torch.stack(self.losses) if self.losses else torch.empty(0)
-
-
-def masked_spread(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Standard deviation (N, C) of x (N, C, H, W) over mask (N, 1, H, W)."""
-    mean = masked_mean(x, mask)
-    return (masked_mean((x - mean[..., None, None]).pow(2), mask) + 1e-6).sqrt()
 
 
 def _split_codes(codes: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, nn.Parameter, torch.Tensor]:

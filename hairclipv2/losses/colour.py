@@ -27,6 +27,12 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum(dim=(2, 3)) / mask.sum(dim=(2, 3)).clamp_min(1)
 
 
+def masked_spread(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Standard deviation (N, C) of x (N, C, H, W) over mask (N, 1, H, W)."""
+    mean = masked_mean(x, mask)
+    return (masked_mean((x - mean[..., None, None]).pow(2), mask) + 1e-6).sqrt()
+
+
 class AvgLabLoss(nn.Module):
     """L1 between average Lab colours: of the target's hair (a reference image) or of a colour
     (N, 3, 1, 1) in [-1, 1], and of the result's hair."""
