@@ -70,11 +70,13 @@ def methods(mode: str, refinements: list[int], untrained: bool, settings: Any) -
     official, world, schedule = OFFICIAL[mode]
     mapper = "untrained mapper (the start)" if untrained else "mapper"
     plain = {"refinement_final": None, "refinement_lr": None, "lab_solve": 0} if mode == "colour" else {}
+    unsolved = {"lab_solve": 0} if mode == "colour" else {}  # the optimisation path solves when asked
     out = {
-        f"optimisation, {schedule} (official)": {"method": "optimisation", **official},
+        f"optimisation, {schedule} (official)": {"method": "optimisation", **official, **unsolved},
         "optimisation, 10 + 10 steps (demo)" if mode == "colour" else "optimisation, 10 steps (world editor)": {
             "method": "optimisation",
             **world,
+            **unsolved,
         },
         f"{mapper} alone": {"method": "encoder", "refinement": 0, **plain},
     }
@@ -85,7 +87,14 @@ def methods(mode: str, refinements: list[int], untrained: bool, settings: Any) -
         name = f"{mapper} + {edit} + {final} steps (world editor, rates {', '.join(map(str, rates))})"
         out[name] = {"method": "encoder", "lab_solve": 0}
     if mode == "colour" and settings.lab_solve:
-        out[f"{mapper} + {settings.lab_solve} Gauss-Newton steps (world editor)"] = {"method": "encoder"}
+        n = settings.lab_solve
+        out[f"{mapper} + {n} Gauss-Newton steps (world editor)"] = {"method": "encoder"}
+        out[f"{mapper} + {n} Gauss-Newton steps, the parsed hair as the mask"] = {
+            "method": "encoder",
+            "lab_solve_mask": "hair",
+        }
+        out[f"{mapper} + {n} Gauss-Newton + 10 final steps"] = {"method": "encoder", "lab_solve_final": 10}
+        out[f"the source's rows + {n} Gauss-Newton steps (no mapper)"] = {"method": "optimisation"}
     return out
 
 

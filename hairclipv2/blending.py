@@ -131,34 +131,46 @@ class FeatureBlender(nn.Module):
         return HairstyleBlend(feature, image, bald_mask, global_mask, local_mask)
 
     # ------------------------------------------------------------------------------- colour
-    def colour_hair_mask(self, edited_image: torch.Tensor) -> torch.Tensor:
-        """HairCLIPv2's `final_hair_mask`: the enlarged hair of the edited image at image size, {0, 1}."""
+    def colour_hair_mask(self, edited_image: torch.Tensor, enlarge: bool = True) -> torch.Tensor:
+        """HairCLIPv2's `final_hair_mask`: the enlarged hair of the edited image at image size, {0, 1}
+        (`enlarge=False`: the parsed hair itself)."""
         hair = self.segmenter.hair_of_labels(self.segmenter.labels(edited_image))
-        enlarged = M.dilate_erode(hair, self.kernel(hair.shape[-1]))
-        return M.resize_mask(enlarged, edited_image.shape[-1], mode="nearest")
+        if enlarge:
+            hair = M.dilate_erode(hair, self.kernel(hair.shape[-1]))
+        return M.resize_mask(hair, edited_image.shape[-1], mode="nearest")
 
     def colour_feature(self, codes: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
         """The feature after colour_block from F, with fixed noise."""
         return self.colour_parts(codes, feature)[0]
 
     def colour(
-        self, edited_image: torch.Tensor, src_codes: torch.Tensor, colour_codes: torch.Tensor, feature: torch.Tensor
+        self,
+        edited_image: torch.Tensor,
+        src_codes: torch.Tensor,
+        colour_codes: torch.Tensor,
+        feature: torch.Tensor,
+        hair_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(blended colour feature, final hair mask at image size): the colour proxy's feature inside
-        the enlarged hair of the hairstyle-edited image, the source's outside."""
-        hair_mask = self.colour_hair_mask(edited_image)
+        the enlarged hair of the hairstyle-edited image (or `hair_mask`), the source's outside."""
+        hair_mask = self.colour_hair_mask(edited_image) if hair_mask is None else hair_mask
         blended = blend(self.colour_feature(colour_codes, feature), self.colour_feature(src_codes, feature), hair_mask)
         return blended, hair_mask
 
     def colour_with_skip(
-        self, edited_image: torch.Tensor, src_codes: torch.Tensor, colour_codes: torch.Tensor, feature: torch.Tensor
+        self,
+        edited_image: torch.Tensor,
+        src_codes: torch.Tensor,
+        colour_codes: torch.Tensor,
+        feature: torch.Tensor,
+        hair_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(blended colour feature, blended RGB skip, final hair mask): `colour` with the RGB skip
         after colour_block blended too (ours, the amortised path). Resumed with the source's codes
         (`colour_resume(src_codes, feature, skip)`), it is the source's picture outside the hair,
         so HairCLIPv2's final optimisation, which repairs the skip its resume leaves out, starts
         from the answer it seeks."""
-        hair_mask = self.colour_hair_mask(edited_image)
+        hair_mask = self.colour_hair_mask(edited_image) if hair_mask is None else hair_mask
         source = self.colour_parts(src_codes, feature)
         return (*self.blend_colour(self.colour_parts(colour_codes, feature), source, hair_mask), hair_mask)
 

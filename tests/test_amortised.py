@@ -243,7 +243,8 @@ def test_the_lab_solve_gives_the_returned_pictures_hair_the_asked_rgb_and_leaves
 ):
     """`editing.colour.lab_solve`: Gauss-Newton steps from the mapper's answer on the RGB conditions
     (samples 0 and 2 of COLOURS); the text condition (1) gets the refinement's Adam steps as it would
-    without the solve, and a batch of RGB conditions alone runs no Adam step."""
+    without the solve, and a batch of RGB conditions alone runs no Adam step. On the official path
+    (no mapper) the solve starts from the source's own rows and the text sample is HairCLIPv2's edit."""
     proxy, b = editor.colour_proxy, editor.blender
     images, codes = sources
     feature = editor.generator.features(codes, b.hairstyle_block)[0]
@@ -263,8 +264,11 @@ def test_the_lab_solve_gives_the_returned_pictures_hair_the_asked_rgb_and_leaves
         with_spread = proxy.edit([COLOURS[2]], images[2:], codes[2:], feature[2:], editor.latent_avg)
         proxy.cfg = dataclasses.replace(saved, refinement=2)
         plain = proxy.edit(COLOURS, images, codes, feature, editor.latent_avg)
-        proxy.cfg = dataclasses.replace(saved, method="optimisation", edit_steps=2, final_steps=1, lab_solve=3)
-        official = proxy.edit(COLOURS, images, codes, feature, editor.latent_avg)  # the solve is the mapper's
+        official_cfg = dataclasses.replace(saved, method="optimisation", edit_steps=2, final_steps=1)
+        proxy.cfg = official_cfg
+        official = proxy.edit(COLOURS, images, codes, feature)
+        proxy.cfg = dataclasses.replace(official_cfg, lab_solve=3)  # no mapper: from the source's own rows
+        mapper_free = proxy.edit(COLOURS, images, codes, feature)
     finally:
         proxy.cfg = saved
     residuals = solved.solve_residuals
@@ -283,6 +287,16 @@ def test_the_lab_solve_gives_the_returned_pictures_hair_the_asked_rgb_and_leaves
     assert rgb_only.edit_losses == [] and rgb_only.final_losses == []
     torch.testing.assert_close(rgb_only.image, solved.image[[0, 2]], rtol=1e-4, atol=1e-5)
     assert official.solve_residuals == [] and len(official.edit_losses) == 2 and len(official.final_losses) == 1
+    with torch.no_grad():  # the solve's start: the returned picture of the source's own rows
+        source_picture = b.colour_resume(codes, *b.colour_with_skip(images, codes, codes, feature)[:2])
+    start = proxy.avg_lab.hair_lab(source_picture[[0, 2]]) - labs
+    torch.testing.assert_close(mapper_free.solve_residuals[0][:, :3], start, rtol=1e-3, atol=1e-3)
+    with torch.no_grad():
+        reached = proxy.avg_lab.hair_lab(mapper_free.image[[0, 2]]) - labs
+    torch.testing.assert_close(reached, mapper_free.solve_residuals[-1], rtol=1e-3, atol=1e-3)
+    assert mapper_free.solve_residuals[-1].norm() < mapper_free.solve_residuals[0].norm()
+    torch.testing.assert_close(mapper_free.image[1], official.image[1])  # the text sample: HairCLIPv2's edit
+    torch.testing.assert_close(mapper_free.codes[1], official.codes[1])
     assert [r.shape for r in hair_only.solve_residuals] == [(1, 3)] * 4
     assert [r.shape for r in with_spread.solve_residuals] == [(1, 6)] * 3
     with torch.no_grad():  # the last three: the hair's Lab spread against the source hair's
@@ -298,6 +312,59 @@ def test_the_lab_solve_gives_the_returned_pictures_hair_the_asked_rgb_and_leaves
     assert by_reference.edit_losses == [] and last.norm() <= first.norm()
     for bad in ({"lab_solve": -1}, {"lab_solve_damping": -0.5}):
         with pytest.raises(ValueError, match="lab_solve"):
+            dataclasses.replace(saved, **bad)
+
+
+def test_the_refit_after_the_lab_solve_keeps_the_solved_hair_and_brings_the_rest_back(editor, sources):
+    """`editing.colour.lab_solve_final`: Adam steps of the final fit for the solved samples, from the
+    solve's picture: inside the edited image's hair that picture is the target (its first loss is the
+    rest's MSE alone), outside it the edited image, which the steps come nearer. The text sample is
+    untouched, and the solved samples refit alone as in the batch."""
+    proxy, b = editor.colour_proxy, editor.blender
+    images, codes = sources
+    feature = editor.generator.features(codes, b.hairstyle_block)[0]
+    saved = proxy.cfg
+    try:
+        proxy.cfg = dataclasses.replace(saved, refinement=2, lab_solve=2)
+        solved = proxy.edit(COLOURS, images, codes, feature, editor.latent_avg)
+        proxy.cfg = dataclasses.replace(saved, refinement=2, lab_solve=2, lab_solve_final=3)
+        refit = proxy.edit(COLOURS, images, codes, feature, editor.latent_avg)
+        rgb_only = proxy.edit(
+            [COLOURS[0], COLOURS[2]], images[[0, 2]], codes[[0, 2]], feature[[0, 2]], editor.latent_avg
+        )
+    finally:
+        proxy.cfg = saved
+    assert solved.refit_losses == [] and len(refit.refit_losses) == 3 and refit.refit_losses[0].shape == (2,)
+    torch.testing.assert_close(refit.image[1], solved.image[1])
+    torch.testing.assert_close(refit.feature[1], solved.feature[1])
+    torch.testing.assert_close(refit.solve_residuals[-1], solved.solve_residuals[-1])
+    rest = 1 - editor.hair(images[[0, 2]])
+
+    def rest_mse(image: torch.Tensor) -> torch.Tensor:
+        return ((image - images[[0, 2]]) * rest).pow(2).mean(dim=(1, 2, 3))
+
+    start = rest_mse(solved.image[[0, 2]])
+    torch.testing.assert_close(refit.refit_losses[0], saved.not_hair_mse_lambda * start, rtol=1e-4, atol=1e-7)
+    assert (rest_mse(refit.image[[0, 2]]) < start).all()
+    assert not torch.allclose(refit.feature[[0, 2]], solved.feature[[0, 2]])
+    torch.testing.assert_close(rgb_only.image, refit.image[[0, 2]], rtol=1e-4, atol=1e-5)
+    # HairCLIPv2's enlarged hair by default; lab_solve_mask=hair: the solved samples blend inside the
+    # parsed hair, the text sample still inside the enlarged hair
+    plain, enlarged = (b.colour_hair_mask(images, enlarge=e) for e in (False, True))
+    assert (enlarged - plain).sum() > 0 and torch.equal(refit.hair_mask, enlarged)
+    try:
+        proxy.cfg = dataclasses.replace(saved, refinement=2, lab_solve=2, lab_solve_mask="hair")
+        in_hair = proxy.edit(COLOURS, images, codes, feature, editor.latent_avg)
+    finally:
+        proxy.cfg = saved
+    assert torch.equal(in_hair.hair_mask[[0, 2]], plain[[0, 2]]) and torch.equal(in_hair.hair_mask[1], enlarged[1])
+    torch.testing.assert_close(in_hair.image[1], solved.image[1])
+    for bad, match in (
+        ({"lab_solve_final": -1}, "lab_solve_final"),
+        ({"lab_solve_mask": "dilated"}, "lab_solve_mask"),
+        ({"lab_solve_ring": True, "lab_solve_mask": "hair"}, "lab_solve_mask=enlarged"),
+    ):
+        with pytest.raises(ValueError, match=match):
             dataclasses.replace(saved, **bad)
 
 
@@ -420,8 +487,9 @@ def test_the_reference_mappers_objective_falls_in_a_short_training(tmp_path):
 
 def test_the_benchmark_rows_refine_at_the_official_rate_beside_the_world_editors_schedule(monkeypatch):
     """benchmarks/amortised.py: the "mapper + K" rows use K steps per phase at the official rate, the
-    world editor's colour refinement and its Gauss-Newton solve are rows of their own (the other rows
-    solve nothing), and the fast path's rows are the mapper rows again from the FS encoder's embedding."""
+    world editor's colour refinement and its Gauss-Newton solve (and its variants: HairCLIPv2's mask,
+    final steps, no mapper) are rows of their own (the other rows, the official one too, solve
+    nothing), and the fast path's rows are the mapper rows again from the FS encoder's embedding."""
     import importlib.util
     import sys
     from pathlib import Path
@@ -447,10 +515,19 @@ def test_the_benchmark_rows_refine_at_the_official_rate_beside_the_world_editors
     assert k10.schedule(True) == ((10, 10), (0.01, 0.01, 0.01))
     (tuned,) = [name for name in rows if "world editor, rates" in name]
     assert dataclasses.replace(world, **rows[tuned]).schedule(True) == world.schedule(True)
-    (solved,) = [name for name in rows if "Gauss-Newton" in name]  # the world editor's RGB colours
-    assert world.lab_solve == 3 and dataclasses.replace(world, **rows[solved]).lab_solve == 3
-    mappers = [name for name, row in rows.items() if row["method"] == "encoder" and name != solved]
-    assert mappers and all(dataclasses.replace(world, **rows[name]).lab_solve == 0 for name in mappers)
+    solved = [name for name in rows if "Gauss-Newton" in name]  # the world editor's RGB colours, and variants
+    settings = {name: dataclasses.replace(world, **rows[name]) for name in solved}
+    assert world.lab_solve == 3 and all(s.lab_solve == 3 for s in settings.values())
+    (editor_row,) = [name for name in solved if "(world editor)" in name]
+    assert settings[editor_row] == world
+    assert sorted((s.method, s.lab_solve_mask, s.lab_solve_final) for s in settings.values()) == [
+        ("encoder", "enlarged", 0),
+        ("encoder", "enlarged", 10),
+        ("encoder", "hair", 0),
+        ("optimisation", "enlarged", 0),
+    ]
+    others = [name for name in rows if name not in solved]
+    assert others and all(dataclasses.replace(world, **rows[name]).lab_solve == 0 for name in others)
     fast = bench.fast_path(rows, 50)
-    assert len(fast) == 4 and all(s["embedding"] == "encoder" and s["method"] == "encoder" for s in fast.values())
+    assert len(fast) == 6 and all(s["embedding"] == "encoder" and s["method"] == "encoder" for s in fast.values())
     assert "world editor, rates" not in " ".join(bench.methods("colour", [10], False, ColourProxyConfig()))

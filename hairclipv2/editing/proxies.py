@@ -34,6 +34,7 @@ TEXT_LANDMARKS = (tuple(range(0, 17)), tuple(range(27, 36)))  # jaw line and nos
 # official: each proxy's optimisation; encoder: an amortised proxy's answer (amortised.py), then
 # `refinement` steps of that optimisation from it
 METHODS = ("optimisation", "encoder")
+LAB_SOLVE_MASKS = ("enlarged", "hair")  # where a solved colour is blended: HairCLIPv2's mask, or the parsed hair
 COLOUR_CONDITION = 4  # the colour mapper's condition beside CLIP's text embedding: Lab (3) and a text flag
 
 
@@ -351,22 +352,39 @@ class ColourProxyConfig:
     # the edit rows gain from more steps at a higher rate, the final feature loses from one.
     refinement_final: int | None = None
     refinement_lr: tuple[float, float, float] | None = None
-    # ours, method=encoder (the official path ignores it): Gauss-Newton steps (optim.gauss_newton)
-    # from the mapper's answer that solve an RGB or reference condition's average Lab colour on the
-    # picture the edit returns (the RGB-skip blend), at the smallest move of the edit rows. Solved
-    # samples take no refinement steps (text conditions, not solved, take them). 0: off.
+    # ours: Gauss-Newton steps (optim.gauss_newton) that solve an RGB or reference condition's average
+    # Lab colour on the picture the edit returns (the RGB-skip blend), at the smallest move of the edit
+    # rows, from the colour mapper's answer (method=encoder) or the source's own rows (method=
+    # optimisation: no mapper file). Solved samples take no Adam step; text conditions are not solved.
+    # 0: off (HairCLIPv2's edit).
+    # `lab_solve_mask`: the solved samples' colour feature is blended, as HairCLIPv2's, inside the
+    # enlarged hair ("enlarged"), whose non-hair ring then takes the solved colour (HairCLIPv2's
+    # background term and final steps keep it), or inside the parsed hair ("hair"), whose edge then
+    # keeps the old colour.
     # `lab_solve_ring`: the enlarged mask's non-hair ring also keeps its mean colour (HairCLIPv2's
     # background term in three numbers); off, as a mean is kept by opposite colours: blotches.
     lab_solve: int = 0
+    lab_solve_mask: str = "enlarged"
     lab_solve_ring: bool = False
     lab_solve_spread: bool = False  # also the hair's Lab spread at the source hair's (an even colour)
     lab_solve_damping: float = 1.0
+    # then Adam steps of HairCLIPv2's final fit that keep the solved hair and bring the rest back to the
+    # edited image (0: off)
+    lab_solve_final: int = 0
 
     def __post_init__(self) -> None:
-        if self.lab_solve < 0 or self.lab_solve_damping < 0:
+        if min(self.lab_solve, self.lab_solve_damping, self.lab_solve_final) < 0:
             raise ValueError(
-                f"editing.colour.lab_solve and lab_solve_damping must be >= 0, got {self.lab_solve}, "
-                f"{self.lab_solve_damping}"
+                "editing.colour.lab_solve, lab_solve_damping and lab_solve_final must be >= 0, got "
+                f"{self.lab_solve}, {self.lab_solve_damping}, {self.lab_solve_final}"
+            )
+        if self.lab_solve_ring and self.lab_solve_mask == "hair":
+            raise ValueError(
+                "editing.colour.lab_solve_ring keeps the enlarged mask's ring: set lab_solve_mask=enlarged"
+            )
+        if self.lab_solve_mask not in LAB_SOLVE_MASKS:
+            raise ValueError(
+                f"editing.colour.lab_solve_mask: expected one of {LAB_SOLVE_MASKS}, found {self.lab_solve_mask!r}"
             )
         lrs = self.refinement_lr
         if lrs is not None and (len(lrs) != 3 or min(lrs) <= 0):
@@ -425,6 +443,8 @@ class ColourResult:
     final_losses: list[torch.Tensor] = field(default_factory=list)
     # editing.colour.lab_solve: the solved samples' residuals (N_solved, 3 or 6) before each step and after
     solve_residuals: list[torch.Tensor] = field(default_factory=list)
+    # editing.colour.lab_solve_final: the solved samples' refit losses (N_solved,) per step
+    refit_losses: list[torch.Tensor] = field(default_factory=list)
 
 
 class ColourProxy(nn.Module):
@@ -545,17 +565,18 @@ class ColourProxy(nn.Module):
         src_codes: torch.Tensor,
         feature: torch.Tensor,
         target_labs: torch.Tensor,
+        hair_mask: torch.Tensor,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(edit rows, residuals per step) that give the returned picture's hair the target Lab colours
-        (`lab_solve`): every argument is the solved samples' own."""
+        (`lab_solve`), the colour feature blended inside `hair_mask`: every argument is the solved
+        samples' own."""
         b, c = self.blender, self.cfg
         lo, hi = self.edit_span
         head, tail = src_codes[:, :lo], src_codes[:, hi:]
         with torch.no_grad():  # what the steps do not change: the masks, the source's colour parts
-            hair_mask = b.colour_hair_mask(edited_image)
             source = b.colour_parts(src_codes, feature)
             hair = self.segmenter.hair(edited_image)
-            ring = (hair_mask - hair).clamp(0, 1)
+            ring = (b.colour_hair_mask(edited_image) - hair).clamp(0, 1)
             lab = rgb_to_lab((edited_image + 1) / 2)
             ring_lab = masked_mean(lab, ring)
             spread = masked_spread(lab, hair)
@@ -573,6 +594,69 @@ class ColourProxy(nn.Module):
 
         return gauss_newton(residuals, rows, c.lab_solve, c.lab_solve_damping)
 
+    def fit_final(
+        self,
+        src_codes: torch.Tensor,
+        colour_feature: torch.Tensor,
+        skip: torch.Tensor | None,
+        hair_target: torch.Tensor,
+        hair_mask: torch.Tensor,
+        edited_image: torch.Tensor,
+        steps: int,
+        lrs: tuple[float, float],
+        weight: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """HairCLIPv2's final colour step: the final rows and the colour feature fitted to `hair_target`
+        inside `hair_mask` (MSE and LPIPS) and to the edited image outside it (MSE). Returns (codes,
+        feature, losses per step); `weight` (N,) scales each sample's loss (0: the sample stays)."""
+        c, b = self.cfg, self.blender
+        lo, hi = c.final_rows
+        n = self.blender.generator.n_latent
+        head, free, tail = _split_codes(src_codes, min(lo, n), min(hi, n))
+        feature = colour_feature.float().clone().requires_grad_(True)
+        inside, outside = hair_target.detach() * hair_mask, edited_image.detach() * (1 - hair_mask)
+
+        def loss_fn() -> torch.Tensor:
+            image = b.colour_resume(torch.cat([head, free, tail], dim=1), feature, skip)
+            hair_mse = (image * hair_mask - inside).pow(2).mean(dim=(1, 2, 3))
+            rest_mse = (image * (1 - hair_mask) - outside).pow(2).mean(dim=(1, 2, 3))
+            hair_lpips = self.lpips.distance(image * hair_mask, inside)
+            loss = c.hair_mse_lambda * hair_mse + c.not_hair_mse_lambda * rest_mse + c.hair_lpips_lambda * hair_lpips
+            return loss if weight is None else loss * weight
+
+        run = run_adam([free, feature], lrs, steps, loss_fn)
+        final, _ = run.result([free, feature], c.pre_step_codes)
+        return torch.cat([head, final, tail], dim=1), feature.detach(), run.losses
+
+    def refit_solved(
+        self,
+        idx: torch.Tensor,
+        codes: torch.Tensor,
+        feature: torch.Tensor,
+        skip: torch.Tensor,
+        edited_hair: torch.Tensor,
+        edited_image: torch.Tensor,
+        lrs: tuple[float, float],
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """`lab_solve_final` steps of the final fit for the solved samples `idx`: their returned picture
+        kept inside the edited image's own hair (the solved colour), the edited image outside it, where
+        the enlarged mask's ring took the solved rows' colour. `codes`, `feature`: the batch's after
+        the final fit, which leaves the solved samples as the solve gave them. Returns them with the
+        solved samples' refitted, and the refit's losses."""
+        with torch.no_grad():
+            solved_image = self.blender.colour_resume(codes[idx], feature[idx], skip[idx])
+        refit_codes, refit_feature, losses = self.fit_final(
+            codes[idx],
+            feature[idx],
+            skip[idx],
+            solved_image,
+            edited_hair[idx],
+            edited_image[idx],
+            self.cfg.lab_solve_final,
+            lrs,
+        )
+        return codes.index_copy(0, idx, refit_codes), feature.index_copy(0, idx, refit_feature), losses
+
     def edit(
         self,
         conditions: Sequence[ColourCondition],
@@ -589,7 +673,6 @@ class ColourProxy(nn.Module):
         (edit_steps, final_steps), (edit_lr, final_lr, feature_lr) = c.schedule(encoder)
         if encoder and latent_avg is None:
             raise ValueError("editing.colour.method=encoder needs the mean code: pass latent_avg")
-        g = self.blender.generator
         head, free, tail = _split_codes(src_codes, *self.edit_span)
         feature = feature.detach()
 
@@ -599,11 +682,17 @@ class ColourProxy(nn.Module):
         if encoder:
             with torch.no_grad():
                 free = nn.Parameter(self.mapper_rows(conditions, target_labs, src_codes, latent_avg).to(free.dtype))
-        solved = [i for i, cond in enumerate(conditions) if cond.kind != "text"] if encoder and c.lab_solve else []
+        solved = [i for i, cond in enumerate(conditions) if cond.kind != "text"] if c.lab_solve else []
         idx = torch.tensor(solved, dtype=torch.long, device=src_codes.device)
+        with torch.no_grad():
+            hair_mask = b.colour_hair_mask(edited_image)
+            if solved and c.lab_solve_mask == "hair":
+                hair_mask = hair_mask.index_copy(0, idx, b.colour_hair_mask(edited_image[idx], enlarge=False))
         residuals: list[torch.Tensor] = []
         if solved:
-            rows, residuals = self.solve_lab(free[idx], edited_image[idx], src_codes[idx], feature[idx], target_labs)
+            rows, residuals = self.solve_lab(
+                free[idx], edited_image[idx], src_codes[idx], feature[idx], target_labs, hair_mask[idx]
+            )
             free = nn.Parameter(free.detach().index_copy(0, idx, rows.to(free.dtype)))
             if len(solved) == len(conditions):
                 edit_steps = final_steps = 0
@@ -620,37 +709,32 @@ class ColourProxy(nn.Module):
         colour_codes = torch.cat([head, edited, tail], dim=1)
         with torch.no_grad():
             colour_image = b.resume(colour_codes, feature)
-        skip = None  # official: the final resume leaves out the RGB skip (the final steps repair it)
+            # blended with the RGB skip: the source outside the hair, before any final step. The
+            # official samples resume without it (HairCLIPv2's final steps repair it): a zero skip.
+            colour_feature, skip, _ = b.colour_with_skip(edited_image, src_codes, colour_codes, feature, hair_mask)
+            if not encoder:
+                skip = skip * (1 - unsolved).view(-1, 1, 1, 1) if solved else None
+        lrs = (final_lr, feature_lr)
+        weight = unsolved if solved else None
+        codes, final_feature, final_losses = self.fit_final(
+            src_codes, colour_feature, skip, colour_image, hair_mask, edited_image, final_steps, lrs, weight
+        )
+        refit_losses: list[torch.Tensor] = []
+        if solved and c.lab_solve_final:  # the final fit left them as they were: the solve's answer
+            codes, final_feature, refit_losses = self.refit_solved(
+                idx, codes, final_feature, skip, edited_hair, edited_image, lrs
+            )
         with torch.no_grad():
-            if encoder:  # blended with the RGB skip: the source outside the hair, before any final step
-                colour_feature, skip, hair_mask = b.colour_with_skip(edited_image, src_codes, colour_codes, feature)
-            else:
-                colour_feature, hair_mask = b.colour(edited_image, src_codes, colour_codes, feature)
-        lo, hi = c.final_rows
-        head, free, tail = _split_codes(src_codes, min(lo, g.n_latent), min(hi, g.n_latent))
-        final_feature = colour_feature.float().clone().requires_grad_(True)
-
-        def final_loss() -> torch.Tensor:
-            image = b.colour_resume(torch.cat([head, free, tail], dim=1), final_feature, skip)
-            hair_mse = (image * hair_mask - colour_image * hair_mask).pow(2).mean(dim=(1, 2, 3))
-            rest_mse = (image * (1 - hair_mask) - edited_image.detach() * (1 - hair_mask)).pow(2).mean(dim=(1, 2, 3))
-            hair_lpips = self.lpips.distance(image * hair_mask, colour_image * hair_mask)
-            loss = c.hair_mse_lambda * hair_mse + c.not_hair_mse_lambda * rest_mse + c.hair_lpips_lambda * hair_lpips
-            return loss * unsolved if solved else loss
-
-        final_run = run_adam([free, final_feature], (final_lr, feature_lr), final_steps, final_loss)
-        final, _ = final_run.result([free, final_feature], c.pre_step_codes)
-        codes = torch.cat([head, final, tail], dim=1)
-        with torch.no_grad():
-            image = b.colour_resume(codes, final_feature.detach(), skip)
+            image = b.colour_resume(codes, final_feature, skip)
         return ColourResult(
             image,
             codes,
-            final_feature.detach(),
+            final_feature,
             hair_mask,
             colour_codes,
             colour_image,
             edit_run.losses,
-            final_run.losses,
+            final_losses,
             residuals,
+            refit_losses,
         )
