@@ -436,7 +436,8 @@ class ColourResult:
     image: torch.Tensor  # the final edited image
     codes: torch.Tensor  # final W+ codes
     feature: torch.Tensor  # final colour feature
-    hair_mask: torch.Tensor  # the enlarged hair mask of the edit (N, 1, H, W)
+    # the blend mask (N, 1, H, W): the enlarged hair (lab_solve_mask=hair: the solved samples' own hair)
+    hair_mask: torch.Tensor
     colour_codes: torch.Tensor | None = None  # after the colour edit, before blending
     colour_image: torch.Tensor | None = None
     edit_losses: list[torch.Tensor] = field(default_factory=list)
@@ -639,8 +640,8 @@ class ColourProxy(nn.Module):
         lrs: tuple[float, float],
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """`lab_solve_final` steps of the final fit for the solved samples `idx`: their returned picture
-        kept inside the edited image's own hair (the solved colour), the edited image outside it, where
-        the enlarged mask's ring took the solved rows' colour. `codes`, `feature`: the batch's after
+        kept inside the edited image's own hair (the solved colour), the edited image outside it (where
+        the enlarged mask's ring took the solved colour and the embedding has its own errors). `codes`, `feature`: the batch's after
         the final fit, which leaves the solved samples as the solve gave them. Returns them with the
         solved samples' refitted, and the refit's losses."""
         with torch.no_grad():
