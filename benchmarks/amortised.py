@@ -89,10 +89,9 @@ def methods(mode: str, refinements: list[int], untrained: bool, settings: Any) -
     if mode == "colour" and settings.lab_solve:
         n = settings.lab_solve
         out[f"{mapper} + {n} Gauss-Newton steps (world editor)"] = {"method": "encoder"}
-        out[f"{mapper} + {n} Gauss-Newton steps, the parsed hair as the mask"] = {
-            "method": "encoder",
-            "lab_solve_mask": "hair",
-        }
+        for mask, name in (("enlarged", "HairCLIPv2's enlarged mask"), ("hair", "the parsed hair as the mask")):
+            if mask != settings.lab_solve_mask:
+                out[f"{mapper} + {n} Gauss-Newton steps, {name}"] = {"method": "encoder", "lab_solve_mask": mask}
         out[f"{mapper} + {n} Gauss-Newton + 10 final steps"] = {"method": "encoder", "lab_solve_final": 10}
         out[f"the source's rows + {n} Gauss-Newton steps (no mapper)"] = {"method": "optimisation"}
     return out

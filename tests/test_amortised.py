@@ -251,7 +251,8 @@ def test_the_lab_solve_gives_the_returned_pictures_hair_the_asked_rgb_and_leaves
     labs = proxy.target_labs(COLOURS, images.shape[-1], images.device)
     saved = proxy.cfg
     try:
-        proxy.cfg = dataclasses.replace(saved, refinement=2, lab_solve=3, lab_solve_ring=True)
+        ring = {"lab_solve_ring": True, "lab_solve_mask": "enlarged"}
+        proxy.cfg = dataclasses.replace(saved, refinement=2, lab_solve=3, **ring)
         solved = proxy.edit(COLOURS, images, codes, feature, editor.latent_avg)
         rgb_only = proxy.edit(
             [COLOURS[0], COLOURS[2]], images[[0, 2]], codes[[0, 2]], feature[[0, 2]], editor.latent_avg
@@ -348,10 +349,12 @@ def test_the_refit_after_the_lab_solve_keeps_the_solved_hair_and_brings_the_rest
     assert (rest_mse(refit.image[[0, 2]]) < start).all()
     assert not torch.allclose(refit.feature[[0, 2]], solved.feature[[0, 2]])
     torch.testing.assert_close(rgb_only.image, refit.image[[0, 2]], rtol=1e-4, atol=1e-5)
-    # HairCLIPv2's enlarged hair by default; lab_solve_mask=hair: the solved samples blend inside the
-    # parsed hair, the text sample still inside the enlarged hair
+    # by default the solved samples blend in the parsed hair with the enlarged mask's ring at half
+    # weight, the text sample in HairCLIPv2's enlarged hair; lab_solve_mask=hair: the parsed hair
     plain, enlarged = (b.colour_hair_mask(images, enlarge=e) for e in (False, True))
-    assert (enlarged - plain).sum() > 0 and torch.equal(refit.hair_mask, enlarged)
+    assert (enlarged - plain).sum() > 0
+    assert torch.equal(refit.hair_mask[[0, 2]], (plain[[0, 2]] + enlarged[[0, 2]]) / 2)
+    assert torch.equal(refit.hair_mask[1], enlarged[1])
     try:
         proxy.cfg = dataclasses.replace(saved, refinement=2, lab_solve=2, lab_solve_mask="hair")
         in_hair = proxy.edit(COLOURS, images, codes, feature, editor.latent_avg)
@@ -362,7 +365,7 @@ def test_the_refit_after_the_lab_solve_keeps_the_solved_hair_and_brings_the_rest
     for bad, match in (
         ({"lab_solve_final": -1}, "lab_solve_final"),
         ({"lab_solve_mask": "dilated"}, "lab_solve_mask"),
-        ({"lab_solve_ring": True, "lab_solve_mask": "hair"}, "lab_solve_mask=enlarged"),
+        ({"lab_solve_ring": True}, "lab_solve_mask=enlarged"),
     ):
         with pytest.raises(ValueError, match=match):
             dataclasses.replace(saved, **bad)
@@ -522,12 +525,13 @@ def test_the_benchmark_rows_refine_at_the_official_rate_beside_the_world_editors
     assert settings[editor_row] == world
     assert sorted((s.method, s.lab_solve_mask, s.lab_solve_final) for s in settings.values()) == [
         ("encoder", "enlarged", 0),
-        ("encoder", "enlarged", 10),
         ("encoder", "hair", 0),
-        ("optimisation", "enlarged", 0),
+        ("encoder", "soft", 0),
+        ("encoder", "soft", 10),
+        ("optimisation", "soft", 0),
     ]
     others = [name for name in rows if name not in solved]
     assert others and all(dataclasses.replace(world, **rows[name]).lab_solve == 0 for name in others)
     fast = bench.fast_path(rows, 50)
-    assert len(fast) == 6 and all(s["embedding"] == "encoder" and s["method"] == "encoder" for s in fast.values())
+    assert len(fast) == 7 and all(s["embedding"] == "encoder" and s["method"] == "encoder" for s in fast.values())
     assert "world editor, rates" not in " ".join(bench.methods("colour", [10], False, ColourProxyConfig()))

@@ -34,7 +34,9 @@ TEXT_LANDMARKS = (tuple(range(0, 17)), tuple(range(27, 36)))  # jaw line and nos
 # official: each proxy's optimisation; encoder: an amortised proxy's answer (amortised.py), then
 # `refinement` steps of that optimisation from it
 METHODS = ("optimisation", "encoder")
-LAB_SOLVE_MASKS = ("enlarged", "hair")  # where a solved colour is blended: HairCLIPv2's mask, or the parsed hair
+# where a solved colour is blended: the parsed hair with HairCLIPv2's enlarged mask's ring at half
+# weight, HairCLIPv2's enlarged hair, or the parsed hair
+LAB_SOLVE_MASKS = ("soft", "enlarged", "hair")
 COLOUR_CONDITION = 4  # the colour mapper's condition beside CLIP's text embedding: Lab (3) and a text flag
 
 
@@ -357,14 +359,15 @@ class ColourProxyConfig:
     # rows, from the colour mapper's answer (method=encoder) or the source's own rows (method=
     # optimisation: no mapper file). Solved samples take no Adam step; text conditions are not solved.
     # 0: off (HairCLIPv2's edit).
-    # `lab_solve_mask`: the solved samples' colour feature is blended, as HairCLIPv2's, inside the
-    # enlarged hair ("enlarged"), whose non-hair ring then takes the solved colour (HairCLIPv2's
-    # background term and final steps keep it), or inside the parsed hair ("hair"), whose edge then
-    # keeps the old colour.
+    # `lab_solve_mask`: the solved samples' colour feature is blended with weight 1 in the parsed hair
+    # and 1/2 in the ring that HairCLIPv2's enlarged mask adds ("soft"); as HairCLIPv2's, inside the
+    # enlarged hair ("enlarged"), whose ring then takes the solved colour (HairCLIPv2's background
+    # term and final steps keep it); or inside the parsed hair ("hair"), whose edge then keeps the
+    # old colour.
     # `lab_solve_ring`: the enlarged mask's non-hair ring also keeps its mean colour (HairCLIPv2's
     # background term in three numbers); off, as a mean is kept by opposite colours: blotches.
     lab_solve: int = 0
-    lab_solve_mask: str = "enlarged"
+    lab_solve_mask: str = "soft"
     lab_solve_ring: bool = False
     lab_solve_spread: bool = False  # also the hair's Lab spread at the source hair's (an even colour)
     lab_solve_damping: float = 1.0
@@ -378,7 +381,7 @@ class ColourProxyConfig:
                 "editing.colour.lab_solve, lab_solve_damping and lab_solve_final must be >= 0, got "
                 f"{self.lab_solve}, {self.lab_solve_damping}, {self.lab_solve_final}"
             )
-        if self.lab_solve_ring and self.lab_solve_mask == "hair":
+        if self.lab_solve_ring and self.lab_solve_mask != "enlarged":
             raise ValueError(
                 "editing.colour.lab_solve_ring keeps the enlarged mask's ring: set lab_solve_mask=enlarged"
             )
@@ -436,7 +439,7 @@ class ColourResult:
     image: torch.Tensor  # the final edited image
     codes: torch.Tensor  # final W+ codes
     feature: torch.Tensor  # final colour feature
-    # the blend mask (N, 1, H, W): the enlarged hair (lab_solve_mask=hair: the solved samples' own hair)
+    # the blend mask (N, 1, H, W): the enlarged hair (lab_solve_mask=hair or soft: the solved samples' own)
     hair_mask: torch.Tensor
     colour_codes: torch.Tensor | None = None  # after the colour edit, before blending
     colour_image: torch.Tensor | None = None
@@ -687,8 +690,10 @@ class ColourProxy(nn.Module):
         idx = torch.tensor(solved, dtype=torch.long, device=src_codes.device)
         with torch.no_grad():
             hair_mask = b.colour_hair_mask(edited_image)
-            if solved and c.lab_solve_mask == "hair":
-                hair_mask = hair_mask.index_copy(0, idx, b.colour_hair_mask(edited_image[idx], enlarge=False))
+            if solved and c.lab_solve_mask != "enlarged":
+                parsed = b.colour_hair_mask(edited_image[idx], enlarge=False)
+                own = parsed if c.lab_solve_mask == "hair" else (parsed + hair_mask[idx]) / 2
+                hair_mask = hair_mask.index_copy(0, idx, own)
         residuals: list[torch.Tensor] = []
         if solved:
             rows, residuals = self.solve_lab(
