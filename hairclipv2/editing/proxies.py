@@ -644,9 +644,9 @@ class ColourProxy(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """`lab_solve_final` steps of the final fit for the solved samples `idx`: their returned picture
         kept inside the edited image's own hair (the solved colour), the edited image outside it (where
-        the enlarged mask's ring took the solved colour and the embedding has its own errors). `codes`, `feature`: the batch's after
-        the final fit, which leaves the solved samples as the solve gave them. Returns them with the
-        solved samples' refitted, and the refit's losses."""
+        the blend's ring took some of the solved colour and the embedding has its own errors).
+        `codes`, `feature`: the batch's after the final fit, which leaves the solved samples as the
+        solve gave them. Returns them with the solved samples' refitted, and the refit's losses."""
         with torch.no_grad():
             solved_image = self.blender.colour_resume(codes[idx], feature[idx], skip[idx])
         refit_codes, refit_feature, losses = self.fit_final(
