@@ -3,6 +3,7 @@ sketches and edit targets are exact, so that edits can be scored against a known
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -220,6 +221,13 @@ def test_the_world_clip_trains_both_towers_and_loads_as_an_open_clip_folder(tmp_
     ours = module.clip.encode_image((x - module.mean) / module.std)
     assert torch.allclose(loaded.encode_image(x), ours, atol=2e-2)  # the export is half precision
     assert loaded.encode_text(["red hair"]).shape == (1, 16)
+    continued = WorldCLIPModule(cfg, init_weights=str(folder))  # model.init_weights: the export, strictly
+    exported = {k: v.half().float() if v.is_floating_point() else v for k, v in module.clip.state_dict().items()}
+    assert all(torch.equal(v, exported[k]) for k, v in continued.clip.state_dict().items())
+    with pytest.raises(ValueError, match="architecture"):
+        WorldCLIPModule({**cfg, "embed_dim": 32}, init_weights=str(folder))
+    with pytest.raises(FileNotFoundError, match="experiment=world_clip"):
+        WorldCLIPModule(cfg, init_weights=str(tmp_path / "nowhere"))
 
 
 def test_the_bald_mapper_learns_the_bald_codes_in_code_space_and_exports_hairclipv2s_file(tmp_path):

@@ -24,7 +24,7 @@ from torchmetrics import MeanMetric
 
 from ..config import plain
 from ..models.clip import CLIP_MEAN, CLIP_STD, clip_input
-from ..weights import atomic_torch_save
+from ..weights import atomic_torch_save, load_state_dict_strict
 from ..world import HAIR_COLOURS, attributes_from_z
 from ..world.captions import LENGTHS, TEXTURES, hair_colour_name, length_word, phrasing
 from .world_parser import degrade
@@ -43,6 +43,20 @@ def build_clip(model_cfg: Mapping[str, Any], name: str = "world-clip") -> torch.
 
     open_clip.factory._MODEL_CONFIGS[name] = dict(model_cfg)  # open_clip's table of architectures
     return open_clip.create_model(name, pretrained=None)
+
+
+def load_exported_clip(model: torch.nn.Module, model_cfg: Mapping[str, Any], folder: str | Path) -> None:
+    """Load an `export_clip` folder into `model` (strict), which must have the folder's architecture."""
+    folder = Path(folder)
+    config_file, weights_file = folder / "open_clip_config.json", folder / "open_clip_pytorch_model.bin"
+    for f in (config_file, weights_file):
+        if not f.is_file():
+            raise FileNotFoundError(f"model.init_weights: {f} not found (a folder written by experiment=world_clip)")
+    saved = json.loads(config_file.read_text())["model_cfg"]
+    if saved != dict(model_cfg):
+        raise ValueError(f"model.init_weights: {config_file} holds the architecture {saved}, the model is {model_cfg}")
+    state = torch.load(weights_file, map_location="cpu", weights_only=True)
+    load_state_dict_strict(model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, str(folder))
 
 
 def export_clip(model: torch.nn.Module, model_cfg: Mapping[str, Any], folder: str | Path) -> Path:
@@ -64,7 +78,9 @@ class WorldCLIPModule(pl.LightningModule):
         model_cfg: Mapping[str, Any] | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] = partial(torch.optim.AdamW, lr=5e-4, weight_decay=0.1),
         export: str | None = "world_clip",
+        init_weights: str | None = None,
     ):
+        """`init_weights`: an exported folder (e.g. weights/world/clip) to continue from."""
         super().__init__()
         import open_clip
 
@@ -72,6 +88,8 @@ class WorldCLIPModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["optimizer"])
         self.model_cfg = model_cfg
         self.clip = build_clip(self.model_cfg)
+        if init_weights is not None:
+            load_exported_clip(self.clip, self.model_cfg, init_weights)
         self.tokenizer = open_clip.get_tokenizer("world-clip")
         self.optimizer, self.export = optimizer, export
         self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
