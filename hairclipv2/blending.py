@@ -131,13 +131,17 @@ class FeatureBlender(nn.Module):
         return HairstyleBlend(feature, image, bald_mask, global_mask, local_mask)
 
     # ------------------------------------------------------------------------------- colour
-    def colour_hair_mask(self, edited_image: torch.Tensor, enlarge: bool = True) -> torch.Tensor:
-        """HairCLIPv2's `final_hair_mask`: the enlarged hair of the edited image at image size, {0, 1}
-        (`enlarge=False`: the parsed hair itself)."""
+    def colour_hair_mask(self, edited_image: torch.Tensor) -> torch.Tensor:
+        """HairCLIPv2's `final_hair_mask`: the enlarged hair of the edited image at image size, {0, 1}."""
+        return self.colour_hair_masks(edited_image)[1]
+
+    def colour_hair_masks(self, edited_image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(parsed hair, HairCLIPv2's enlarged hair) of the edited image at image size, {0, 1}, from
+        one parse."""
         hair = self.segmenter.hair_of_labels(self.segmenter.labels(edited_image))
-        if enlarge:
-            hair = M.dilate_erode(hair, self.kernel(hair.shape[-1]))
-        return M.resize_mask(hair, edited_image.shape[-1], mode="nearest")
+        enlarged = M.dilate_erode(hair, self.kernel(hair.shape[-1]))
+        size = edited_image.shape[-1]
+        return M.resize_mask(hair, size, mode="nearest"), M.resize_mask(enlarged, size, mode="nearest")
 
     def colour_feature(self, codes: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
         """The feature after colour_block from F, with fixed noise."""
@@ -153,8 +157,7 @@ class FeatureBlender(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(blended colour feature, final hair mask at image size): the colour proxy's feature inside
         the enlarged hair of the hairstyle-edited image (or `hair_mask`), the source's outside."""
-        hair_mask = self.colour_hair_mask(edited_image) if hair_mask is None else hair_mask
-        blended = blend(self.colour_feature(colour_codes, feature), self.colour_feature(src_codes, feature), hair_mask)
+        blended, _, hair_mask = self.colour_with_skip(edited_image, src_codes, colour_codes, feature, hair_mask)
         return blended, hair_mask
 
     def colour_with_skip(

@@ -351,7 +351,7 @@ def test_the_refit_after_the_lab_solve_keeps_the_solved_hair_and_brings_the_rest
     torch.testing.assert_close(rgb_only.image, refit.image[[0, 2]], rtol=1e-4, atol=1e-5)
     # by default the solved samples blend in the parsed hair with the enlarged mask's ring at half
     # weight, the text sample in HairCLIPv2's enlarged hair; lab_solve_mask=hair: the parsed hair
-    plain, enlarged = (b.colour_hair_mask(images, enlarge=e) for e in (False, True))
+    plain, enlarged = b.colour_hair_masks(images)
     assert (enlarged - plain).sum() > 0
     assert torch.equal(refit.hair_mask[[0, 2]], (plain[[0, 2]] + enlarged[[0, 2]]) / 2)
     assert torch.equal(refit.hair_mask[1], enlarged[1])

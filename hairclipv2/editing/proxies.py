@@ -570,17 +570,17 @@ class ColourProxy(nn.Module):
         feature: torch.Tensor,
         target_labs: torch.Tensor,
         hair_mask: torch.Tensor,
+        hair: torch.Tensor,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(edit rows, residuals per step) that give the returned picture's hair the target Lab colours
-        (`lab_solve`), the colour feature blended inside `hair_mask`: every argument is the solved
-        samples' own."""
+        (`lab_solve`), the colour feature blended inside `hair_mask` (the enlarged one when the ring is
+        held); `hair`: the edited image's parsed hair. Every argument is the solved samples' own."""
         b, c = self.blender, self.cfg
         lo, hi = self.edit_span
         head, tail = src_codes[:, :lo], src_codes[:, hi:]
         with torch.no_grad():  # what the steps do not change: the masks, the source's colour parts
             source = b.colour_parts(src_codes, feature)
-            hair = self.segmenter.hair(edited_image)
-            ring = (b.colour_hair_mask(edited_image) - hair).clamp(0, 1)
+            ring = (hair_mask - hair).clamp(0, 1)
             lab = rgb_to_lab((edited_image + 1) / 2)
             ring_lab = masked_mean(lab, ring)
             spread = masked_spread(lab, hair)
@@ -689,15 +689,20 @@ class ColourProxy(nn.Module):
         solved = [i for i, cond in enumerate(conditions) if cond.kind != "text"] if c.lab_solve else []
         idx = torch.tensor(solved, dtype=torch.long, device=src_codes.device)
         with torch.no_grad():
-            hair_mask = b.colour_hair_mask(edited_image)
+            parsed, hair_mask = b.colour_hair_masks(edited_image)
             if solved and c.lab_solve_mask != "enlarged":
-                parsed = b.colour_hair_mask(edited_image[idx], enlarge=False)
-                own = parsed if c.lab_solve_mask == "hair" else (parsed + hair_mask[idx]) / 2
-                hair_mask = hair_mask.index_copy(0, idx, own)
+                own = parsed if c.lab_solve_mask == "hair" else (parsed + hair_mask) / 2
+                hair_mask = hair_mask.index_copy(0, idx, own[idx])
         residuals: list[torch.Tensor] = []
         if solved:
             rows, residuals = self.solve_lab(
-                free[idx], edited_image[idx], src_codes[idx], feature[idx], target_labs, hair_mask[idx]
+                free[idx],
+                edited_image[idx],
+                src_codes[idx],
+                feature[idx],
+                target_labs,
+                hair_mask[idx],
+                edited_hair[idx],
             )
             free = nn.Parameter(free.detach().index_copy(0, idx, rows.to(free.dtype)))
             if len(solved) == len(conditions):
