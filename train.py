@@ -6,8 +6,8 @@
     python train.py experiment=e4e_demo resume_dir=logs/e4e_demo/runs/2026-12-06_12-00-00  # resume in place
 
 Outputs go to the Hydra run folder: checkpoints/, images/, csv/ (metrics), metrics.json,
-data_report.json (what the datamodule found and skipped), and with export_official=true
-e4e_official.pt. checkpoints/last.ckpt resumes a run; the best checkpoint holds weights only.
+status.json (whether training ran to its end), data_report.json (what the datamodule found and
+skipped), and with export_official=true e4e_official.pt. checkpoints/last.ckpt resumes a run; the best checkpoint holds weights only.
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if rank_zero_only.rank == 0:
         show_config(cfg, out)
     ckpt_path = resume_checkpoint(cfg)
+    if cfg.train and rank_zero_only.rank == 0:
+        (out / "status.json").unlink(missing_ok=True)  # written again only when this fit ends
     datamodule = instantiate(cfg.data)  # checks the data folders before any model is built
     model = instantiate(cfg.model)  # loads the official weights (clear errors when missing)
     if hasattr(datamodule, "use_generator"):  # synthetic data is rendered by the generator being inverted
@@ -87,6 +89,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             if best and trainer.is_global_zero:
                 link_best_to_last(best, out / "checkpoints" / "last.ckpt")
+    if cfg.train and trainer.is_global_zero:
+        write_json_atomic(run_status(trainer), out / "status.json")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test"):
         trainer.validate(model, datamodule=datamodule, ckpt_path="best" if cfg.train else ckpt_path)
@@ -97,6 +101,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         say(closing_lines(trainer, out, cfg.get("optimized_metric")) + sweep_note)
     finish_wandb()
     return metrics
+
+
+def run_status(trainer: pl.Trainer) -> dict[str, Any]:
+    """How the fit ended, for scripts that chain runs (scripts/world_chain.py). Written only when
+    fit returns: a run stopped by Ctrl-C or SIGTERM exits with status 1 and leaves none (the one of
+    an earlier fit in the same folder is removed when a run starts)."""
+    finished = trainer.state.status == "finished" and not trainer.interrupted
+    return {"finished": finished, "status": str(trainer.state.status.value), "global_step": trainer.global_step}
 
 
 def keep_sweep_checkpoints(cfg: DictConfig, out: Path, value: float | None) -> str:

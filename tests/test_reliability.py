@@ -306,6 +306,7 @@ def test_an_interrupted_run_writes_its_checkpoint_before_it_ends(tmp_path, signa
     args = [a for a in FAST if not a.startswith(("trainer.max_steps", "checkpoint_every"))]
     args += ["trainer.max_steps=100000", "checkpoint_every=100000", f"hydra.run.dir={tmp_path}"]
     started = tmp_path / "csv" / "metrics.csv"  # written once the first steps are logged
+    (tmp_path / "status.json").write_text('{"finished": true}')  # an earlier fit's, in the same folder
 
     def a_few_steps_in() -> bool:
         if not started.is_file():
@@ -316,3 +317,4 @@ def test_an_interrupted_run_writes_its_checkpoint_before_it_ends(tmp_path, signa
     signal_training(args, a_few_steps_in, getattr(signal, signal_name))
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] >= 1  # the periodic checkpoint never came: this one is the interruption's
+    assert not (tmp_path / "status.json").exists()  # a chain of runs (world_chain.py) sees no finished run

@@ -311,6 +311,11 @@ def test_demo_training_reduces_the_loss(tmp_path):
     assert len(l2) == 30 and np.mean(l2[-5:]) < 0.7 * np.mean(l2[:5]), l2  # batches of 2: compare 5-step means
     assert "val/latent_mse" in module_metrics and (tmp_path / "e4e_official.pt").is_file()
     assert json.loads((tmp_path / "metrics.json").read_text())["val/n_images"] == 4
+    assert json.loads((tmp_path / "status.json").read_text()) == {
+        "finished": True,
+        "status": "finished",
+        "global_step": 30,
+    }
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["val_step000030.png"]
 
 
