@@ -4,7 +4,9 @@ A supervised decoder (no discriminator): z is the world's own prior (`hairclipv2
 is its rendered picture, the loss the mean squared error of the image (and optionally L1). As in
 StyleGAN2, an exponential moving average of the weights (`g_ema`) is what validation measures and what
 is exported: `<run>/world_generator.pt` in rosinality's container ({"g_ema", "latent_avg"}), so that
-`load_generator` and every `*.stylegan_weights` key read it like the official FFHQ file.
+`load_generator` and every `*.stylegan_weights` key read it like the official FFHQ file. With the world
+parser, validation also reports the world issue's second target: the IoU of the hair the parser
+finds in G(z) with the face's exact hair (`val/parser_hair_iou`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ import torch
 from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio
 
+from ..evaluation.ground_truth import hair_iou
+from ..models.parsing import HairSegmenter
+from ..models.parsing.world_unet import load_world_parser
 from ..models.stylegan2 import Generator
+from ..sharing import borrow
 from ..weights import atomic_torch_save, estimate_latent_avg, load_generator
 from ..world import N_PARAMS
 
@@ -36,6 +42,7 @@ class WorldGeneratorModule(pl.LightningModule):
         mapping_lr_scale: float = 1.0,
         world_dims: int | None = N_PARAMS,
         init_weights: str | None = None,
+        parser_weights: str | None = None,
         export: str | None = "world_generator.pt",
     ):
         """`scheduler`: an optional partial LR scheduler stepped every step (a decay to the end of
@@ -46,7 +53,8 @@ class WorldGeneratorModule(pl.LightningModule):
         network's first layer starts blind to the others, which carry nothing; None keeps
         StyleGAN2's initialisation); `init_weights`: an exported generator file
         to continue from (both the live and the averaged weights start from it; the optimiser starts
-        afresh); `export`: the file in the run folder the averaged generator is written to after
+        afresh); `parser_weights`: the world parser that validation reads G(z)'s hair with (None:
+        no IoU; the validation items then need no "hair"); `export`: the file in the run folder the averaged generator is written to after
         every validation and at the end."""
         super().__init__()
         self.save_hyperparameters(ignore=["generator", "optimizer", "scheduler"])
@@ -59,6 +67,11 @@ class WorldGeneratorModule(pl.LightningModule):
         self.generator = generator.train()
         self.g_ema = copy.deepcopy(generator).requires_grad_(False).eval()
         self.val_psnr, self.val_loss = PeakSignalNoiseRatio(data_range=1.0), MeanMetric()
+        # a measuring instrument, not part of the model: kept out of the checkpoints (so a run can
+        # start or resume with or without it) and moved to the device when validation starts
+        parser = HairSegmenter(load_world_parser(parser_weights)).requires_grad_(False) if parser_weights else None
+        borrow(self, segmenter=parser)
+        self.val_iou = MeanMetric()
 
     @staticmethod
     def draw(generator: Generator, z: torch.Tensor) -> torch.Tensor:
@@ -82,6 +95,10 @@ class WorldGeneratorModule(pl.LightningModule):
             for ema, live in zip(self.g_ema.parameters(), self.generator.parameters(), strict=True):
                 ema.lerp_(live, 1 - decay)
 
+    def on_validation_start(self) -> None:
+        if self.segmenter is not None:
+            self.segmenter.to(self.device)
+
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
         pred = self.draw(self.g_ema, batch["z"])
         loss, _ = self.loss(pred, batch["image"])
@@ -89,6 +106,9 @@ class WorldGeneratorModule(pl.LightningModule):
         self.val_psnr.update((pred.clamp(-1, 1) + 1) / 2, (batch["image"] + 1) / 2)
         self.log("val/loss", self.val_loss, prog_bar=True)
         self.log("val/psnr", self.val_psnr, prog_bar=True)
+        if self.segmenter is not None:
+            self.val_iou.update(hair_iou(self.segmenter.hair(pred.clamp(-1, 1)), batch["hair"]))
+            self.log("val/parser_hair_iou", self.val_iou, prog_bar=True)
 
     def configure_optimizers(self) -> Any:
         mapping = list(self.generator.style.parameters())
