@@ -253,33 +253,6 @@ def test_the_world_clip_trains_both_towers_and_loads_as_an_open_clip_folder(tmp_
         WorldCLIPModule({**cfg, "embed_dim": 32}, init_weights=str(folder))
     with pytest.raises(FileNotFoundError, match="experiment=world_clip"):
         WorldCLIPModule(cfg, init_weights=str(tmp_path / "nowhere"))
-    with_twins = WorldCLIPModule(cfg, twins=0.5)
-    seen, encode = [], with_twins.image_features
-    with_twins.image_features = lambda images: seen.append(len(images)) or encode(images)
-    assert torch.isfinite(with_twins.training_step(batch, 0)) and seen == [12]  # 8 faces, 4 twins
-    with pytest.raises(ValueError, match="model.twins"):
-        WorldCLIPModule(cfg, twins=1.5)
-
-
-def test_texture_twins_differ_from_their_faces_in_the_hair_texture_alone():
-    from dataclasses import fields
-
-    from hairclipv2.training.world_clip import WorldCLIPModule
-    from hairclipv2.world.captions import TEXTURES
-
-    torch.manual_seed(0)
-    faces = WORLD.attributes(WORLD.z(64, 5))
-    twins = WorldCLIPModule.texture_twins(faces, 40)
-    first = faces.index(slice(0, 40))
-    for f in fields(first):
-        if f.name != "curl":
-            assert torch.equal(getattr(twins, f.name), getattr(first, f.name)), f.name
-    third = lambda curl: [TEXTURES[min(int(float(c) * 3), 2)] for c in curl]  # noqa: E731
-    assert all(a != b for a, b in zip(third(twins.curl), third(first.curl), strict=True))
-    ours, theirs = WORLD.render(twins), WORLD.render(first)
-    hair = (ours.hair + theirs.hair) > 0
-    changed = (ours.image - theirs.image).abs().amax(1, keepdim=True) > 1e-3
-    assert not (changed & ~hair).any() and changed.sum() > 40 * 20  # only the hair, and visibly
 
 
 def test_the_bald_mapper_learns_the_bald_codes_in_code_space_and_exports_hairclipv2s_file(tmp_path):

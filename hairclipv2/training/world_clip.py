@@ -4,10 +4,7 @@ world faces mean something.
 
 The images reach the vision tower as the editor hands them to CLIP (HairCLIPv2's resize to 224 px,
 `models/clip.py`), lightly degraded as the parser's are. Validation reports zero-shot accuracy of the
-hair colour, the length and the texture from their captions. With `twins`, part of every batch
-comes twice, the second time with its hair's texture moved to another of the three texture words:
-hard negatives, without which a batch is told apart by colour and length alone and the image
-tower learns no texture. The run exports `<run>/world_clip/`
+hair colour, the length and the texture from their captions. The run exports `<run>/world_clip/`
 (`open_clip_config.json` and `open_clip_pytorch_model.bin`), which `CLIPModel("local-dir:<folder>")`
 loads like any open_clip model.
 """
@@ -16,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,7 +25,7 @@ from torchmetrics import MeanMetric
 from ..config import plain
 from ..models.clip import CLIP_MEAN, CLIP_STD, clip_input
 from ..weights import atomic_torch_save, load_state_dict_strict
-from ..world import HAIR_COLOURS, FaceAttributes, World, attributes_from_z
+from ..world import HAIR_COLOURS, attributes_from_z
 from ..world.captions import LENGTHS, TEXTURES, hair_colour_name, length_word, phrasing
 from .world_parser import degrade
 
@@ -83,14 +79,8 @@ class WorldCLIPModule(pl.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer] = partial(torch.optim.AdamW, lr=5e-4, weight_decay=0.1),
         export: str | None = "world_clip",
         init_weights: str | None = None,
-        twins: float = 0.0,
-        supersample: int = 4,
     ):
-        """`init_weights`: an exported folder (e.g. weights/world/clip) to continue from; `twins`:
-        the fraction of each batch that gets a texture twin (rendered in the step, at the data's
-        `supersample`)."""
-        if not 0 <= twins <= 1:
-            raise ValueError(f"model.twins: expected a fraction in [0, 1], found {twins!r}")
+        """`init_weights`: an exported folder (e.g. weights/world/clip) to continue from."""
         super().__init__()
         import open_clip
 
@@ -115,22 +105,9 @@ class WorldCLIPModule(pl.LightningModule):
     def text_features(self, texts: list[str]) -> torch.Tensor:
         return F.normalize(self.clip.encode_text(self.tokenizer(texts).to(self.mean.device)), dim=-1)
 
-    @staticmethod
-    def texture_twins(faces: FaceAttributes, n: int) -> FaceAttributes:
-        """The first n faces with their curl moved by 1/3 to 2/3 of its range (mod 1): into another
-        third, so that their captions name another texture when they name one."""
-        first = faces.index(slice(0, n))
-        return replace(first, curl=(first.curl + (1 + torch.rand(n)) / 3) % 1)
-
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        faces, images = attributes_from_z(batch["z"].cpu()), batch["image"]
-        texts, n = phrasing(faces), int(self.hparams.twins * len(images))
-        if n:
-            twins = self.texture_twins(faces, n)
-            world = World(images.shape[-1], batch["z"].shape[1], self.hparams.supersample)
-            images = torch.cat([images, world.render(twins).image.to(images)])
-            texts += phrasing(twins)
-        image, text = self.image_features(degrade(images)), self.text_features(texts)
+        texts = phrasing(attributes_from_z(batch["z"].cpu()))
+        image, text = self.image_features(degrade(batch["image"])), self.text_features(texts)
         logits = self.clip.logit_scale.exp().clamp(max=100) * image @ text.T
         # captions repeat within a batch: every image whose caption is the same is a right answer
         same = torch.tensor([[a == b for b in texts] for a in texts], device=logits.device).float()
