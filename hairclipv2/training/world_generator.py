@@ -6,7 +6,8 @@ StyleGAN2, an exponential moving average of the weights (`g_ema`) is what valida
 is exported: `<run>/world_generator.pt` in rosinality's container ({"g_ema", "latent_avg"}), so that
 `load_generator` and every `*.stylegan_weights` key read it like the official FFHQ file. With the world
 parser, validation also reports the world issue's second target: the IoU of the hair the parser
-finds in G(z) with the face's exact hair (`val/parser_hair_iou`).
+finds in G(z) with the face's exact hair (`val/parser_hair_iou`, pooled over the validation faces:
+the hair pixels both hold over those either holds).
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.image import PeakSignalNoiseRatio
 
-from ..evaluation.ground_truth import hair_iou
 from ..models.parsing import HairSegmenter
 from ..models.parsing.world_unet import load_world_parser
 from ..models.stylegan2 import Generator
@@ -71,7 +71,7 @@ class WorldGeneratorModule(pl.LightningModule):
         # start or resume with or without it) and moved to the device when validation starts
         parser = HairSegmenter(load_world_parser(parser_weights)).requires_grad_(False) if parser_weights else None
         borrow(self, segmenter=parser)
-        self.val_iou = MeanMetric()
+        self.val_hair_both, self.val_hair_either = SumMetric(), SumMetric()
 
     @staticmethod
     def draw(generator: Generator, z: torch.Tensor) -> torch.Tensor:
@@ -107,8 +107,13 @@ class WorldGeneratorModule(pl.LightningModule):
         self.log("val/loss", self.val_loss, prog_bar=True)
         self.log("val/psnr", self.val_psnr, prog_bar=True)
         if self.segmenter is not None:
-            self.val_iou.update(hair_iou(self.segmenter.hair(pred.clamp(-1, 1)), batch["hair"]))
-            self.log("val/parser_hair_iou", self.val_iou, prog_bar=True)
+            found, exact = self.segmenter.hair(pred.clamp(-1, 1)) > 0.5, batch["hair"] > 0.5
+            self.val_hair_both.update((found & exact).sum())
+            self.val_hair_either.update((found | exact).sum())
+
+    def parser_hair_iou(self) -> torch.Tensor:
+        """The validation's pooled hair IoU so far (NaN before any hair)."""
+        return self.val_hair_both.compute() / self.val_hair_either.compute()
 
     def configure_optimizers(self) -> Any:
         mapping = list(self.generator.style.parameters())
@@ -126,6 +131,10 @@ class WorldGeneratorModule(pl.LightningModule):
         return atomic_torch_save({"g_ema": g.state_dict(), "latent_avg": estimate_latent_avg(g)}, path)
 
     def on_validation_epoch_end(self) -> None:
+        if self.segmenter is not None:
+            self.log("val/parser_hair_iou", self.parser_hair_iou(), prog_bar=True)
+            self.val_hair_both.reset()
+            self.val_hair_either.reset()
         if self.export and self.trainer.is_global_zero and not self.trainer.sanity_checking:
             self.export_generator(Path(self.trainer.default_root_dir) / self.export)
 
