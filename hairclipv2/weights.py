@@ -240,8 +240,26 @@ def load_generator(generator: nn.Module, path: str | Path | None, conf_key: str 
     When the file stores no latent_avg it is estimated as the mean w of 4096 random z.
     """
     ckpt = read_stylegan2_checkpoint(path, conf_key)
-    load_state_dict_strict(generator, ckpt.state_dict, f"StyleGAN2 checkpoint {path}")
+    try:
+        load_state_dict_strict(generator, ckpt.state_dict, f"StyleGAN2 checkpoint {path}")
+    except CheckpointError as exc:
+        raise CheckpointError(str(exc) + filter_hint(generator, ckpt.state_dict)) from None
     return ckpt.latent_avg if ckpt.latent_avg is not None else estimate_latent_avg(generator)
+
+
+def filter_hint(generator: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> str:
+    """When the up-sampling filters (the blur kernels, stored with the weights) differ in size: which
+    `blur_kernel` the file was trained with, to set in the generator's config."""
+    own = generator.state_dict()
+    kernels = [k for k in own if k.endswith("kernel") and k in state_dict and state_dict[k].shape != own[k].shape]
+    if not kernels:
+        return ""
+    theirs = state_dict[kernels[0]]
+    taps = (theirs[0] / theirs[0, 0]).tolist() if theirs[0, 0] != 0 else theirs[0].tolist()
+    return (
+        f"\n  the file was trained with another up-sampling filter: its kernels are {tuple(theirs.shape)}, the"
+        f" model's {tuple(own[kernels[0]].shape)}; set the generator's blur_kernel to {[round(t, 4) for t in taps]}"
+    )
 
 
 def sampling_seed(seed: int) -> int:

@@ -75,7 +75,10 @@ def record(name: str, run: Path, note: str) -> dict:
     files = weight_files(dest)
     store_half(files)
     step, metrics = last_validation(run)
-    kept = [o for o in overrides if not o.startswith(("hydra.", "callbacks.progress_bar", "resume_dir"))]
+    # world_chain.py's runs read the networks from its staging copy (paths.world_dir), which these
+    # files then replace: the command without it reads the same networks from weights/world
+    dropped = ("hydra.", "callbacks.progress_bar", "resume_dir", "paths.world_dir")
+    kept = [o for o in overrides if not o.startswith(dropped)]
     ran = [o.split("=", 1)[1] for o in kept if o.startswith("experiment=")]
     return {
         "command": "python train.py " + " ".join(kept),

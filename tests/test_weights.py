@@ -56,6 +56,17 @@ def test_mismatched_checkpoint_lists_keys(tmp_path):
     assert "input.input: checkpoint (1, 3, 4, 4) vs model (1, 8, 4, 4)" in msg
 
 
+def test_a_file_of_another_up_sampling_filter_names_the_filter_to_set(tmp_path):
+    box = Generator(16, 8, 1, channels={4: 8, 8: 8, 16: 4}, blur_kernel=(1, 1))
+    torch.save({"g_ema": box.state_dict()}, tmp_path / "box.pt")
+    with pytest.raises(CheckpointError, match=r"set the generator's blur_kernel to \[1.0, 1.0\]"):
+        load_generator(small_generator(), tmp_path / "box.pt")
+    torch.save({"g_ema": small_generator().state_dict()}, tmp_path / "stylegan2.pt")
+    with pytest.raises(CheckpointError, match=r"blur_kernel to \[1.0, 3.0, 3.0, 1.0\]"):
+        load_generator(box, tmp_path / "stylegan2.pt")
+    load_generator(Generator(16, 8, 1, channels={4: 8, 8: 8, 16: 4}, blur_kernel=[1, 1]), tmp_path / "box.pt")
+
+
 def test_golden_checkpoint_into_wrong_widths_is_rejected():
     with pytest.raises(CheckpointError, match="shape mismatches"):
         load_generator(
