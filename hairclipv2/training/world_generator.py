@@ -54,8 +54,8 @@ class WorldGeneratorModule(pl.LightningModule):
         StyleGAN2's initialisation); `init_weights`: an exported generator file
         to continue from (both the live and the averaged weights start from it; the optimiser starts
         afresh); `parser_weights`: the world parser that validation reads G(z)'s hair with (None:
-        no IoU; the validation items then need no "hair"); `export`: the file in the run folder the averaged generator is written to after
-        every validation and at the end."""
+        no IoU; the validation items then need no "hair"); `export`: the file in the run folder the
+        averaged generator is written to after every validation and at the end."""
         super().__init__()
         self.save_hyperparameters(ignore=["generator", "optimizer", "scheduler"])
         self.optimizer, self.scheduler, self.export = optimizer, scheduler, export
