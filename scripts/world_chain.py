@@ -111,12 +111,19 @@ def publish(stage: Stage, runs: Path) -> None:
     source, dest = runs / stage.name / exported, runs / "world" / target
     if not source.exists():
         raise ChainError(f"{runs / stage.name}: finished but holds no {exported} (the stage's export)")
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")  # copied whole first: a stop never leaves half a network
+    remove(tmp)
     (shutil.copytree if source.is_dir() else shutil.copyfile)(source, tmp)
     if dest.is_dir():
         shutil.rmtree(dest)
     tmp.replace(dest)
+
+
+def remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def run_chain(runs: Path, stages: list[Stage], sets: list[str], dry_run: bool = False) -> int:
