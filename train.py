@@ -7,7 +7,8 @@
 
 Outputs go to the Hydra run folder: checkpoints/, images/, csv/ (metrics), metrics.json,
 status.json (whether training ran to its end), data_report.json (what the datamodule found and
-skipped), and with export_official=true e4e_official.pt. checkpoints/last.ckpt resumes a run; the best checkpoint holds weights only.
+skipped), and with export_official=true e4e_official.pt. checkpoints/last.ckpt resumes a run; the
+best checkpoint holds weights only.
 """
 
 from __future__ import annotations

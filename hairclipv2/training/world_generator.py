@@ -103,11 +103,12 @@ class WorldGeneratorModule(pl.LightningModule):
         pred = self.draw(self.g_ema, batch["z"])
         loss, _ = self.loss(pred, batch["image"])
         self.val_loss.update(loss)
-        self.val_psnr.update((pred.clamp(-1, 1) + 1) / 2, (batch["image"] + 1) / 2)
+        image = pred.clamp(-1, 1)  # the picture as it is shown and parsed
+        self.val_psnr.update((image + 1) / 2, (batch["image"] + 1) / 2)
         self.log("val/loss", self.val_loss, prog_bar=True)
         self.log("val/psnr", self.val_psnr, prog_bar=True)
         if self.segmenter is not None:
-            found, exact = self.segmenter.hair(pred.clamp(-1, 1)) > 0.5, batch["hair"] > 0.5
+            found, exact = self.segmenter.hair(image) > 0.5, batch["hair"] > 0.5
             self.val_hair_both.update((found & exact).sum())
             self.val_hair_either.update((found | exact).sum())
 
