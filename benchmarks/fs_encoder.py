@@ -11,6 +11,7 @@ RUN is the training run folder: its `fs_encoder.pt` and, for the generator's wei
 are rendered by that generator from a seed the training never used.
 
     python benchmarks/fs_encoder.py --world [RUN] [--images 16] [--refinement 25 50] [--hairclipv2-row]
+        [--override paths.world_dir=CHAIN/world ...]
 
 `--world`: the world's pictures (the renderer's, not the generator's) with the world generator and
 the world editor's FS space (weights/world/, `editing=hairclipv2_world`), the FS encoder of
@@ -19,6 +20,8 @@ weights/world/fs_encoder.pt (or RUN's), and as the reference the world editor's 
 1100 + 250 beside it. PSNR on [0, 1], its difference to
 the official embedding's with the standard error of that mean over the images (`diff_sem`, paired:
 the same images); LPIPS with random weights drawn from a fixed seed (comparable between rows only).
+`--override` adds Hydra overrides to the world's configuration (a retrained world before it is
+installed: its `paths.world_dir`, the generator's `blur_kernel`).
 `--refinement-adam` (repeatable) adds, for each k, the refinement with that Adam
 (`editing.embedding.refinement_lr` and `refinement_betas`) beside the official FS step's.
 
@@ -63,9 +66,11 @@ def run_generator(run: Path) -> Generator:
     return g.eval().requires_grad_(False)
 
 
-def world_setting(run: Path | None, images: int, seed: int) -> tuple[Generator, FSEncoder, torch.Tensor, dict]:
+def world_setting(
+    run: Path | None, images: int, seed: int, overrides: list[str]
+) -> tuple[Generator, FSEncoder, torch.Tensor, dict]:
     """The world generator, its FS encoder, `images` world pictures from `seed`, and the world
-    editor's embedding settings."""
+    editor's embedding settings; `overrides` are Hydra overrides of the world's configuration."""
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
@@ -76,7 +81,7 @@ def world_setting(run: Path | None, images: int, seed: int) -> tuple[Generator, 
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("evaluate", overrides=["experiment=hairclipv2_world"])
+        cfg = compose("evaluate", overrides=["experiment=hairclipv2_world", *overrides])
     g: Generator = instantiate(cfg.generator)
     load_generator(g, cfg.editing.stylegan_weights)
     g = g.eval().requires_grad_(False)
@@ -102,6 +107,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=12345, help="of the held-out images (not the training stream)")
     parser.add_argument("--refinement", type=int, nargs="+", default=[50, 150])
     parser.add_argument("--out", default=None)
+    parser.add_argument("--override", nargs="+", default=[], help="--world: Hydra overrides of its configuration")
     parser.add_argument(
         "--refinement-adam", type=float, nargs=4, action="append", default=[], metavar=("LR_S", "LR_F", "B1", "B2")
     )
@@ -110,7 +116,7 @@ def main() -> None:
         parser.error("give a training run folder, or --world")
     official = dict(w_steps=1100, fs_steps=250)
     if args.world:
-        g, fs, targets, world_embedding = world_setting(args.run, args.images, args.seed)
+        g, fs, targets, world_embedding = world_setting(args.run, args.images, args.seed, args.override)
         reference = dict(w_steps=world_embedding["w_steps"], fs_steps=world_embedding["fs_steps"], p_norm_lambda=0.0)
     else:
         g = run_generator(args.run)
@@ -168,7 +174,7 @@ def main() -> None:
         row["psnr_minus_official"] = row["psnr_db"] - official["psnr_db"]
         row["diff_sem"] = paired_sem(row["per_image"], official["per_image"])
         row["speedup"] = official["s_per_image"] / row["s_per_image"]
-    source = "the world (weights/world)" if args.world else str(args.run)
+    source = f"the world ({' '.join(args.override) or 'weights/world'})" if args.world else str(args.run)
     info = f"{device_name(torch.device('cpu'))}, torch {torch.__version__}, {g.size} px generator of {source}"
     print(f"device: {info}; {args.images} held-out images (seed {args.seed}); the encoder's FS space: {space}")
     print(f"reference (the last row; ratios and differences against it): {rows[-1]['embedding']}")

@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -110,6 +111,23 @@ def test_the_world_fs_encoder_is_small_and_trained_in_the_world_editors_fs_space
     assert (fs.hairstyle_block, fs.resume_with_skip) == (editing.hairstyle_block, editing.resume_with_skip)
     assert isinstance(fs.encoder, SketchEncoder) and fs.encoder.input_nc == 3 and fs.input_size == 64
     assert fs.feature_shape == (96, 16, 16) and sum(p.numel() for p in fs.parameters()) < 4_000_000
+
+
+@pytest.mark.parametrize(
+    "experiment", [name for name, entry in EXPERIMENTS.items() if entry == "train" and "ffhq" not in name]
+)
+def test_every_training_run_can_resume_with_weights_only(experiment, tmp_path):
+    """What a checkpoint stores of the model's and the data's hyperparameters loads with
+    torch.load(weights_only=True), as Lightning reads last.ckpt to resume: no OmegaConf containers."""
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data, model = instantiate(cfg.data), instantiate(cfg.model)
+    torch.save({"model": dict(model.hparams), "data": dict(data.hparams)}, tmp_path / "hparams.pt")
+    stored = torch.load(tmp_path / "hparams.pt", weights_only=True)
+    assert set(stored["model"]) == set(model.hparams) and set(stored["data"]) == set(data.hparams)
 
 
 def e4e_demo(*overrides: str):

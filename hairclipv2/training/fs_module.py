@@ -64,7 +64,8 @@ class FSEncoderModule(pl.LightningModule):
         the FS space (False: HairCLIPv2's, no RGB skip; True: the editor's `editing.resume_with_skip`
         variant); `export`: the file (in the run folder) the trained encoder is written to at the end."""
         super().__init__()
-        self.cfg: FSLossConfig = build(FSLossConfig, plain(loss), "model.loss")
+        loss = plain(loss)  # plain in the checkpoint's hyperparameters: a resume reads them with weights_only
+        self.cfg: FSLossConfig = build(FSLossConfig, loss, "model.loss")
         self.save_hyperparameters(ignore=["generator", "encoder", "optimizer"])
         self.optimizer, self.export = optimizer, export
         latent_avg = frozen_generator(generator, stylegan_weights, "model.stylegan_weights")
