@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from hairclipv2 import masks as M
 from hairclipv2.editing.sketch import SketchProxy, load_sketch_encoder, save_sketch_encoder, sketch_mask
 from hairclipv2.models.encoders import SketchEncoder
 from hairclipv2.models.encoders.irse import stage_ends
 
+ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"num_layers": 18, "depths": (16, 32, 64, 128), "pool": 2, "input_size": 32, "last_stage": False}
 
 
@@ -48,9 +53,10 @@ def test_the_proxy_feeds_the_encoder_at_its_own_input_size_and_scales_the_mask_o
 
 @pytest.mark.slow
 def test_the_world_sketch_encoder_learns_the_codes_of_sketches(tmp_path):
-    """WorldSketchModule on world sketches: in 60 steps of batch 16 the held-out code error falls below
-    that of answering latent_avg (zero offsets), so the codes come from the sketch. Measured: 0.0443
-    (zero offsets, and the untrained encoder) -> 0.0408; the full run ends at 0.0353."""
+    """WorldSketchModule on world sketches: in 80 steps of batch 16 the held-out code error falls below
+    that of answering latent_avg (zero offsets), so the codes come from the sketch. Measured: 3.09
+    (zero offsets, and the untrained encoder) -> 8.6 at step 20 (the heads overshoot) -> 2.55 at
+    step 80; the full run ends at 2.19."""
     from torch.utils.data import DataLoader
 
     from datamodules.world import WorldDataModule
@@ -58,9 +64,9 @@ def test_the_world_sketch_encoder_learns_the_codes_of_sketches(tmp_path):
     from hairclipv2.training.world_sketch import WorldSketchModule
 
     torch.manual_seed(0)
-    g = Generator(64, 512, 4, channels={4: 128, 8: 128, 16: 96, 32: 64, 64: 32}, lr_mlp=0.1)
-    module = WorldSketchModule(g, stylegan_weights="weights/world/generator.pt")
-    data = WorldDataModule(n_train=960, n_val=32, batch_size=16, outputs=("sketch",), val_outputs=("sketch",))
+    g: Generator = instantiate(OmegaConf.load(ROOT / "conf" / "generator" / "stylegan2_world.yaml"))
+    module = WorldSketchModule(g, stylegan_weights=str(ROOT / "weights" / "world" / "generator.pt"))
+    data = WorldDataModule(n_train=1280, n_val=32, batch_size=16, outputs=("sketch",), val_outputs=("sketch",))
     data.setup()
     held_out = {k: torch.stack([item[k] for item in data.val_set]) for k in ("sketch", "z")}
 
@@ -80,4 +86,4 @@ def test_the_world_sketch_encoder_learns_the_codes_of_sketches(tmp_path):
     with torch.no_grad():
         after = loss(held_out).item()
     zero = module.true_offsets(held_out["z"]).pow(2).mean().item()
-    assert after < 0.95 * zero and after < before
+    assert after < 0.9 * zero and after < before
