@@ -87,13 +87,18 @@ def methods(mode: str, refinements: list[int], untrained: bool, settings: Any) -
         name = f"{mapper} + {edit} + {final} steps (world editor, rates {', '.join(map(str, rates))})"
         out[name] = {"method": "encoder", "lab_solve": 0}
     if mode == "colour" and settings.lab_solve:
-        n = settings.lab_solve
-        out[f"{mapper} + {n} Gauss-Newton steps (world editor)"] = {"method": "encoder"}
+        n, final = settings.lab_solve, settings.lab_solve_final
+        solve = f"{n} Gauss-Newton" + (f" + {final} final steps" if final else " steps")
+        out[f"{mapper} + {solve} (world editor)"] = {"method": "encoder"}
         for mask, name in (("enlarged", "HairCLIPv2's enlarged mask"), ("hair", "the parsed hair as the mask")):
             if mask != settings.lab_solve_mask:
-                out[f"{mapper} + {n} Gauss-Newton steps, {name}"] = {"method": "encoder", "lab_solve_mask": mask}
-        out[f"{mapper} + {n} Gauss-Newton + 10 final steps"] = {"method": "encoder", "lab_solve_final": 10}
-        out[f"the source's rows + {n} Gauss-Newton steps (no mapper)"] = {"method": "optimisation"}
+                out[f"{mapper} + {solve}, {name}"] = {"method": "encoder", "lab_solve_mask": mask}
+        other = 0 if final else 10  # the editor's solve with and without the final steps
+        out[f"{mapper} + {n} Gauss-Newton" + (f" + {other} final steps" if other else " steps, no final steps")] = {
+            "method": "encoder",
+            "lab_solve_final": other,
+        }
+        out[f"the source's rows + {solve} (no mapper)"] = {"method": "optimisation"}
     return out
 
 

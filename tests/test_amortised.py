@@ -523,12 +523,13 @@ def test_the_benchmark_rows_refine_at_the_official_rate_beside_the_world_editors
     assert world.lab_solve == 3 and all(s.lab_solve == 3 for s in settings.values())
     (editor_row,) = [name for name in solved if "(world editor)" in name]
     assert settings[editor_row] == world
+    assert world.lab_solve_final == 10  # the world editor's solve ends with 10 final steps; one row without
     assert sorted((s.method, s.lab_solve_mask, s.lab_solve_final) for s in settings.values()) == [
-        ("encoder", "enlarged", 0),
-        ("encoder", "hair", 0),
+        ("encoder", "enlarged", 10),
+        ("encoder", "hair", 10),
         ("encoder", "soft", 0),
         ("encoder", "soft", 10),
-        ("optimisation", "soft", 0),
+        ("optimisation", "soft", 10),
     ]
     others = [name for name in rows if name not in solved]
     assert others and all(dataclasses.replace(world, **rows[name]).lab_solve == 0 for name in others)
