@@ -52,6 +52,18 @@ def synth_state(name: str, prefix_strip: str | None = None) -> dict:
     return synth_state_dict(load_manifest(str(GOLDEN / name / "manifest.json")), prefix_strip=prefix_strip or "")
 
 
+ROOT = Path(__file__).resolve().parent.parent
+WORLD_WEIGHTS = ROOT / "weights" / "world"
+
+
+def world_generator():
+    """The world's generator as conf/generator/stylegan2_world.yaml builds it (no weights loaded)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    return instantiate(OmegaConf.load(ROOT / "conf" / "generator" / "stylegan2_world.yaml"))
+
+
 def small_decoder(size: int = 64):
     """A generator with e4e's 512-d codes but small widths (the decoder of the inversion tests)."""
     from hairclipv2.models.stylegan2 import Generator

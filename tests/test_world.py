@@ -3,8 +3,6 @@ sketches and edit targets are exact, so that edits can be scored against a known
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -165,21 +163,17 @@ def test_the_world_generator_learns_the_world_and_exports_an_official_container(
 
 
 def test_validation_reads_the_hair_the_world_parser_finds_in_g_of_z():
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
     from hairclipv2.training.world_generator import WorldGeneratorModule
 
-    root = Path(__file__).resolve().parent.parent
-    conf, weights = root / "conf" / "generator" / "stylegan2_world.yaml", root / "weights" / "world"
+    from conftest import WORLD_WEIGHTS as weights
+    from conftest import world_generator
+
     batch = WorldFaces(WORLD, 8, seed=3, outputs=("image", "hair"))
     batch = {k: torch.stack([batch[i][k] for i in range(8)]) for k in ("z", "image", "hair")}
     ious = {}
     for name, init in (("shipped", str(weights / "generator.pt")), ("untrained", None)):
         torch.manual_seed(0)
-        module = WorldGeneratorModule(
-            instantiate(OmegaConf.load(conf)), init_weights=init, parser_weights=str(weights / "parser.pt")
-        )
+        module = WorldGeneratorModule(world_generator(), init_weights=init, parser_weights=str(weights / "parser.pt"))
         module.log = lambda *args, **kwargs: None  # no trainer to log to
         module.validation_step(batch, 0)
         ious[name] = float(module.parser_hair_iou())

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from hairclipv2 import masks as M
 from hairclipv2.editing.sketch import SketchProxy, load_sketch_encoder, save_sketch_encoder, sketch_mask
 from hairclipv2.models.encoders import SketchEncoder
 from hairclipv2.models.encoders.irse import stage_ends
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import WORLD_WEIGHTS, world_generator
+
 SMALL = {"num_layers": 18, "depths": (16, 32, 64, 128), "pool": 2, "input_size": 32, "last_stage": False}
 
 
@@ -60,12 +57,10 @@ def test_the_world_sketch_encoder_learns_the_codes_of_sketches(tmp_path):
     from torch.utils.data import DataLoader
 
     from datamodules.world import WorldDataModule
-    from hairclipv2.models.stylegan2 import Generator
     from hairclipv2.training.world_sketch import WorldSketchModule
 
     torch.manual_seed(0)
-    g: Generator = instantiate(OmegaConf.load(ROOT / "conf" / "generator" / "stylegan2_world.yaml"))
-    module = WorldSketchModule(g, stylegan_weights=str(ROOT / "weights" / "world" / "generator.pt"))
+    module = WorldSketchModule(world_generator(), stylegan_weights=str(WORLD_WEIGHTS / "generator.pt"))
     data = WorldDataModule(n_train=1280, n_val=32, batch_size=16, outputs=("sketch",), val_outputs=("sketch",))
     data.setup()
     held_out = {k: torch.stack([item[k] for item in data.val_set]) for k in ("sketch", "z")}

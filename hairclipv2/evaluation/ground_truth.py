@@ -34,10 +34,19 @@ def region_psnr(x: torch.Tensor, y: torch.Tensor, region: torch.Tensor) -> torch
     return torch.where(count > 0, psnr, torch.full_like(psnr, float("nan")))
 
 
+def hair_overlap(
+    result_hair: torch.Tensor, target_hair: torch.Tensor, dim: tuple[int, ...] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(intersection, union) pixel counts of two hair masks (coverage or bool) thresholded at 0.5:
+    summed over `dim`, or over everything (pooled, as the training modules' IoU adds them up)."""
+    a, b = result_hair > 0.5, target_hair > 0.5
+    both, either = (a & b).float(), (a | b).float()
+    return (both.sum(), either.sum()) if dim is None else (both.sum(dim=dim), either.sum(dim=dim))
+
+
 def hair_iou(result_hair: torch.Tensor, target_hair: torch.Tensor) -> torch.Tensor:
     """IoU of two hair masks thresholded at 0.5, per sample; 1 when both are empty (bald and bald)."""
-    a, b = result_hair > 0.5, target_hair > 0.5
-    inter, union = (a & b).sum(dim=(1, 2, 3)).float(), (a | b).sum(dim=(1, 2, 3)).float()
+    inter, union = hair_overlap(result_hair, target_hair, dim=(1, 2, 3))
     return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
 
 

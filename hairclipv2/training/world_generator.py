@@ -23,6 +23,7 @@ import torch
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.image import PeakSignalNoiseRatio
 
+from ..evaluation.ground_truth import hair_overlap
 from ..models.parsing import HairSegmenter
 from ..models.parsing.world_unet import load_world_parser
 from ..models.stylegan2 import Generator
@@ -108,9 +109,9 @@ class WorldGeneratorModule(pl.LightningModule):
         self.log("val/loss", self.val_loss, prog_bar=True)
         self.log("val/psnr", self.val_psnr, prog_bar=True)
         if self.segmenter is not None:
-            found, exact = self.segmenter.hair(image) > 0.5, batch["hair"] > 0.5
-            self.val_hair_both.update((found & exact).sum())
-            self.val_hair_either.update((found | exact).sum())
+            both, either = hair_overlap(self.segmenter.hair(image), batch["hair"])
+            self.val_hair_both.update(both)
+            self.val_hair_either.update(either)
 
     def parser_hair_iou(self) -> torch.Tensor:
         """The validation's pooled hair IoU so far (NaN before any hair)."""

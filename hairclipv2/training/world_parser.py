@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
+from ..evaluation.ground_truth import hair_overlap
 from ..models.parsing.world_unet import WorldUNet
 from ..weights import atomic_torch_save
 from ..world import WORLD_16
@@ -41,8 +42,7 @@ def degrade(images: torch.Tensor, generator: torch.Generator | None = None) -> t
 def hair_iou(labels: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(intersection, union) pixel counts of the hair class."""
     hair = WORLD_16.classes["hair"]
-    a, b = labels == hair, target == hair
-    return (a & b).sum().float(), (a | b).sum().float()
+    return hair_overlap(labels == hair, target == hair)
 
 
 class WorldParserModule(pl.LightningModule):
