@@ -363,6 +363,8 @@ def test_painted_bald_region_official_and_union(editor, monkeypatch):
     monkeypatch.setattr(editor, "painted_bald_region", "union")
     assert bald(editor.bald_labels(parsed, longer)).sum() == 16 * 32
     assert bald(editor.bald_labels(parsed, erased)).sum() == 8 * 32
+    painted_at_image_size = torch.zeros(1, 64, 64, dtype=torch.long)  # the parser's labels are H/2
+    assert bald(editor.bald_labels(parsed, painted_at_image_size)).sum() == 16 * 64
 
 
 def test_colour_only_edit_targets_the_source_photo(editor, sources, monkeypatch):

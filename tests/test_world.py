@@ -8,7 +8,17 @@ import torch
 import torch.nn.functional as F
 
 from datamodules.world import WorldDataModule, WorldFaces
-from hairclipv2.world import HAIR_COLOURS, N_PARAMS, STROKE_VALUE, WORLD_16, World, attributes_from_z, caption, render
+from hairclipv2.world import (
+    HAIR_COLOURS,
+    N_PARAMS,
+    STROKE_VALUE,
+    WORLD_16,
+    World,
+    attributes_from_z,
+    caption,
+    mix_z,
+    render,
+)
 
 HAIR = WORLD_16.classes["hair"]
 WORLD = World()
@@ -114,6 +124,73 @@ def test_the_data_module_gives_each_index_the_same_face_on_any_read():
     again = WorldFaces(dm.world, 100, 0, outputs=("image", "bald"))[7]
     assert torch.equal(item["image"], again["image"]) and set(item) == {"z", "image", "bald"}
     assert not torch.equal(dm.val_set[0]["z"], dm.train_set[0]["z"])  # validation faces are apart
+
+
+def test_style_mixing_keeps_the_first_faces_shapes_in_the_second_faces_colours():
+    structure, appearance = faces(4, seed=8), faces(4, seed=9)
+    z1, z2 = WORLD.z(4, 8), WORLD.z(4, 9)
+    z1[:, 14] = z2[:, 14] = 1.0
+    mixed = WORLD.attributes(mix_z(z1, z2))
+    shot, first = WORLD.render(mixed), WORLD.render(structure)
+    assert torch.equal(shot.labels, first.labels) and torch.equal(shot.hair, first.hair)  # every shape is z1's
+    for name in ("skin", "hair_rgb", "background", "cloth", "iris"):
+        assert torch.equal(getattr(mixed, name), getattr(appearance, name)), name
+    assert not torch.equal(shot.image, first.image)
+    assert torch.equal(mix_z(z1, z1), z1)
+    with pytest.raises(ValueError, match="shapes differ"):
+        mix_z(z1, z2[:2])
+
+
+def test_mixed_training_items_are_drawn_from_their_index_alone():
+    data = WorldFaces(WORLD, 200, seed=0, outputs=("image",), mixing=0.5)
+    items = [data[i] for i in range(40)]
+    mixed = [not torch.equal(it["z"], it["z_appearance"]) for it in items]
+    assert 10 < sum(mixed) < 30  # about half, each decided by its index
+    i = mixed.index(True)
+    again = WorldFaces(WORLD, 200, seed=0, outputs=("image",), mixing=0.5)[i]
+    assert torch.equal(again["image"], items[i]["image"]) and torch.equal(again["z_appearance"], items[i]["z_appearance"])
+    want = WORLD.render_z(mix_z(items[i]["z"][None], items[i]["z_appearance"][None])).image[0]
+    assert torch.equal(items[i]["image"], want)
+    plain_item = WorldFaces(WORLD, 200, seed=0, outputs=("image",))[i]
+    assert "z_appearance" not in plain_item and torch.equal(plain_item["z"], items[i]["z"])
+    with pytest.raises(ValueError, match="data.mixing"):
+        WorldFaces(WORLD, 10, seed=0, mixing=1.5)
+
+
+def test_the_generator_draws_mixed_items_with_the_appearance_codes_from_the_mixing_row():
+    from hairclipv2.training.world_generator import WorldGeneratorModule
+
+    g = tiny_world_generator().eval()
+    z1, z2 = World(size=16, z_dim=32, supersample=2).z(2, 0), World(size=16, z_dim=32, supersample=2).z(2, 1)
+    with torch.no_grad():
+        w1, w2 = (g.mapping(z).unsqueeze(1).expand(-1, g.n_latent, -1) for z in (z1, z2))
+        want = g.synthesis(torch.cat([w1[:, :3], w2[:, 3:]], dim=1))
+        assert torch.equal(WorldGeneratorModule.draw(g, z1, z2, mixing_row=3), want)
+        assert torch.equal(WorldGeneratorModule.draw(g, z1, z1), WorldGeneratorModule.draw(g, z1))
+
+
+def test_zeroed_early_rgb_makes_hairclipv2s_resume_exact_and_stays_zero():
+    from functools import partial
+
+    from hairclipv2.training.world_generator import WorldGeneratorModule, early_rgb
+
+    module = WorldGeneratorModule(tiny_world_generator(), partial(torch.optim.Adam, lr=1e-2), zero_rgb_through=1)
+    g, z = module.generator, World(size=16, z_dim=32, supersample=2).z(2, 0)
+    optimiser = module.configure_optimizers()
+    trained = {id(p) for group in optimiser.param_groups for p in group["params"]}
+    frozen = [p for layer in early_rgb(g, 1) for p in layer.parameters()]
+    assert frozen and not any(id(p) in trained for p in frozen)
+    module.draw(g, z).square().mean().backward()
+    optimiser.step()
+    assert all((p == 0).all() for p in frozen)
+    with torch.no_grad():
+        w = g.mapping(z).unsqueeze(1).expand(-1, g.n_latent, -1)
+        resumed = g.resume_from_feature(w, 1, g.features(w, 1)[0])  # HairCLIPv2's: no RGB skip
+        assert torch.allclose(resumed, g.synthesis(w), atol=1e-6)
+        plain = tiny_world_generator()
+        assert not torch.allclose(plain.resume_from_feature(w, 1, plain.features(w, 1)[0]), plain.synthesis(w))
+    with pytest.raises(ValueError, match="zero_rgb_through"):
+        WorldGeneratorModule(tiny_world_generator(), zero_rgb_through=2)
 
 
 def test_world_data_hyperparameters_are_plain_so_checkpoints_load_weights_only(tmp_path):

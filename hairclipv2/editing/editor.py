@@ -24,6 +24,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from .. import masks as M
 from ..blending import FeatureBlender
 from ..models.inversion import InversionModel, resize_images
 from ..models.parsing import HairSegmenter
@@ -183,12 +184,14 @@ class HairEditor(nn.Module):
 
     def bald_labels(self, parsed: torch.Tensor, painted: torch.Tensor | None) -> torch.Tensor:
         """The labels (N, 1, L, L) the bald region is read from (HairCLIPv2's `visual_mask`): the
-        photo's parsed labels, or with a painted mask (N, L, L) as `painted_bald_region` says."""
+        photo's parsed labels, or with a painted mask (N, L', L') as `painted_bald_region` says ("union"
+        reads the parsed labels at the painting's size, nearest)."""
         if painted is None:
             return parsed
         painted = painted[:, None].to(parsed)
         if self.painted_bald_region == "painted":
             return painted
+        parsed = M.resize_mask(parsed, painted.shape[-1], mode="nearest").to(parsed)
         return torch.where(self.segmenter.hair_and_ears(painted) > 0, painted, parsed)
 
     def clock(self) -> float:

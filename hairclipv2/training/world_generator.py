@@ -20,6 +20,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.image import PeakSignalNoiseRatio
 
@@ -30,6 +31,13 @@ from ..models.stylegan2 import Generator
 from ..sharing import borrow
 from ..weights import atomic_torch_save, estimate_latent_avg, load_generator
 from ..world import N_PARAMS
+
+
+def early_rgb(generator: Generator, through: int) -> list[nn.Module]:
+    """The ToRGB layers of blocks 0..through (block 0's is to_rgb1, block k's to_rgbs[k - 1])."""
+    if not 0 <= through < generator.n_blocks:
+        raise ValueError(f"zero_rgb_through must be a block 0..{generator.n_blocks - 1}, got {through}")
+    return [generator.to_rgb1, *generator.to_rgbs[:through]]
 
 
 class WorldGeneratorModule(pl.LightningModule):
@@ -45,6 +53,8 @@ class WorldGeneratorModule(pl.LightningModule):
         init_weights: str | None = None,
         parser_weights: str | None = None,
         export: str | None = "world_generator.pt",
+        mixing_row: int = 5,
+        zero_rgb_through: int | None = None,
     ):
         """`scheduler`: an optional partial LR scheduler stepped every step (a decay to the end of
         training buys the last decibels); `ema_decay`: the weight of the running average per step;
@@ -56,7 +66,12 @@ class WorldGeneratorModule(pl.LightningModule):
         to continue from (both the live and the averaged weights start from it; the optimiser starts
         afresh); `parser_weights`: the world parser that validation reads G(z)'s hair with (None:
         no IoU; the validation items then need no "hair"); `export`: the file in the run folder the
-        averaged generator is written to after every validation and at the end."""
+        averaged generator is written to after every validation and at the end; `mixing_row`: with
+        mixed items ("z_appearance", data.mixing), the first W+ row drawn from the appearance
+        code (5 at 64 px: the rows after the 16x16 F of block 2, which the editor blends);
+        `zero_rgb_through` k: the RGB outputs of blocks 0..k are zeroed and never trained, so the
+        picture comes from the later blocks alone and HairCLIPv2's resume after block k, which
+        leaves that RGB out, draws G's own picture (None: StyleGAN2's skips, all trained)."""
         super().__init__()
         self.save_hyperparameters(ignore=["generator", "optimizer", "scheduler"])
         self.optimizer, self.scheduler, self.export = optimizer, scheduler, export
@@ -65,6 +80,11 @@ class WorldGeneratorModule(pl.LightningModule):
         elif world_dims is not None:
             with torch.no_grad():
                 generator.style[1].weight[:, world_dims:] = 0
+        if zero_rgb_through is not None:
+            for layer in early_rgb(generator, zero_rgb_through):
+                for p in layer.parameters():
+                    p.detach().zero_()
+                layer.requires_grad_(False)
         self.generator = generator.train()
         self.g_ema = copy.deepcopy(generator).requires_grad_(False).eval()
         self.val_psnr, self.val_loss = PeakSignalNoiseRatio(data_range=1.0), MeanMetric()
@@ -75,9 +95,16 @@ class WorldGeneratorModule(pl.LightningModule):
         self.val_hair_both, self.val_hair_either = SumMetric(), SumMetric()
 
     @staticmethod
-    def draw(generator: Generator, z: torch.Tensor) -> torch.Tensor:
-        """G(z) with the stored noise: the picture the world's z stands for."""
+    def draw(
+        generator: Generator, z: torch.Tensor, z_appearance: torch.Tensor | None = None, mixing_row: int = 5
+    ) -> torch.Tensor:
+        """G(z) with the stored noise: the picture the world's z stands for. With `z_appearance`,
+        rows from `mixing_row` on are its codes (StyleGAN's style mixing at one crossover)."""
         w = generator.mapping(z).unsqueeze(1).expand(-1, generator.n_latent, -1)
+        if z_appearance is not None:
+            fine = generator.mapping(z_appearance).unsqueeze(1).expand_as(w)
+            rows = torch.arange(generator.n_latent, device=w.device)[None, :, None]
+            w = torch.where(rows < mixing_row, w, fine)
         return generator.synthesis(w)
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,7 +112,8 @@ class WorldGeneratorModule(pl.LightningModule):
         return mse + self.hparams.l1_lambda * (pred - target).abs().mean(), mse
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, mse = self.loss(self.draw(self.generator, batch["z"]), batch["image"])
+        pred = self.draw(self.generator, batch["z"], batch.get("z_appearance"), self.hparams.mixing_row)
+        loss, mse = self.loss(pred, batch["image"])
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/psnr", 10 * torch.log10(4 / mse.detach()))
         return loss
@@ -120,7 +148,7 @@ class WorldGeneratorModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         mapping = list(self.generator.style.parameters())
         known = {id(p) for p in mapping}
-        rest = [p for p in self.generator.parameters() if id(p) not in known]
+        rest = [p for p in self.generator.parameters() if id(p) not in known and p.requires_grad]
         optimizer = self.optimizer([{"params": rest}, {"params": mapping}])
         optimizer.param_groups[1]["lr"] *= self.hparams.mapping_lr_scale
         if self.scheduler is None:

@@ -6,6 +6,7 @@
     shot = world.render(faces)                  # image, labels, hair coverage, sketch (render.py)
     bald = world.render(faces.bald())           # the exact bald picture of the same faces
     target = world.render(faces.with_hair_of(reference))   # the exact hairstyle transfer
+    mixed = world.attributes(mix_z(z, z_other))           # z's shapes in z_other's colours (style mixing)
     caption(faces)                              # "long red curly hair with bangs", ...
 
 The networks trained on it (generator, parser, bald mapper, sketch encoder, CLIP) learn this world;
@@ -17,10 +18,11 @@ from __future__ import annotations
 import torch
 
 from .captions import caption, hair_colour_name
-from .prior import HAIR_COLOURS, N_PARAMS, PARAM_NAMES, FaceAttributes, attributes_from_z
+from .prior import APPEARANCE_PARAMS, HAIR_COLOURS, N_PARAMS, PARAM_NAMES, FaceAttributes, attributes_from_z, mix_z
 from .render import STROKE_VALUE, WORLD_16, WorldImages, render
 
 __all__ = [
+    "APPEARANCE_PARAMS",
     "HAIR_COLOURS",
     "N_PARAMS",
     "PARAM_NAMES",
@@ -32,6 +34,7 @@ __all__ = [
     "attributes_from_z",
     "caption",
     "hair_colour_name",
+    "mix_z",
     "render",
 ]
 

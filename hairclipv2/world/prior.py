@@ -39,6 +39,9 @@ PARAM_NAMES = (
     "hair_light",
 )
 N_PARAMS = len(PARAM_NAMES)
+# The colours: what StyleGAN's fine rows hold. The others (shapes, places, the hairstyle) are the
+# structure its coarse rows and the feature F hold; `mix_z` composes the two as style mixing does.
+APPEARANCE_PARAMS = ("skin_tone", "iris", "background_hue", "background_light", "cloth_hue", "hair_colour", "hair_light")
 
 BALD_FRACTION = 0.12  # hair_length's u below this: no hair at all
 
@@ -128,6 +131,16 @@ class FaceAttributes:
         """This face without hair: the target of the bald proxy."""
         zero = torch.zeros_like(self.hair_amount)
         return replace(self, hair_amount=zero, hair_volume=zero, hair_length=zero, bangs=zero)
+
+
+def mix_z(structure: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
+    """z (N, D) of the face with `structure`'s shapes and hairstyle and `appearance`'s colours
+    (APPEARANCE_PARAMS): the world's answer to StyleGAN's style mixing of their codes."""
+    if structure.shape != appearance.shape:
+        raise ValueError(f"mix_z: shapes differ, {tuple(structure.shape)} and {tuple(appearance.shape)}")
+    colour = torch.zeros(structure.shape[-1], dtype=torch.bool, device=structure.device)
+    colour[[PARAM_NAMES.index(n) for n in APPEARANCE_PARAMS]] = True
+    return torch.where(colour, appearance, structure)
 
 
 def attributes_from_z(z: torch.Tensor) -> FaceAttributes:
