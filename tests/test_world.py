@@ -148,7 +148,9 @@ def test_mixed_training_items_are_drawn_from_their_index_alone():
     assert 10 < sum(mixed) < 30  # about half, each decided by its index
     i = mixed.index(True)
     again = WorldFaces(WORLD, 200, seed=0, outputs=("image",), mixing=0.5)[i]
-    assert torch.equal(again["image"], items[i]["image"]) and torch.equal(again["z_appearance"], items[i]["z_appearance"])
+    assert torch.equal(again["image"], items[i]["image"]) and torch.equal(
+        again["z_appearance"], items[i]["z_appearance"]
+    )
     want = WORLD.render_z(mix_z(items[i]["z"][None], items[i]["z_appearance"][None])).image[0]
     assert torch.equal(items[i]["image"], want)
     plain_item = WorldFaces(WORLD, 200, seed=0, outputs=("image",))[i]

@@ -41,7 +41,15 @@ PARAM_NAMES = (
 N_PARAMS = len(PARAM_NAMES)
 # The colours: what StyleGAN's fine rows hold. The others (shapes, places, the hairstyle) are the
 # structure its coarse rows and the feature F hold; `mix_z` composes the two as style mixing does.
-APPEARANCE_PARAMS = ("skin_tone", "iris", "background_hue", "background_light", "cloth_hue", "hair_colour", "hair_light")
+APPEARANCE_PARAMS = (
+    "skin_tone",
+    "iris",
+    "background_hue",
+    "background_light",
+    "cloth_hue",
+    "hair_colour",
+    "hair_light",
+)
 
 BALD_FRACTION = 0.12  # hair_length's u below this: no hair at all
 
