@@ -354,3 +354,32 @@ def test_the_bald_mapper_learns_the_bald_codes_in_code_space_and_exports_haircli
     proxy = load_bald_proxy(str(module.export_mapper(tmp_path / "bald_proxy.pt")))  # strict, HairCLIPv2's format
     codes = module.codes(z)
     assert torch.allclose(proxy(codes), module.bald_codes(codes).detach(), atol=1e-6)
+
+
+def test_the_generator_benchmark_measures_hairclipv2s_resume_against_the_mixed_picture(tmp_path, monkeypatch):
+    """benchmarks/world_generator.py on the shipped generator and on the same file with the RGB of
+    blocks 0..2 zeroed: there HairCLIPv2's resume (no RGB skip) is the mixed codes' own picture."""
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+
+    from hairclipv2.training.world_generator import WorldGeneratorModule
+
+    from conftest import WORLD_WEIGHTS, world_generator
+
+    shipped = WORLD_WEIGHTS / "generator.pt"
+    zeroed = WorldGeneratorModule(world_generator(), init_weights=str(shipped), zero_rgb_through=2)
+    zeroed.export_generator(tmp_path / "zeroed.pt")
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts benchmarks/ on it
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "world_generator.py"
+    spec = importlib.util.spec_from_file_location("world_generator_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    assert bench.main([str(shipped), str(tmp_path / "zeroed.pt"), "--faces", "8", "--out", str(out)]) == 0
+    first, second = json.loads(out.read_text())["rows"]
+    assert first["psnr"] > 27 and first["hair_iou"] > 0.7
+    assert second["resume_psnr"] == pytest.approx(second["mixed_psnr"], abs=1e-3)
+    assert first["resume_psnr"] < first["mixed_psnr"] - 0.3
+    assert bench.main([str(tmp_path / "missing.pt")]) == 2
