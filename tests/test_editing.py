@@ -349,6 +349,24 @@ def test_painted_mask_alone_drives_the_proxy_and_lowers_its_loss(editor, sources
         editor.text_proxy.optimise(sources[:1], None, editor.latent_avg)
 
 
+def test_a_painted_mask_alone_takes_its_own_steps_and_rate(editor, sources, monkeypatch):
+    """`editing.text.mask_steps` / `mask_lr` schedule the mask-only proxy; a text keeps steps / lr."""
+    import dataclasses
+
+    from hairclipv2.editing import proxies
+    from hairclipv2.evaluation.data import painted_mask
+
+    seen = []
+    real = proxies.run_adam
+    monkeypatch.setattr(proxies, "run_adam", lambda p, lr, steps, f: seen.append((lr, steps)) or real(p, lr, steps, f))
+    labels = torch.from_numpy(painted_mask(32)).long()[None]
+    cfg = editor.text_proxy.cfg
+    monkeypatch.setattr(editor.text_proxy, "cfg", dataclasses.replace(cfg, mask_steps=2, mask_lr=0.5))
+    editor.text_proxy.optimise(sources[:1], None, editor.latent_avg, painted_labels=labels)
+    editor.text_proxy.optimise(sources[:1], ["short hair"], editor.latent_avg, painted_labels=labels)
+    assert seen == [(0.5, 2), (cfg.lr, cfg.steps)]
+
+
 def test_painted_bald_region_official_and_union(editor, monkeypatch):
     """Painting longer hair balds the new area either way; erased hair is balded only by "union"."""
     parsed = torch.zeros(1, 1, 32, 32, dtype=torch.long)

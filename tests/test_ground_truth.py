@@ -86,6 +86,25 @@ def test_world_pairs_are_valid_pairs_files_with_ground_truth_for_every_task(tmp_
         read_pairs(tmp_path / "hair_text" / "partial.csv", "hair_text", 64)
 
 
+def test_shape_only_conditions_ask_for_the_reference_hairstyle_in_the_sources_colour(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from hairclipv2.evaluation.pairs import read_pairs
+    from hairclipv2.evaluation.world_pairs import REFERENCE_SEED, SOURCE_SEED, haired_faces, write_world_pairs
+
+    sources, references = haired_faces(WORLD, 2, SOURCE_SEED), haired_faces(WORLD, 2, REFERENCE_SEED)
+    targets = {
+        colour: (WORLD.render(sources.with_hair_of(references, colour=colour)).image[0] + 1) * 127.5
+        for colour in (True, False)
+    }
+    for task, colour in (("hair_mask", False), ("hair_sketch", False), ("hair_transfer", True)):
+        pair = read_pairs(write_world_pairs(tmp_path / task, task, n=2), task, 64)[0]
+        target = torch.from_numpy(np.asarray(Image.open(pair.target), np.float32)).permute(2, 0, 1)
+        assert (target - targets[colour]).abs().max() <= 1, task
+        assert (target - targets[not colour]).abs().max() > 20, task
+
+
 def test_world_colour_pairs_give_the_colour_as_rgb_as_its_name_or_as_a_reference_picture(tmp_path):
     """task=hair_color's three conditions (`world_colour`): the same sources and references; a name's
     target has the name's palette colour, the others the reference's own hair colour."""

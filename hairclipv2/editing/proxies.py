@@ -89,6 +89,8 @@ class TextProxyConfig:
     pre_step_codes: bool = True  # official: the codes before the last Adam step (text_proxy.py `latent_in`)
     method: str = "optimisation"  # official: `steps` from the mean code; encoder: a text mapper (amortised.py)
     refinement: int = 0  # with method=encoder: steps of the official optimisation from the mapper's answer
+    mask_steps: int | None = None  # a painted mask alone (ours, no text): its steps (None: `steps`)
+    mask_lr: float | None = None  # and its rate (None: `lr`)
 
 
 class TextProxy(nn.Module):
@@ -178,7 +180,10 @@ class TextProxy(nn.Module):
         if texts is not None:
             self.clip_loss.prepare(texts)
         start = self.start(n, texts, latent_avg, source_codes)
-        steps = c.refinement if c.method == "encoder" and texts is not None else c.steps
+        steps, lr = (c.refinement if c.method == "encoder" else c.steps), c.lr
+        if texts is None:  # a painted mask alone
+            steps = c.steps if c.mask_steps is None else c.mask_steps
+            lr = c.lr if c.mask_lr is None else c.mask_lr
         if steps == 0:
             return ProxyResult(start.detach().clone())
         _, free, fixed = _split_codes(start, 0, c.rows)
@@ -188,7 +193,7 @@ class TextProxy(nn.Module):
         def loss_fn() -> torch.Tensor:
             return self.objective(g.synthesis(torch.cat([free, fixed], dim=1)), texts, src_kp, painted_labels)
 
-        run = run_adam([free], c.lr, steps, loss_fn)
+        run = run_adam([free], lr, steps, loss_fn)
         (codes,) = run.result([free], c.pre_step_codes)
         return ProxyResult(torch.cat([codes, fixed], dim=1), run.losses)
 

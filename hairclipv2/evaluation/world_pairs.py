@@ -9,13 +9,13 @@ against (`target`, `target_hair`, `source_hair`; `hairclipv2/evaluation/ground_t
 | hair_transfer | the reference picture | the source with the reference's hair (shape and colour) |
 | hair_text | the reference's hair caption ("long red curly hair") | the source with the reference's hair |
 | hair_color | the reference's hair colour: as RGB, as its name ("auburn hair"), or the reference's picture | the source with its hair in that colour (for a name: the name's palette colour) |
-| hair_sketch | the strokes of the target's hair | the source with the reference's hair |
-| hair_mask | the target's labels painted in HairCLIPv2's classes | the source with the reference's hair |
+| hair_sketch | the strokes of the target's hair | the source with the reference's hairstyle in its own colour |
+| hair_mask | the target's labels painted in HairCLIPv2's classes | the source with the reference's hairstyle in its own colour |
 | reconstruction | none | the source |
 
 A caption names the length, colour, texture and fringe only, so the text task's target holds more
 (volume, parting, exact colour) than the words ask: its hair IoU and colour error are the meaningful
-numbers there.
+numbers there. Strokes and painted labels say nothing of colour, so those targets keep the source's.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ def painted(labels: torch.Tensor) -> np.ndarray:
     return out[0].numpy().astype(np.uint8)
 
 
+SHAPE_ONLY = ("hair_sketch", "hair_mask")  # conditions without a colour: the answer keeps the source's
+
+
 def write_world_pairs(folder: str | Path, task: str, n: int = 8, size: int = 64, colour: str = "rgb") -> Path:
     """Write the pairs of `task` into `folder` (see the module docstring); returns its pairs.csv.
     `colour`: how hair_color gives the colour (`COLOUR_CONDITIONS`)."""
@@ -64,7 +67,7 @@ def write_world_pairs(folder: str | Path, task: str, n: int = 8, size: int = 64,
     folder = Path(folder)
     world = World(size)
     sources, references = haired_faces(world, n, SOURCE_SEED), haired_faces(world, n, REFERENCE_SEED)
-    transfer = sources.with_hair_of(references)
+    transfer = sources.with_hair_of(references, colour=task not in SHAPE_ONLY)
     names = hair_colour_name(references.hair_rgb)
     asked = references.hair_rgb
     if colour == "text":  # what the words mean: the name's palette colour
