@@ -43,6 +43,7 @@ EXPERIMENTS = {
     "hairclipv2_world": "evaluate",
     "world_generator": "train",
     "world_generator_finish": "train",
+    "world_generator_mixing": "train",
     "world_parser": "train",
     "world_clip": "train",
     "world_bald": "train",

@@ -357,8 +357,10 @@ def test_the_bald_mapper_learns_the_bald_codes_in_code_space_and_exports_haircli
 
 
 def test_the_generator_benchmark_measures_hairclipv2s_resume_against_the_mixed_picture(tmp_path, monkeypatch):
-    """benchmarks/world_generator.py on the shipped generator and on the same file with the RGB of
-    blocks 0..2 zeroed: there HairCLIPv2's resume (no RGB skip) is the mixed codes' own picture."""
+    """benchmarks/world_generator.py on the shipped generator (trained with style mixing, the RGB of
+    blocks 0..2 zeroed) and on an untrained one: the shipped F of one face finished by another's codes
+    draws the world's mix (measured on 8 pairs: 31.1 dB, its hair IoU 0.87 against 0.48 with the
+    other face's hair); without the zeroed RGB HairCLIPv2's resume is not the mixed codes' picture."""
     import importlib.util
     import json
     import sys
@@ -368,18 +370,19 @@ def test_the_generator_benchmark_measures_hairclipv2s_resume_against_the_mixed_p
 
     from conftest import WORLD_WEIGHTS, world_generator
 
-    shipped = WORLD_WEIGHTS / "generator.pt"
-    zeroed = WorldGeneratorModule(world_generator(), init_weights=str(shipped), zero_rgb_through=2)
-    zeroed.export_generator(tmp_path / "zeroed.pt")
+    torch.manual_seed(0)
+    WorldGeneratorModule(world_generator()).export_generator(tmp_path / "untrained.pt")
     monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts benchmarks/ on it
     path = Path(__file__).resolve().parent.parent / "benchmarks" / "world_generator.py"
     spec = importlib.util.spec_from_file_location("world_generator_benchmark", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "bench.json"
-    assert bench.main([str(shipped), str(tmp_path / "zeroed.pt"), "--faces", "8", "--out", str(out)]) == 0
-    first, second = json.loads(out.read_text())["rows"]
-    assert first["psnr"] > 27 and first["hair_iou"] > 0.7
-    assert second["resume_psnr"] == pytest.approx(second["mixed_psnr"], abs=1e-3)
-    assert first["resume_psnr"] < first["mixed_psnr"] - 0.3
+    files = [str(WORLD_WEIGHTS / "generator.pt"), str(tmp_path / "untrained.pt")]
+    assert bench.main([*files, "--faces", "8", "--out", str(out)]) == 0
+    shipped, untrained = json.loads(out.read_text())["rows"]
+    assert shipped["psnr"] > 27 and shipped["hair_iou"] > 0.7
+    assert shipped["resume_psnr"] == pytest.approx(shipped["mixed_psnr"], abs=1e-3) and shipped["resume_psnr"] > 27
+    assert shipped["resume_hair_iou"] > shipped["resume_z2_hair_iou"] + 0.25
+    assert abs(untrained["resume_psnr"] - untrained["mixed_psnr"]) > 0.3 and untrained["psnr"] < 15
     assert bench.main([str(tmp_path / "missing.pt")]) == 2
