@@ -33,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hairclipv2.evaluation.ground_truth import hair_overlap  # noqa: E402
 from hairclipv2.models.parsing import HairSegmenter  # noqa: E402
 from hairclipv2.models.parsing.world_unet import load_world_parser  # noqa: E402
+from hairclipv2.pipeline import world_generator  # noqa: E402
+from hairclipv2.training.world_generator import WorldGeneratorModule  # noqa: E402
 from hairclipv2.weights import load_generator  # noqa: E402
 from hairclipv2.world import World, mix_z  # noqa: E402
 
@@ -49,13 +51,6 @@ COLUMNS = [
     "resume_z2_hair_iou",
     "w_std",
 ]
-
-
-def world_generator() -> torch.nn.Module:
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    return instantiate(OmegaConf.load(ROOT / "conf" / "generator" / "stylegan2_world.yaml"))
 
 
 def psnr(image: torch.Tensor, target: torch.Tensor) -> float:
@@ -76,9 +71,9 @@ def measure(path: Path, segmenter: HairSegmenter, faces: int, block: int) -> dic
     z1, z2 = world.z(faces, SEEDS[0]), world.z(faces, SEEDS[1])
     first, second, mixed = world.render_z(z1), world.render_z(z2), world.render_z(mix_z(z1, z2))
     w1, w2 = (g.mapping(z).unsqueeze(1).expand(-1, g.n_latent, -1) for z in (z1, z2))
-    crossover = 2 * block + 1  # the first row the blocks after `block` read
     plain = g.synthesis(w1)
-    both = g.synthesis(torch.cat([w1[:, :crossover], w2[:, crossover:]], dim=1))
+    # rows from 2 * block + 1 on are the ones the blocks after `block` read
+    both = WorldGeneratorModule.draw(g, z1, z2, mixing_row=2 * block + 1)
     resumed = g.resume_from_feature(w2, block, g.features(w1, block)[0])
     return {
         "generator": str(path),

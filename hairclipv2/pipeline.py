@@ -70,6 +70,13 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 DEMO_WARNING = "RANDOM WEIGHTS (no weights folder): the edit is a meaningless picture; it shows that the pipeline runs"
 
 
+def world_generator() -> Generator:
+    """The world's generator as conf/generator/stylegan2_world.yaml builds it (no weights loaded)."""
+    from hydra.utils import instantiate
+
+    return instantiate(OmegaConf.load(CONF / "generator" / "stylegan2_world.yaml"))
+
+
 def editor_config(weights_dir: str | Path | None = None, overrides: Sequence[str] = ()) -> DictConfig:
     """conf/evaluate.yaml composed for the demo editor, or for the official files in `weights_dir`."""
     from hydra import compose, initialize_config_dir

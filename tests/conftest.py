@@ -56,14 +56,6 @@ ROOT = Path(__file__).resolve().parent.parent
 WORLD_WEIGHTS = ROOT / "weights" / "world"
 
 
-def world_generator():
-    """The world's generator as conf/generator/stylegan2_world.yaml builds it (no weights loaded)."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    return instantiate(OmegaConf.load(ROOT / "conf" / "generator" / "stylegan2_world.yaml"))
-
-
 def small_decoder(size: int = 64):
     """A generator with e4e's 512-d codes but small widths (the decoder of the inversion tests)."""
     from hairclipv2.models.stylegan2 import Generator

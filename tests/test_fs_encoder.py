@@ -240,10 +240,11 @@ def test_the_world_fs_encoder_embeds_world_faces_in_one_pass():
     """weights/world/fs_encoder.pt on eight world faces drawn by the renderer (it trained on the world
     generator's pictures, never on these). Measured: 23.2-29.8 dB (mean 26.9) in one forward pass; the
     mean face scores 11.4-17.4 dB."""
+    from hairclipv2.pipeline import world_generator
     from hairclipv2.weights import load_generator
     from hairclipv2.world import World
 
-    from conftest import WORLD_WEIGHTS, world_generator
+    from conftest import WORLD_WEIGHTS
 
     g = world_generator()
     latent_avg = load_generator(g, WORLD_WEIGHTS / "generator.pt")

@@ -242,10 +242,10 @@ def test_the_world_generator_learns_the_world_and_exports_an_official_container(
 
 
 def test_validation_reads_the_hair_the_world_parser_finds_in_g_of_z():
+    from hairclipv2.pipeline import world_generator
     from hairclipv2.training.world_generator import WorldGeneratorModule
 
     from conftest import WORLD_WEIGHTS as weights
-    from conftest import world_generator
 
     batch = WorldFaces(WORLD, 8, seed=3, outputs=("image", "hair"))
     batch = {k: torch.stack([batch[i][k] for i in range(8)]) for k in ("z", "image", "hair")}
@@ -366,9 +366,10 @@ def test_the_generator_benchmark_measures_hairclipv2s_resume_against_the_mixed_p
     import sys
     from pathlib import Path
 
+    from hairclipv2.pipeline import world_generator
     from hairclipv2.training.world_generator import WorldGeneratorModule
 
-    from conftest import WORLD_WEIGHTS, world_generator
+    from conftest import WORLD_WEIGHTS
 
     torch.manual_seed(0)
     WorldGeneratorModule(world_generator()).export_generator(tmp_path / "untrained.pt")

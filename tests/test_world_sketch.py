@@ -9,8 +9,9 @@ from hairclipv2 import masks as M
 from hairclipv2.editing.sketch import SketchProxy, load_sketch_encoder, save_sketch_encoder, sketch_mask
 from hairclipv2.models.encoders import SketchEncoder
 from hairclipv2.models.encoders.irse import stage_ends
+from hairclipv2.pipeline import world_generator
 
-from conftest import WORLD_WEIGHTS, world_generator
+from conftest import WORLD_WEIGHTS
 
 SMALL = {"num_layers": 18, "depths": (16, 32, 64, 128), "pool": 2, "input_size": 32, "last_stage": False}
 
