@@ -8,6 +8,9 @@ Each file (default: weights/world/generator.pt) is loaded into the world's gener
 
 - `psnr`, `hair_iou`: G(z1) against the world's picture of z1, and the world parser's hair in G(z1)
   against z1's exact hair (pooled over the faces: the pixels both hold over those either holds);
+  `renderer_hair_iou`: the same parser on the world's own pictures (what a perfect G would score);
+  `outline_share`: the share of G's hair disagreements that lie on the exact hair's outline (pixels
+  with the other class among their 8 neighbours);
 - `mixed_psnr`: G with rows 0..2 * block from z1 and the later rows from z2, against the world's
   picture of z1's shapes in z2's colours (`hairclipv2.world.mix_z`);
 - `resume_psnr`, `resume_hair_iou`: HairCLIPv2's resume, the feature F of z1 after `block` finished by
@@ -25,6 +28,7 @@ import warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,6 +49,8 @@ COLUMNS = [
     "generator",
     "psnr",
     "hair_iou",
+    "renderer_hair_iou",
+    "outline_share",
     "mixed_psnr",
     "resume_psnr",
     "resume_hair_iou",
@@ -63,6 +69,14 @@ def pooled_iou(segmenter: HairSegmenter, images: torch.Tensor, hair: torch.Tenso
     return float(both / either)
 
 
+def outline_share(segmenter: HairSegmenter, images: torch.Tensor, hair: torch.Tensor) -> float:
+    """The share of the parsed hair's disagreements with the exact hair that lie on its outline."""
+    truth = (hair > 0.5).float()
+    outline = F.max_pool2d(truth, 3, 1, 1) != -F.max_pool2d(-truth, 3, 1, 1)
+    wrong = (segmenter.hair(images.clamp(-1, 1)) > 0.5) != (truth > 0.5)
+    return float((wrong & outline).sum() / wrong.sum().clamp_min(1))
+
+
 @torch.no_grad()
 def measure(path: Path, segmenter: HairSegmenter, faces: int, block: int) -> dict[str, float | str]:
     world, g = World(), world_generator()
@@ -79,6 +93,8 @@ def measure(path: Path, segmenter: HairSegmenter, faces: int, block: int) -> dic
         "generator": str(path),
         "psnr": psnr(plain, first.image),
         "hair_iou": pooled_iou(segmenter, plain, first.hair),
+        "renderer_hair_iou": pooled_iou(segmenter, first.image, first.hair),
+        "outline_share": outline_share(segmenter, plain, first.hair),
         "mixed_psnr": psnr(both, mixed.image),
         "resume_psnr": psnr(resumed, mixed.image),
         "resume_hair_iou": pooled_iou(segmenter, resumed, mixed.hair),

@@ -4,13 +4,16 @@ HairCLIPv2's objectives).
 
 A `LatentMapper` reads a condition vector and some rows of W+ codes and answers the rows the proxy
 optimises, as offsets from the optimisation's own start; its last layer starts at zero, so an
-untrained mapper answers exactly that start. Per mode (`MAPPER_KINDS`):
+untrained mapper answers exactly that start. With `gains` G > 1 it answers G offsets and returns
+their sum weighted by per-item gains (N, G) its caller gives: an answer linear in the change asked,
+as a Gauss-Newton step is (the colour mapper's Lab change, `ColourProxy.mapper_rows`). Per mode
+(`MAPPER_KINDS`):
 
 | kind | condition | codes read | start (offsets added to) |
 |---|---|---|---|
 | text | CLIP's text embedding | the source's first `rows` | the mean code |
 | reference | none | the reference's and the source's first `rows` | the reference's rows |
-| colour | CLIP's text embedding or the target's Lab colour | the source's colour rows | the source's rows |
+| colour | CLIP's text embedding or the target's Lab colour (G = 4: the source hair's Lab; gains: the Lab change asked, a text flag) | the source's colour rows | the source's rows |
 
 Each is trained on its proxy's own objective (`training/mappers.py`) and used by the editor with
 `editing.<mode>.method=encoder` (then `editing.<mode>.refinement` steps of the official
@@ -43,14 +46,17 @@ class LatentMapper(nn.Module):
         reads: int | None = None,
         hidden: int = 512,
         layers: int = 3,
+        gains: int = 1,
     ):
         super().__init__()
         if kind not in MAPPER_KINDS:
             raise ValueError(f"a latent mapper's kind is one of {MAPPER_KINDS}, found {kind!r}")
+        if gains < 1:
+            raise ValueError(f"a latent mapper answers at least one offset (gains >= 1), found {gains}")
         reads = rows if reads is None else reads
         self.config = dict(
             kind=kind, condition_dim=condition_dim, style_dim=style_dim, rows=rows, reads=reads,
-            hidden=hidden, layers=layers,
+            hidden=hidden, layers=layers, gains=gains,
         )  # fmt: skip
         blocks: list[nn.Module] = []
         width = condition_dim + reads * style_dim
@@ -58,7 +64,7 @@ class LatentMapper(nn.Module):
             blocks += [nn.Linear(width, hidden), nn.LeakyReLU(0.2)]
             width = hidden
         self.trunk = nn.Sequential(*blocks)
-        self.out = nn.Linear(hidden, rows * style_dim)
+        self.out = nn.Linear(hidden, gains * rows * style_dim)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
@@ -70,14 +76,31 @@ class LatentMapper(nn.Module):
     def rows(self) -> int:
         return self.config["rows"]
 
+    @property
+    def gains(self) -> int:
+        return self.config.get("gains", 1)
+
     def forward(
-        self, condition: torch.Tensor, codes: torch.Tensor, start: torch.Tensor, latent_avg: torch.Tensor
+        self,
+        condition: torch.Tensor,
+        codes: torch.Tensor,
+        start: torch.Tensor,
+        latent_avg: torch.Tensor,
+        gains: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """`gains` (N, G): the weights of the G offsets (needed when G > 1)."""
         n, d = codes.shape[0], self.config["style_dim"]
         mean = latent_avg.reshape(-1)[-d:]
         read = (codes.float() - mean).flatten(1)  # the codes it reads, relative to the mean code
         offsets = self.out(self.trunk(torch.cat([condition.float().reshape(n, -1), read], dim=1)))
-        return start + offsets.view(n, self.rows, d)
+        offsets = offsets.view(n, self.gains, self.rows, d)
+        if gains is None:
+            if self.gains != 1:
+                raise ValueError(f"this {self.kind} mapper answers {self.gains} offsets: pass their gains (N, G)")
+            return start + offsets[:, 0]
+        if gains.shape != (n, self.gains):
+            raise ValueError(f"{self.kind} mapper gains: expected {(n, self.gains)}, found {tuple(gains.shape)}")
+        return start + torch.einsum("ng,ngkd->nkd", gains.float(), offsets)
 
 
 def save_mapper(mapper: LatentMapper, path: str | Path) -> Path:

@@ -38,6 +38,7 @@ METHODS = ("optimisation", "encoder")
 # weight, HairCLIPv2's enlarged hair, or the parsed hair
 LAB_SOLVE_MASKS = ("soft", "enlarged", "hair")
 COLOUR_CONDITION = 4  # the colour mapper's condition beside CLIP's text embedding: Lab (3) and a text flag
+LAB_GAINS = 4  # a colour mapper with Lab gains: one offset per unit of L, a and b asked, one for a text
 
 
 @dataclass
@@ -480,7 +481,7 @@ class ColourProxy(nn.Module):
         condition = None
         if mapper is not None and clip_loss is not None:  # a mapper trained with another CLIP misreads
             t = clip_loss.clip.embed_dim
-            condition = (t + COLOUR_CONDITION, f"CLIP's text embedding {t}, the target's Lab 3, a text flag")
+            condition = (t + COLOUR_CONDITION, f"CLIP's text embedding {t}, a Lab colour 3, a text flag")
         self.mapper = checked_mapper(self.cfg.method, mapper, "colour", hi - lo, condition)
 
     @property
@@ -537,11 +538,21 @@ class ColourProxy(nn.Module):
         background = self.background(edited_image.detach(), image, edited_hair)
         return self.cfg.bg_lambda * background + self.condition_loss(conditions, image, target_labs)
 
+    @property
+    def lab_gains(self) -> bool:
+        """Whether the mapper answers Lab gains: the source hair's Lab in, the Lab change asked as gains."""
+        return self.mapper is not None and self.mapper.gains == LAB_GAINS
+
     def mapper_condition(
-        self, conditions: Sequence[ColourCondition], target_labs: torch.Tensor | None, device: torch.device
+        self,
+        conditions: Sequence[ColourCondition],
+        target_labs: torch.Tensor | None,
+        device: torch.device,
+        source_labs: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The colour mapper's condition (N, T + 4): CLIP's normalised text embedding (T) for a text,
-        the target's Lab colour / 100 (3) for a reference or an RGB value, and a text flag."""
+        a Lab colour / 100 (3) and a text flag. The Lab is the target's for a reference or an RGB
+        value, or with Lab gains the source hair's (`source_labs` (N, 3)) for every condition."""
         t = self.mapper.config["condition_dim"] - COLOUR_CONDITION
         out = torch.zeros(len(conditions), t + COLOUR_CONDITION, device=device)
         text_idx = [i for i, cond in enumerate(conditions) if cond.kind == "text"]
@@ -550,9 +561,24 @@ class ColourProxy(nn.Module):
             texts = [conditions[i].text for i in text_idx]
             out[text_idx, :t] = F.normalize(self.clip_loss.clip.encode_text(texts).float(), dim=-1)
             out[text_idx, -1] = 1
-        if lab_idx:
+        if self.lab_gains:
+            out[:, t : t + 3] = source_labs.float() / 100
+        elif lab_idx:
             out[lab_idx, t : t + 3] = target_labs.float() / 100
         return out
+
+    def mapper_gains(
+        self, conditions: Sequence[ColourCondition], target_labs: torch.Tensor | None, source_labs: torch.Tensor
+    ) -> torch.Tensor:
+        """The Lab gains (N, 4): (target - source hair) Lab / 100 for a reference or an RGB value,
+        (0, 0, 0, 1) for a text."""
+        gains = torch.zeros(len(conditions), LAB_GAINS, device=source_labs.device)
+        lab_idx = [i for i, cond in enumerate(conditions) if cond.kind != "text"]
+        text_idx = [i for i, cond in enumerate(conditions) if cond.kind == "text"]
+        if lab_idx:
+            gains[lab_idx, :3] = (target_labs.float() - source_labs[lab_idx].float()) / 100
+        gains[text_idx, 3] = 1
+        return gains
 
     def mapper_rows(
         self,
@@ -560,12 +586,17 @@ class ColourProxy(nn.Module):
         target_labs: torch.Tensor | None,
         src_codes: torch.Tensor,
         latent_avg: torch.Tensor,
+        source_labs: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The mapper's answer for the edit rows (N, hi - lo, D), from the source's own rows."""
+        """The mapper's answer for the edit rows (N, hi - lo, D), from the source's own rows;
+        `source_labs` (N, 3): the average Lab of the edited image's hair (needed with Lab gains)."""
         lo, hi = self.edit_span
         rows = src_codes[:, lo:hi]
-        condition = self.mapper_condition(conditions, target_labs, src_codes.device)
-        return self.mapper(condition, rows, rows, latent_avg)
+        if self.lab_gains and source_labs is None:
+            raise ValueError("a colour mapper with Lab gains needs the source hair's Lab (source_labs)")
+        condition = self.mapper_condition(conditions, target_labs, src_codes.device, source_labs)
+        gains = self.mapper_gains(conditions, target_labs, source_labs) if self.lab_gains else None
+        return self.mapper(condition, rows, rows, latent_avg, gains)
 
     def solve_lab(
         self,
@@ -690,7 +721,9 @@ class ColourProxy(nn.Module):
         target_labs = self.target_labs(conditions, edited_image.shape[-1], edited_image.device)
         if encoder:
             with torch.no_grad():
-                free = nn.Parameter(self.mapper_rows(conditions, target_labs, src_codes, latent_avg).to(free.dtype))
+                source_labs = self.avg_lab.hair_lab(edited_image, edited_hair)
+                rows = self.mapper_rows(conditions, target_labs, src_codes, latent_avg, source_labs)
+                free = nn.Parameter(rows.to(free.dtype))
         solved = [i for i, cond in enumerate(conditions) if cond.kind != "text"] if c.lab_solve else []
         idx = torch.tensor(solved, dtype=torch.long, device=src_codes.device)
         with torch.no_grad():

@@ -41,12 +41,13 @@ class AvgLabLoss(nn.Module):
         super().__init__()
         borrow(self, segmenter=segmenter)
 
-    def hair_lab(self, images: torch.Tensor) -> torch.Tensor:
-        """Average Lab colour (N, 3) of the hair of images (N, 3, H, W), or of 1x1 colour images."""
+    def hair_lab(self, images: torch.Tensor, hair: torch.Tensor | None = None) -> torch.Tensor:
+        """Average Lab colour (N, 3) of the hair of images (N, 3, H, W), or of 1x1 colour images;
+        `hair`: the images' hair masks when already parsed."""
         lab = rgb_to_lab((images + 1) / 2)
         if images.shape[-1] == 1:
             return lab.flatten(1)
-        return masked_mean(lab, self.segmenter.hair(images))
+        return masked_mean(lab, self.segmenter.hair(images) if hair is None else hair)
 
     def forward(
         self, target: torch.Tensor | None, result: torch.Tensor, target_lab: torch.Tensor | None = None

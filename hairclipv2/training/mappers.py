@@ -13,12 +13,17 @@ rolled by one):
   (`jitter`); objective `RefProxy.objective` (style, landmarks), whose minimum the optimisation seeks
   from those codes.
 - colour: the other face's hair colour, as RGB for even items and as the colour's name for odd
-  ones; objective `ColourProxy.edit_objective` (background, average Lab colour or CLIP).
+  ones; objective `ColourProxy.edit_objective` (background, average Lab colour or CLIP). With
+  `lab_gains` the mapper answers one offset per unit of L, a and b asked and one for a text, summed
+  with the Lab change asked (target - the source hair's) as weights (`LatentMapper`'s gains).
 
 The loss adds `delta_lambda` x the mean squared offset of the mapper's rows from the optimisation's
 start (HairCLIP's latent L2 loss, 0.8 there): without it the text mapper found codes hundreds of times
 farther out than the optimisation's (offset norms 300-1000 against 3-5), on pictures that are no
-faces (measured on the world). Validation reports the objective at the mapper's answer
+faces (measured on the world). With `relative`, each item's objective is divided by its value at
+the optimisation's start, so that every edit counts alike: the official weights make an RGB item's
+average-Lab term (0.003 x the Lab distance) about a seventeenth of a named colour's CLIP term, and
+without it the colour mapper learnt neither (measured on the world). Validation reports the objective at the mapper's answer
 (`val/objective`) and at the optimisation's start (`val/objective_start`); the run exports
 `<run>/<kind>_mapper.pt` at the best validation, which `editing.<kind>_mapper_weights` reads.
 """
@@ -35,7 +40,7 @@ import torch
 
 from ..editing.amortised import LatentMapper, save_mapper
 from ..editing.editor import HairEditor
-from ..editing.proxies import COLOUR_CONDITION, ColourCondition
+from ..editing.proxies import COLOUR_CONDITION, LAB_GAINS, ColourCondition
 from ..world import World, caption
 from ..world.captions import hair_colour_name
 
@@ -56,7 +61,10 @@ class ProxyMapperModule(pl.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer] = partial(torch.optim.Adam, lr=1e-3),
         export: str | None = None,
         sources: str = "mapping",
+        relative: bool = False,
+        gains: int = 1,
     ):
+        """`gains`: the offsets the mapper answers (`LatentMapper`), set by the subclass."""
         super().__init__()
         if sources not in ("mapping", "encoder"):
             raise ValueError(f"model.sources must be 'mapping' or 'encoder', got {sources!r}")
@@ -66,7 +74,7 @@ class ProxyMapperModule(pl.LightningModule):
         self.editor = editor.requires_grad_(False)
         g = editor.generator
         dims = (self.condition_dim(), g.style_dim, self.rows(), self.reads())
-        self.mapper = LatentMapper(self.kind, *dims, hidden=hidden, layers=layers)
+        self.mapper = LatentMapper(self.kind, *dims, hidden=hidden, layers=layers, gains=gains)
         self.proxy.mapper = self.mapper  # trained through the proxy's own methods
         self.world = World(size=g.size, z_dim=g.style_dim)
         self.optimizer, self.export = optimizer, export or f"{self.kind}_mapper.pt"
@@ -115,8 +123,14 @@ class ProxyMapperModule(pl.LightningModule):
             return codes, self.editor.generator.features(codes, self.editor.hairstyle_block)[0]
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        start = None
+        if self.hparams.relative:
+            devices = [self.device] if self.device.type == "cuda" else []
+            with torch.no_grad(), torch.random.fork_rng(devices=devices):  # the answer's random draws
+                start, _ = self.answer(batch["z"], use_mapper=False)
         objective, delta = self.answer(batch["z"])
-        loss = objective.mean() + self.hparams.delta_lambda * delta.mean()
+        weighted = objective if start is None else objective / start.clamp_min(1e-8)
+        loss = weighted.mean() + self.hparams.delta_lambda * delta.mean()
         self.log_dict({"train/objective": objective.mean(), "train/delta": delta.mean()}, prog_bar=True)
         return loss
 
@@ -227,6 +241,10 @@ class ColourMapperModule(ProxyMapperModule):
     kind = "colour"
     proxy_name = "colour_proxy"
 
+    def __init__(self, editor: HairEditor, lab_gains: bool = False, **kwargs: Any):
+        """`lab_gains`: the mapper answers Lab gains (`ColourProxy.mapper_gains`)."""
+        super().__init__(editor, gains=LAB_GAINS if lab_gains else 1, **kwargs)
+
     def condition_dim(self) -> int:
         return self.editor.clip.embed_dim + COLOUR_CONDITION
 
@@ -252,9 +270,10 @@ class ColourMapperModule(ProxyMapperModule):
             edited = b.resume(codes, feature)
             edited_hair = proxy.segmenter.hair(edited)
             labs = proxy.target_labs(conditions, edited.shape[-1], edited.device)
+            source_labs = proxy.avg_lab.hair_lab(edited, edited_hair)
         answer = codes
         if use_mapper:
-            rows = proxy.mapper_rows(conditions, labs, codes, self.latent_avg)
+            rows = proxy.mapper_rows(conditions, labs, codes, self.latent_avg, source_labs)
             answer = torch.cat([codes[:, :lo], rows, codes[:, hi:]], dim=1)
         image = b.resume(answer, feature)
         objective = proxy.edit_objective(conditions, image, edited, edited_hair, labs)
