@@ -91,6 +91,78 @@ def test_an_untrained_mapper_answers_the_optimisations_start():
     assert rows.shape == (3, 4, 512) and torch.equal(rows, start)
 
 
+def test_a_mapper_with_gains_answers_offsets_linear_in_its_gains_and_keeps_them_in_its_file(tmp_path):
+    torch.manual_seed(0)
+    mapper = LatentMapper("colour", 36, 512, 4, hidden=16, layers=1, gains=4)
+    torch.nn.init.normal_(mapper.out.weight, std=0.02)
+    condition, codes, start, mean = torch.randn(3, 36), torch.randn(3, 4, 512), torch.randn(3, 4, 512), torch.randn(512)
+    gains = torch.randn(3, 4)
+    with torch.no_grad():
+        one, two = (mapper(condition, codes, start, mean, k * gains) - start for k in (1, 2))
+        assert torch.equal(mapper(condition, codes, start, mean, torch.zeros(3, 4)), start)
+        only_a = mapper(condition, codes, start, mean, gains * torch.tensor([0.0, 1, 0, 0])) - start
+    torch.testing.assert_close(two, 2 * one)
+    assert one.abs().mean() > 1e-3 and not torch.allclose(only_a, one)
+    with pytest.raises(ValueError, match="answers 4 offsets: pass their gains"):
+        mapper(condition, codes, start, mean)
+    with pytest.raises(ValueError, match=r"gains: expected \(3, 4\), found \(3, 3\)"):
+        mapper(condition, codes, start, mean, torch.zeros(3, 3))
+    loaded = load_mapper(save_mapper(mapper, tmp_path / "m.pt"), "colour")
+    assert loaded.gains == 4
+    torch.testing.assert_close(
+        loaded(condition, codes, start, mean, gains), mapper(condition, codes, start, mean, gains)
+    )
+
+
+def test_a_lab_gains_colour_mapper_leaves_the_rows_when_the_asked_colour_is_the_hairs_own(editor, sources):
+    """Its gains are the Lab change asked: asking for the colour the hair already has moves nothing,
+    another colour moves the rows, and a text moves them by the text's own offset."""
+    from hairclipv2.editing.proxies import LAB_GAINS
+
+    proxy, saved = editor.colour_proxy, editor.colour_proxy.mapper
+    condition, rows, reads = MAPPERS["colour"]
+    torch.manual_seed(0)
+    proxy.mapper = LatentMapper("colour", condition, 512, rows, reads, hidden=64, layers=2, gains=LAB_GAINS)
+    torch.nn.init.normal_(proxy.mapper.out.weight, std=0.02)
+    try:
+        codes = sources[1]
+        lo, hi = proxy.edit_span
+        own = torch.tensor([[50.0, 10.0, 20.0]]).expand(3, 3)
+        asked = [
+            ColourCondition(rgb=(200, 40, 30)),
+            ColourCondition(rgb=(20, 20, 20)),
+            ColourCondition(text="blond hair"),
+        ]
+        targets = torch.cat([own[:1], torch.tensor([[10.0, 0.0, 0.0]])])
+        with torch.no_grad():
+            answer = proxy.mapper_rows(asked, targets, codes, editor.latent_avg, own)
+        torch.testing.assert_close(answer[0], codes[0, lo:hi])  # asked: the hair's own colour
+        assert (answer[1] - codes[1, lo:hi]).abs().mean() > 1e-3  # another colour
+        assert (answer[2] - codes[2, lo:hi]).abs().mean() > 1e-3  # a text
+        with pytest.raises(ValueError, match="needs the source hair's Lab"):
+            proxy.mapper_rows(asked, targets, codes, editor.latent_avg)
+    finally:
+        proxy.mapper = saved
+
+
+def test_a_relative_mapper_loss_weighs_each_item_by_its_objective_at_the_start():
+    module = world_module("colour", "model.relative=true", "model.delta_lambda=0.5")
+    plain = world_module("colour", "model.relative=false", "model.delta_lambda=0.5")
+
+    def answer(z: torch.Tensor, use_mapper: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        objective = torch.tensor([2.0, 4.0]) if use_mapper else torch.tensor([1.0, 8.0])
+        return objective, torch.tensor([0.2, 0.4])
+
+    z = torch.zeros(2, 512)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log outside a trainer
+        for m in (module, plain):
+            m.answer = answer
+        relative, absolute = module.training_step({"z": z}, 0), plain.training_step({"z": z}, 0)
+    assert float(relative) == pytest.approx((2 / 1 + 4 / 8) / 2 + 0.5 * 0.3)
+    assert float(absolute) == pytest.approx(3.0 + 0.5 * 0.3)
+
+
 def test_the_mapper_file_round_trips_and_a_wrong_or_missing_one_is_named(tmp_path):
     mapper = random_mapper("reference")
     loaded = load_mapper(save_mapper(mapper, tmp_path / "m.pt"), "reference")
@@ -119,7 +191,7 @@ def test_a_mapper_for_other_rows_is_refused_naming_the_setting():
 
 @pytest.mark.parametrize(
     "kind, layout",
-    [("text", r"CLIP's text embedding 512"), ("colour", r"CLIP's text embedding 512, the target's Lab 3, a text flag")],
+    [("text", r"CLIP's text embedding 512"), ("colour", r"CLIP's text embedding 512, a Lab colour 3, a text flag")],
 )
 def test_a_mapper_trained_with_another_clip_is_refused_naming_its_condition(tmp_path, kind, layout):
     """Text and colour mappers read CLIP's text embedding (colour: with the target's Lab and a flag):
