@@ -146,21 +146,23 @@ def test_a_lab_gains_colour_mapper_leaves_the_rows_when_the_asked_colour_is_the_
 
 
 def test_a_relative_mapper_loss_weighs_each_item_by_its_objective_at_the_start():
-    module = world_module("colour", "model.relative=true", "model.delta_lambda=0.5")
+    """Each item's objective over its start value, or over model.relative_floor below it (a colour
+    asked as the hair already is starts near zero)."""
+    module = world_module("colour", "model.relative=true", "model.relative_floor=0.01", "model.delta_lambda=0.5")
     plain = world_module("colour", "model.relative=false", "model.delta_lambda=0.5")
 
     def answer(z: torch.Tensor, use_mapper: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        objective = torch.tensor([2.0, 4.0]) if use_mapper else torch.tensor([1.0, 8.0])
-        return objective, torch.tensor([0.2, 0.4])
+        objective = torch.tensor([2.0, 4.0, 0.02]) if use_mapper else torch.tensor([1.0, 8.0, 0.001])
+        return objective, torch.tensor([0.2, 0.4, 0.3])
 
-    z = torch.zeros(2, 512)
+    z = torch.zeros(3, 512)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # self.log outside a trainer
         for m in (module, plain):
             m.answer = answer
         relative, absolute = module.training_step({"z": z}, 0), plain.training_step({"z": z}, 0)
-    assert float(relative) == pytest.approx((2 / 1 + 4 / 8) / 2 + 0.5 * 0.3)
-    assert float(absolute) == pytest.approx(3.0 + 0.5 * 0.3)
+    assert float(relative) == pytest.approx((2 / 1 + 4 / 8 + 0.02 / 0.01) / 3 + 0.5 * 0.3)
+    assert float(absolute) == pytest.approx((2 + 4 + 0.02) / 3 + 0.5 * 0.3)
 
 
 def test_the_mapper_file_round_trips_and_a_wrong_or_missing_one_is_named(tmp_path):

@@ -21,7 +21,8 @@ The loss adds `delta_lambda` x the mean squared offset of the mapper's rows from
 start (HairCLIP's latent L2 loss, 0.8 there): without it the text mapper found codes hundreds of times
 farther out than the optimisation's (offset norms 300-1000 against 3-5), on pictures that are no
 faces (measured on the world). With `relative`, each item's objective is divided by its value at
-the optimisation's start, so that every edit counts alike: the official weights make an RGB item's
+the optimisation's start (at least `relative_floor`: a colour asked as the hair already is starts
+near zero, and dividing by that blew a training up), so that every edit counts alike: the official weights make an RGB item's
 average-Lab term (0.003 x the Lab distance) about a seventeenth of a named colour's CLIP term, and
 without it the colour mapper learnt neither (measured on the world). Validation reports the objective at the mapper's answer
 (`val/objective`) and at the optimisation's start (`val/objective_start`); the run exports
@@ -62,6 +63,7 @@ class ProxyMapperModule(pl.LightningModule):
         export: str | None = None,
         sources: str = "mapping",
         relative: bool = False,
+        relative_floor: float = 0.01,
         gains: int = 1,
     ):
         """`gains`: the offsets the mapper answers (`LatentMapper`), set by the subclass."""
@@ -129,7 +131,7 @@ class ProxyMapperModule(pl.LightningModule):
             with torch.no_grad(), torch.random.fork_rng(devices=devices):  # the answer's random draws
                 start, _ = self.answer(batch["z"], use_mapper=False)
         objective, delta = self.answer(batch["z"])
-        weighted = objective if start is None else objective / start.clamp_min(1e-8)
+        weighted = objective if start is None else objective / start.clamp_min(self.hparams.relative_floor)
         loss = weighted.mean() + self.hparams.delta_lambda * delta.mean()
         self.log_dict({"train/objective": objective.mean(), "train/delta": delta.mean()}, prog_bar=True)
         return loss
