@@ -108,7 +108,7 @@ def test_a_mapper_with_gains_answers_offsets_linear_in_its_gains_and_keeps_them_
     with pytest.raises(ValueError, match=r"gains: expected \(3, 4\), found \(3, 3\)"):
         mapper(condition, codes, start, mean, torch.zeros(3, 3))
     loaded = load_mapper(save_mapper(mapper, tmp_path / "m.pt"), "colour")
-    assert loaded.gains == 4
+    assert loaded.n_gains == 4
     torch.testing.assert_close(
         loaded(condition, codes, start, mean, gains), mapper(condition, codes, start, mean, gains)
     )

@@ -77,7 +77,8 @@ class LatentMapper(nn.Module):
         return self.config["rows"]
 
     @property
-    def gains(self) -> int:
+    def n_gains(self) -> int:
+        """How many offsets it answers (files from before gains answer one)."""
         return self.config.get("gains", 1)
 
     def forward(
@@ -93,13 +94,13 @@ class LatentMapper(nn.Module):
         mean = latent_avg.reshape(-1)[-d:]
         read = (codes.float() - mean).flatten(1)  # the codes it reads, relative to the mean code
         offsets = self.out(self.trunk(torch.cat([condition.float().reshape(n, -1), read], dim=1)))
-        offsets = offsets.view(n, self.gains, self.rows, d)
+        offsets = offsets.view(n, self.n_gains, self.rows, d)
         if gains is None:
-            if self.gains != 1:
-                raise ValueError(f"this {self.kind} mapper answers {self.gains} offsets: pass their gains (N, G)")
+            if self.n_gains != 1:
+                raise ValueError(f"this {self.kind} mapper answers {self.n_gains} offsets: pass their gains (N, G)")
             return start + offsets[:, 0]
-        if gains.shape != (n, self.gains):
-            raise ValueError(f"{self.kind} mapper gains: expected {(n, self.gains)}, found {tuple(gains.shape)}")
+        if gains.shape != (n, self.n_gains):
+            raise ValueError(f"{self.kind} mapper gains: expected {(n, self.n_gains)}, found {tuple(gains.shape)}")
         return start + torch.einsum("ng,ngkd->nkd", gains.float(), offsets)
 
 

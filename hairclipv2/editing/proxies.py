@@ -541,7 +541,7 @@ class ColourProxy(nn.Module):
     @property
     def lab_gains(self) -> bool:
         """Whether the mapper answers Lab gains: the source hair's Lab in, the Lab change asked as gains."""
-        return self.mapper is not None and self.mapper.gains == LAB_GAINS
+        return self.mapper is not None and self.mapper.n_gains == LAB_GAINS
 
     def mapper_condition(
         self,
