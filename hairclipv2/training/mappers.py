@@ -22,9 +22,10 @@ start (HairCLIP's latent L2 loss, 0.8 there): without it the text mapper found c
 farther out than the optimisation's (offset norms 300-1000 against 3-5), on pictures that are no
 faces (measured on the world). With `relative`, each item's objective is divided by its value at
 the optimisation's start (at least `relative_floor`: a colour asked as the hair already is starts
-near zero, and dividing by that blew a training up), so that every edit counts alike: the official weights make an RGB item's
-average-Lab term (0.003 x the Lab distance) about a seventeenth of a named colour's CLIP term, and
-without it the colour mapper learnt neither (measured on the world). Validation reports the objective at the mapper's answer
+near zero, and dividing by that blew a run up), so that every edit counts alike: the official
+weights make an RGB item's average-Lab term (0.003 x the Lab distance) about a seventeenth of a
+named colour's CLIP term, and the latent L2 outweighed what an RGB item could gain (measured on the
+world). Validation reports the objective at the mapper's answer
 (`val/objective`) and at the optimisation's start (`val/objective_start`); the run exports
 `<run>/<kind>_mapper.pt` at the best validation, which `editing.<kind>_mapper_weights` reads.
 """
