@@ -114,9 +114,9 @@ def test_a_mapper_with_gains_answers_offsets_linear_in_its_gains_and_keeps_them_
     )
 
 
-def test_a_lab_gains_colour_mapper_leaves_the_rows_when_the_asked_colour_is_the_hairs_own(editor, sources):
-    """Its gains are the Lab change asked: asking for the colour the hair already has moves nothing,
-    another colour moves the rows, and a text moves them by the text's own offset."""
+@pytest.fixture
+def lab_gains_mapper(editor):
+    """The small editor's colour proxy with a random Lab-gains mapper, for one test."""
     from hairclipv2.editing.proxies import LAB_GAINS
 
     proxy, saved = editor.colour_proxy, editor.colour_proxy.mapper
@@ -124,25 +124,27 @@ def test_a_lab_gains_colour_mapper_leaves_the_rows_when_the_asked_colour_is_the_
     torch.manual_seed(0)
     proxy.mapper = LatentMapper("colour", condition, 512, rows, reads, hidden=64, layers=2, gains=LAB_GAINS)
     torch.nn.init.normal_(proxy.mapper.out.weight, std=0.02)
-    try:
-        codes = sources[1]
-        lo, hi = proxy.edit_span
-        own = torch.tensor([[50.0, 10.0, 20.0]]).expand(3, 3)
-        asked = [
-            ColourCondition(rgb=(200, 40, 30)),
-            ColourCondition(rgb=(20, 20, 20)),
-            ColourCondition(text="blond hair"),
-        ]
-        targets = torch.cat([own[:1], torch.tensor([[10.0, 0.0, 0.0]])])
-        with torch.no_grad():
-            answer = proxy.mapper_rows(asked, targets, codes, editor.latent_avg, own)
-        torch.testing.assert_close(answer[0], codes[0, lo:hi])  # asked: the hair's own colour
-        assert (answer[1] - codes[1, lo:hi]).abs().mean() > 1e-3  # another colour
-        assert (answer[2] - codes[2, lo:hi]).abs().mean() > 1e-3  # a text
-        with pytest.raises(ValueError, match="needs the source hair's Lab"):
-            proxy.mapper_rows(asked, targets, codes, editor.latent_avg)
-    finally:
-        proxy.mapper = saved
+    yield proxy.mapper
+    proxy.mapper = saved
+
+
+def test_a_lab_gains_colour_mapper_leaves_the_rows_when_the_asked_colour_is_the_hairs_own(
+    editor, sources, lab_gains_mapper
+):
+    """Its gains are the Lab change asked: asking for the colour the hair already has moves nothing,
+    another colour moves the rows, and a text moves them by the text's own offset."""
+    proxy, codes = editor.colour_proxy, sources[1]
+    lo, hi = proxy.edit_span
+    own = torch.tensor([[50.0, 10.0, 20.0]]).expand(3, 3)
+    asked = [ColourCondition(rgb=(200, 40, 30)), ColourCondition(rgb=(20, 20, 20)), ColourCondition(text="blond hair")]
+    targets = torch.cat([own[:1], torch.tensor([[10.0, 0.0, 0.0]])])
+    with torch.no_grad():
+        answer = proxy.mapper_rows(asked, targets, codes, editor.latent_avg, own)
+    torch.testing.assert_close(answer[0], codes[0, lo:hi])  # asked: the hair's own colour
+    assert (answer[1] - codes[1, lo:hi]).abs().mean() > 1e-3  # another colour
+    assert (answer[2] - codes[2, lo:hi]).abs().mean() > 1e-3  # a text
+    with pytest.raises(ValueError, match="needs the source hair's Lab"):
+        proxy.mapper_rows(asked, targets, codes, editor.latent_avg)
 
 
 def test_a_relative_mapper_loss_weighs_each_item_by_its_objective_at_the_start():
@@ -445,11 +447,14 @@ def test_the_refit_after_the_lab_solve_keeps_the_solved_hair_and_brings_the_rest
             dataclasses.replace(saved, **bad)
 
 
-@pytest.mark.parametrize("kind", ["text", "reference", "colour"])
-def test_method_encoder_gives_the_same_edit_batched_and_one_by_one(editor, sources, kind):
+@pytest.mark.parametrize("kind", ["text", "reference", "colour", "colour, Lab gains"])
+def test_method_encoder_gives_the_same_edit_batched_and_one_by_one(editor, sources, kind, request):
     """The mappers' path without refinement: each pair's edit (proxy, blending, decoding) is its own.
     (Refinement steps are Adam's, whose float noise test_editing bounds.) The references' codes are
     given: their inversion is the embedding's."""
+    if kind == "colour, Lab gains":
+        request.getfixturevalue("lab_gains_mapper")
+        kind = "colour"
     images = sources[0]
     conditions = {
         "text": dict(texts=TEXTS),
