@@ -1,5 +1,6 @@
 """Copy the world's trained networks from their run folders into weights/world/ and record where each
-comes from (weights/world/PROVENANCE.json: command, seed, steps, the run's last validation, sha256).
+comes from (weights/world/PROVENANCE.json: command, seed, steps, the run's last validation, sha256;
+for a mapper, exported at its best validation, also that one's step and values).
 
     python scripts/world_provenance.py --generator RUN --parser RUN --clip RUN --bald RUN --text_mapper RUN --colour_mapper RUN --sketch RUN --fs_encoder RUN [--note TEXT]
 
@@ -56,12 +57,29 @@ def weight_files(dest: Path) -> list[Path]:
     return sorted(p for p in ([dest] if dest.is_file() else dest.rglob("*")) if p.is_file())
 
 
-def last_validation(run: Path) -> tuple[int, dict[str, float]]:
-    """The step and val/* values of the run's last validation row in csv/metrics.csv."""
+# networks whose run exports its file at the best value of a validation metric, not at the end
+EXPORTED_AT_BEST = {"text_mapper": "val/objective", "colour_mapper": "val/objective"}
+
+
+def validations(run: Path) -> list[dict[str, str]]:
+    """The validation rows of the run's csv/metrics.csv, in order."""
     rows = list(csv.DictReader(open(run / "csv" / "metrics.csv")))
-    rows = [r for r in rows if any(k.startswith("val/") and r[k] for k in r)]
-    last = rows[-1]
-    return int(last["step"]) + 1, {k: round(float(v), 4) for k, v in last.items() if k.startswith("val/") and v}
+    return [r for r in rows if any(k.startswith("val/") and r[k] for k in r)]
+
+
+def step_and_values(row: dict[str, str]) -> tuple[int, dict[str, float]]:
+    return int(row["step"]) + 1, {k: round(float(v), 4) for k, v in row.items() if k.startswith("val/") and v}
+
+
+def last_validation(run: Path) -> tuple[int, dict[str, float]]:
+    """The step and val/* values of the run's last validation row."""
+    return step_and_values(validations(run)[-1])
+
+
+def best_validation(run: Path, metric: str) -> tuple[int, dict[str, float]]:
+    """The step and val/* values of the validation row where `metric` was lowest (the first of equals)."""
+    rows = [r for r in validations(run) if r.get(metric)]
+    return step_and_values(min(rows, key=lambda r: float(r[metric])))
 
 
 def record(name: str, run: Path, note: str) -> dict:
@@ -80,7 +98,7 @@ def record(name: str, run: Path, note: str) -> dict:
     dropped = ("hydra.", "callbacks.progress_bar", "resume_dir", "paths.world_dir")
     kept = [o for o in overrides if not o.startswith(dropped)]
     ran = [o.split("=", 1)[1] for o in kept if o.startswith("experiment=")]
-    return {
+    entry = {
         "command": "python train.py " + " ".join(kept),
         "experiment": ran[0] if ran else experiment,
         "seed": config["seed"],
@@ -90,6 +108,10 @@ def record(name: str, run: Path, note: str) -> dict:
         "note": note,
         "stored": "float16",
     }
+    if name in EXPORTED_AT_BEST:  # the file is the best validation's, which the last need not be
+        best_step, best = best_validation(run, EXPORTED_AT_BEST[name])
+        entry["exported"] = {"step": best_step, "validation": best}
+    return entry
 
 
 def main() -> None:

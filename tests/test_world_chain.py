@@ -85,3 +85,22 @@ def test_the_bald_mapper_trains_against_the_new_generator_and_a_rerun_trains_not
     assert f"resume_dir={runs / 'bald'}" in longer.stdout
     assert json.loads((runs / "bald" / "status.json").read_text())["global_step"] == 4
     assert (runs / "generator" / "world_generator.pt").read_bytes() == new  # not retrained
+
+
+def test_a_mappers_provenance_records_the_validation_its_file_was_exported_at(tmp_path):
+    """The mapper runs export at their best val/objective: its step and values are recorded beside
+    the last validation (the generator's export is its last, so it has none)."""
+    from world_provenance import EXPORTED_AT_BEST, best_validation, last_validation
+
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "metrics.csv").write_text(
+        "step,train/objective,val/objective,val/delta\n"
+        "99,0.50,,\n"
+        "199,,0.44,0.10\n"
+        "399,,0.38,0.27\n"
+        "599,0.40,,\n"
+        "599,,0.41,0.33\n"
+    )
+    assert best_validation(tmp_path, "val/objective") == (400, {"val/objective": 0.38, "val/delta": 0.27})
+    assert last_validation(tmp_path) == (600, {"val/objective": 0.41, "val/delta": 0.33})
+    assert set(EXPORTED_AT_BEST) == {"text_mapper", "colour_mapper"}
