@@ -57,8 +57,9 @@ def weight_files(dest: Path) -> list[Path]:
     return sorted(p for p in ([dest] if dest.is_file() else dest.rglob("*")) if p.is_file())
 
 
-# networks whose run exports its file at the best value of a validation metric, not at the end
-EXPORTED_AT_BEST = {"text_mapper": "val/objective", "colour_mapper": "val/objective"}
+# networks whose run exports its file at the best value of a validation metric (model.export_metric,
+# val/objective by default), not at the end
+EXPORTED_AT_BEST = ("text_mapper", "colour_mapper")
 
 
 def validations(run: Path) -> list[dict[str, str]]:
@@ -109,7 +110,7 @@ def record(name: str, run: Path, note: str) -> dict:
         "stored": "float16",
     }
     if name in EXPORTED_AT_BEST:  # the file is the best validation's, which the last need not be
-        best_step, best = best_validation(run, EXPORTED_AT_BEST[name])
+        best_step, best = best_validation(run, config["model"].get("export_metric", "val/objective"))
         entry["exported"] = {"step": best_step, "validation": best}
     return entry
 

@@ -104,3 +104,4 @@ def test_a_mappers_provenance_records_the_validation_its_file_was_exported_at(tm
     assert best_validation(tmp_path, "val/objective") == (400, {"val/objective": 0.38, "val/delta": 0.27})
     assert last_validation(tmp_path) == (600, {"val/objective": 0.41, "val/delta": 0.33})
     assert set(EXPORTED_AT_BEST) == {"text_mapper", "colour_mapper"}
+    assert best_validation(tmp_path, "val/delta") == (200, {"val/objective": 0.44, "val/delta": 0.1})

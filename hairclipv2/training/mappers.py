@@ -26,8 +26,9 @@ near zero, and dividing by that blew a run up), so that every edit counts alike:
 weights make an RGB item's average-Lab term (0.003 x the Lab distance) about a seventeenth of a
 named colour's CLIP term, and the latent L2 outweighed what an RGB item could gain (measured on the
 world). Validation reports the objective at the mapper's answer
-(`val/objective`) and at the optimisation's start (`val/objective_start`); the run exports
-`<run>/<kind>_mapper.pt` at the best validation, which `editing.<kind>_mapper_weights` reads.
+(`val/objective`) and at the optimisation's start (`val/objective_start`), with `relative` also the
+relative one (`val/relative_objective`); the run exports `<run>/<kind>_mapper.pt` at the best value
+of `export_metric`, which `editing.<kind>_mapper_weights` reads.
 """
 
 from __future__ import annotations
@@ -65,10 +66,15 @@ class ProxyMapperModule(pl.LightningModule):
         sources: str = "mapping",
         relative: bool = False,
         relative_floor: float = 0.01,
+        export_metric: str = "val/objective",
         gains: int = 1,
     ):
         """`gains`: the offsets the mapper answers (`LatentMapper`), set by the subclass."""
         super().__init__()
+        if export_metric not in ("val/objective", "val/relative_objective"):
+            raise ValueError(f"model.export_metric: val/objective or val/relative_objective, got {export_metric!r}")
+        if export_metric == "val/relative_objective" and not relative:
+            raise ValueError("model.export_metric=val/relative_objective needs model.relative=true")
         if sources not in ("mapping", "encoder"):
             raise ValueError(f"model.sources must be 'mapping' or 'encoder', got {sources!r}")
         if sources == "encoder" and editor.embedding.encoder is None:
@@ -147,12 +153,15 @@ class ProxyMapperModule(pl.LightningModule):
         n = len(answer)
         self.log("val/objective", answer.mean(), prog_bar=True, batch_size=n)
         self.log("val/objective_start", start.mean(), batch_size=n)
+        if self.hparams.relative:
+            relative = answer / start.clamp_min(self.hparams.relative_floor)
+            self.log("val/relative_objective", relative.mean(), batch_size=n)
         self.log("val/delta", delta.mean(), batch_size=n)
 
     def on_validation_epoch_end(self) -> None:
         """Export the mapper when its validation objective is the best so far (the objective is noisy
         from one validation to the next)."""
-        value = self.trainer.callback_metrics.get("val/objective")
+        value = self.trainer.callback_metrics.get(self.hparams.export_metric)
         if value is None or self.trainer.sanity_checking or float(value) >= self.best_objective:
             return
         self.best_objective = float(value)
