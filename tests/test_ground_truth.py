@@ -287,8 +287,8 @@ def test_the_world_colour_mapper_alone_moves_the_hair_towards_the_asked_colour()
     """The committed colour mapper in one pass (no step after it, no Lab solve), from the FS
     encoder's embedding of four world sources each asked for another face's hair colour as RGB,
     against an untrained mapper of its layout, which answers the source's own rows. Measured:
-    ΔE2000 to the exact answer 12.5, 11.0, 6.5, 5.7 against 16.1, 12.6, 7.9, 4.7; outside the hair
-    29.6-32.1 dB against 29.5-32.2 (the colour mapper before Lab gains: 18.4, 11.3, 10.7, 4.3)."""
+    ΔE2000 to the exact answer 11.5, 11.5, 5.5, 6.0 against 16.1, 12.6, 7.9, 4.7; outside the hair
+    29.7-32.1 dB against 29.5-32.2 (the colour mapper before Lab gains: 18.4, 11.3, 10.7, 4.3)."""
     from hairclipv2.editing.amortised import LatentMapper
     from hairclipv2.editing.editor import EditBatch
     from hairclipv2.editing.proxies import ColourCondition
@@ -322,8 +322,8 @@ def test_the_world_colour_mapper_with_its_refinement_brings_the_hair_to_the_aske
     encoder alone, each asked for another face's hair colour as RGB. The world editor's refinement
     (15 edit + 5 final steps) brings the hair's colour closer to the exact answer's than the mapper
     alone, or leaves it where the mapper had it right, and repairs the region outside the hair.
-    Measured: ΔE2000 12.5, 11.0, 6.5, 5.7 -> 6.2, 9.1, 3.9, 4.8; non-hair PSNR 29.6-32.1 ->
-    31.4-36.1 dB (the mapper before Lab gains: 18.4, 11.3, 10.7, 4.3 -> 14.2, 8.6, 10.4, 4.3)."""
+    Measured: ΔE2000 11.5, 11.5, 5.5, 6.0 -> 5.6, 9.7, 3.4, 4.8; non-hair PSNR 29.7-32.1 ->
+    31.4-36.0 dB (the mapper before Lab gains: 18.4, 11.3, 10.7, 4.3 -> 14.2, 8.6, 10.4, 4.3)."""
     import dataclasses
 
     from hairclipv2.editing.editor import EditBatch
@@ -358,8 +358,8 @@ def test_the_world_editors_lab_solve_brings_the_hair_nearer_the_asked_colour_tha
     on the returned picture's hair colour, `editing.colour.lab_solve=3`, and 10 final steps that keep
     the solved hair, `lab_solve_final=10`) against the same mapper with its 15 + 5 refinement steps
     instead, from the FS encoder's embedding of four world sources. Measured: ΔE2000 to the exact
-    answer 4.6, 6.2, 1.1, 3.8 against 6.2, 9.1, 3.9, 4.8; outside the hair 35.5-40.1 dB against
-    31.4-36.1 (the mapper before Lab gains: 5.8, 6.1, 2.4, 3.6 against 14.2, 8.6, 10.4, 4.3)."""
+    answer 5.1, 6.2, 0.6, 3.8 against 5.6, 9.7, 3.4, 4.8; outside the hair 35.5-40.0 dB against
+    31.4-36.0 (the mapper before Lab gains: 5.8, 6.1, 2.4, 3.6 against 14.2, 8.6, 10.4, 4.3)."""
     import dataclasses
 
     from hairclipv2.editing.editor import EditBatch
