@@ -151,7 +151,9 @@ def test_a_relative_mapper_loss_weighs_each_item_by_its_objective_at_the_start()
     """Each item's objective over its start value, or over model.relative_floor below it (a colour
     asked as the hair already is starts near zero)."""
     module = world_module("colour", "model.relative=true", "model.relative_floor=0.01", "model.delta_lambda=0.5")
-    plain = world_module("colour", "model.relative=false", "model.delta_lambda=0.5")
+    plain = world_module(
+        "colour", "model.relative=false", "model.export_metric=val/objective", "model.delta_lambda=0.5"
+    )
 
     def answer(z: torch.Tensor, use_mapper: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         objective = torch.tensor([2.0, 4.0, 0.02]) if use_mapper else torch.tensor([1.0, 8.0, 0.001])
