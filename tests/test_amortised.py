@@ -167,6 +167,8 @@ def test_a_relative_mapper_loss_weighs_each_item_by_its_objective_at_the_start()
         relative, absolute = module.training_step({"z": z}, 0), plain.training_step({"z": z}, 0)
     assert float(relative) == pytest.approx((2 / 1 + 4 / 8 + 0.02 / 0.01) / 3 + 0.5 * 0.3)
     assert float(absolute) == pytest.approx((2 + 4 + 0.02) / 3 + 0.5 * 0.3)
+    with pytest.raises(ValueError, match="model.relative_floor must be > 0 .*got 0.0"):
+        type(module)(module.editor, relative=True, relative_floor=0.0)
     with pytest.raises(ValueError, match="export_metric=val/relative_objective needs model.relative=true"):
         type(plain)(plain.editor, export_metric="val/relative_objective")
     with pytest.raises(

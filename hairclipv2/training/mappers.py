@@ -71,6 +71,8 @@ class ProxyMapperModule(pl.LightningModule):
     ):
         """`gains`: the offsets the mapper answers (`LatentMapper`), set by the subclass."""
         super().__init__()
+        if relative_floor <= 0:
+            raise ValueError(f"model.relative_floor must be > 0 (it divides the objective), got {relative_floor}")
         if export_metric not in ("val/objective", "val/relative_objective"):
             raise ValueError(f"model.export_metric: val/objective or val/relative_objective, got {export_metric!r}")
         if export_metric == "val/relative_objective" and not relative:
