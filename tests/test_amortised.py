@@ -18,6 +18,7 @@ from hairclipv2.editing.proxies import ColourCondition
 from hairclipv2.losses import rgb_to_lab
 from hairclipv2.losses.colour import masked_spread
 from hairclipv2.pipeline import build_hair_editor, command_config
+from hairclipv2.training.mappers import MapperAnswer
 from hairclipv2.weights import MissingCheckpointError
 
 TEXTS = ["short hair", "long wavy hair", "afro"]
@@ -155,9 +156,9 @@ def test_a_relative_mapper_loss_weighs_each_item_by_its_objective_at_the_start()
         "colour", "model.relative=false", "model.export_metric=val/objective", "model.delta_lambda=0.5"
     )
 
-    def answer(z: torch.Tensor, use_mapper: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        objective = torch.tensor([2.0, 4.0, 0.02]) if use_mapper else torch.tensor([1.0, 8.0, 0.001])
-        return objective, torch.tensor([0.2, 0.4, 0.3])
+    def answer(z: torch.Tensor, with_start: bool = False) -> MapperAnswer:
+        start = torch.tensor([1.0, 8.0, 0.001]) if with_start else None
+        return MapperAnswer(torch.tensor([2.0, 4.0, 0.02]), torch.tensor([0.2, 0.4, 0.3]), start)
 
     z = torch.zeros(3, 512)
     with warnings.catch_warnings():
@@ -492,18 +493,18 @@ def train_briefly(module, steps: int = 20, lr: float = 3e-3, n: int = 8) -> tupl
     z = module.world.z(n, 11)
     torch.manual_seed(0)
     with torch.no_grad():
-        start = float(module.answer(z, use_mapper=False)[0].mean())
+        start = float(module.answer(z, with_start=True).start.mean())
     optimiser = torch.optim.Adam(module.mapper.parameters(), lr=lr)
     for step in range(steps):
         optimiser.zero_grad()
         torch.manual_seed(step)
-        objective, delta = module.answer(z)
-        (objective.mean() + module.hparams.delta_lambda * delta.mean()).backward()
+        out = module.answer(z)
+        (out.objective.mean() + module.hparams.delta_lambda * out.delta.mean()).backward()
         optimiser.step()
     torch.manual_seed(0)
     with torch.no_grad():
-        trained, delta = module.answer(z)
-    return start, float(trained.mean()), float(delta.mean())
+        trained = module.answer(z)
+    return start, float(trained.objective.mean()), float(trained.delta.mean())
 
 
 def world_module(kind: str, *extra: str):
@@ -542,6 +543,24 @@ def test_a_mapper_trains_on_the_generators_codes_or_on_the_fs_encoders_of_the_wo
     assert not torch.allclose(enc_codes, codes, atol=0.1)  # the encoder's codes are not the mapping's
     with pytest.raises(ValueError, match="model.sources must be 'mapping' or 'encoder', got 'photo'"):
         type(mapping)(mapping.editor, sources="photo")
+
+
+@pytest.mark.parametrize("kind", ["text", "colour"])
+def test_an_untrained_mapper_modules_answer_is_measured_where_its_start_is(kind):
+    """`answer(z, with_start=True)`: the start's objective comes from the same sources and conditions
+    as the answer's, so an untrained mapper (zero offsets) scores exactly its start; a trained one
+    does not."""
+    module = world_module(kind)
+    z = module.world.z(4, 5)
+    with torch.no_grad():
+        out = module.answer(z, with_start=True)
+        assert module.answer(z).start is None
+        torch.testing.assert_close(out.objective, out.start)
+        assert torch.equal(out.delta, torch.zeros(4))
+        torch.nn.init.normal_(module.mapper.out.weight, std=0.01)
+        moved = module.answer(z, with_start=True)
+    torch.testing.assert_close(moved.start, out.start)
+    assert (moved.objective - moved.start).abs().max() > 1e-4 and (moved.delta > 0).all()
 
 
 @pytest.mark.slow  # 40 s on 2 cores

@@ -34,6 +34,7 @@ of `export_metric`, which `editing.<kind>_mapper_weights` reads.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,17 @@ from ..editing.editor import HairEditor
 from ..editing.proxies import COLOUR_CONDITION, LAB_GAINS, ColourCondition
 from ..world import World, caption
 from ..world.captions import hair_colour_name
+
+
+@dataclass
+class MapperAnswer:
+    """The proxy's objective (N,) at the mapper's answer, the answer's mean squared offset from the
+    optimisation's start (N,), and when asked the objective at that start (N,), measured without
+    gradients on the same sources and conditions."""
+
+    objective: torch.Tensor
+    delta: torch.Tensor
+    start: torch.Tensor | None = None
 
 
 class ProxyMapperModule(pl.LightningModule):
@@ -101,9 +113,9 @@ class ProxyMapperModule(pl.LightningModule):
     def reads(self) -> int:
         return self.rows()
 
-    def answer(self, z: torch.Tensor, use_mapper: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """The proxy's objective (N,) at the mapper's answer for these sources (or at the
-        optimisation's start), and the answer's mean squared offset from that start (N,)."""
+    def answer(self, z: torch.Tensor, with_start: bool = False) -> MapperAnswer:
+        """The mapper's answer for the sources z, measured; `with_start`: also the objective at the
+        optimisation's start (the relative loss's divisor)."""
         raise NotImplementedError
 
     @property
@@ -134,31 +146,26 @@ class ProxyMapperModule(pl.LightningModule):
             return codes, self.editor.generator.features(codes, self.editor.hairstyle_block)[0]
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        start = None
+        out = self.answer(batch["z"], with_start=self.hparams.relative)
+        objective = out.objective
         if self.hparams.relative:
-            devices = [self.device] if self.device.type == "cuda" else []
-            with torch.no_grad(), torch.random.fork_rng(devices=devices):  # the answer's random draws
-                start, _ = self.answer(batch["z"], use_mapper=False)
-        objective, delta = self.answer(batch["z"])
-        weighted = objective if start is None else objective / start.clamp_min(self.hparams.relative_floor)
-        loss = weighted.mean() + self.hparams.delta_lambda * delta.mean()
-        self.log_dict({"train/objective": objective.mean(), "train/delta": delta.mean()}, prog_bar=True)
+            objective = objective / out.start.clamp_min(self.hparams.relative_floor)
+        loss = objective.mean() + self.hparams.delta_lambda * out.delta.mean()
+        self.log_dict({"train/objective": out.objective.mean(), "train/delta": out.delta.mean()}, prog_bar=True)
         return loss
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.no_grad(), torch.random.fork_rng(devices=devices):  # the same jitter at every validation
             torch.manual_seed(batch_idx)
-            answer, delta = self.answer(batch["z"])
-            torch.manual_seed(batch_idx)
-            start, _ = self.answer(batch["z"], use_mapper=False)
-        n = len(answer)
-        self.log("val/objective", answer.mean(), prog_bar=True, batch_size=n)
-        self.log("val/objective_start", start.mean(), batch_size=n)
+            out = self.answer(batch["z"], with_start=True)
+        n = len(out.objective)
+        self.log("val/objective", out.objective.mean(), prog_bar=True, batch_size=n)
+        self.log("val/objective_start", out.start.mean(), batch_size=n)
         if self.hparams.relative:
-            relative = answer / start.clamp_min(self.hparams.relative_floor)
+            relative = out.objective / out.start.clamp_min(self.hparams.relative_floor)
             self.log("val/relative_objective", relative.mean(), batch_size=n)
-        self.log("val/delta", delta.mean(), batch_size=n)
+        self.log("val/delta", out.delta.mean(), batch_size=n)
 
     def on_validation_epoch_end(self) -> None:
         """Export the mapper when its validation objective is the best so far (the objective is noisy
@@ -198,7 +205,7 @@ class TextMapperModule(ProxyMapperModule):
     def rows(self) -> int:
         return self.proxy.cfg.rows
 
-    def answer(self, z: torch.Tensor, use_mapper: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def answer(self, z: torch.Tensor, with_start: bool = False) -> MapperAnswer:
         proxy, g = self.proxy, self.editor.generator
         codes, texts = self.sources(z), caption(self.world.attributes(z.roll(1, 0).cpu()))
         heatmaps = None
@@ -206,11 +213,13 @@ class TextMapperModule(ProxyMapperModule):
             with torch.no_grad():
                 heatmaps = proxy.landmarks.heatmaps(g.synthesis(codes))
         start = proxy.start(len(z), None, self.latent_avg, None)
-        answer = start
-        if use_mapper:
-            answer = proxy.codes_with_rows(proxy.mapper_rows(texts, codes, self.latent_avg), self.latent_avg)
+        answer = proxy.codes_with_rows(proxy.mapper_rows(texts, codes, self.latent_avg), self.latent_avg)
         k = self.mapper.rows
-        return proxy.objective(g.synthesis(answer), texts, heatmaps), offset(answer[:, :k], start[:, :k])
+        out = MapperAnswer(proxy.objective(g.synthesis(answer), texts, heatmaps), offset(answer[:, :k], start[:, :k]))
+        if with_start:
+            with torch.no_grad():
+                out.start = proxy.objective(g.synthesis(start), texts, heatmaps)
+        return out
 
 
 class ReferenceMapperModule(ProxyMapperModule):
@@ -236,17 +245,19 @@ class ReferenceMapperModule(ProxyMapperModule):
     def reads(self) -> int:
         return 2 * self.rows()  # the reference's rows and the source's
 
-    def answer(self, z: torch.Tensor, use_mapper: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def answer(self, z: torch.Tensor, with_start: bool = False) -> MapperAnswer:
         proxy, g = self.proxy, self.editor.generator
         codes, ref_exact = self.sources(z), self.sources(z.roll(1, 0))
         with torch.no_grad():
             targets = proxy.targets(g.synthesis(codes), g.synthesis(ref_exact))
         ref_codes = ref_exact + self.hparams.jitter * self.code_std * torch.randn_like(ref_exact)
-        answer = ref_codes
-        if use_mapper:
-            answer = proxy.with_rows(proxy.mapper_rows(ref_codes, codes, self.latent_avg), ref_codes)
+        answer = proxy.with_rows(proxy.mapper_rows(ref_codes, codes, self.latent_avg), ref_codes)
         k = self.mapper.rows
-        return proxy.objective(g.synthesis(answer), targets), offset(answer[:, :k], ref_codes[:, :k])
+        out = MapperAnswer(proxy.objective(g.synthesis(answer), targets), offset(answer[:, :k], ref_codes[:, :k]))
+        if with_start:
+            with torch.no_grad():
+                out.start = proxy.objective(g.synthesis(ref_codes), targets)
+        return out
 
 
 class ColourMapperModule(ProxyMapperModule):
@@ -275,20 +286,21 @@ class ColourMapperModule(ProxyMapperModule):
             for i, (v, name) in enumerate(zip(values, names, strict=True))
         ]
 
-    def answer(self, z: torch.Tensor, use_mapper: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def answer(self, z: torch.Tensor, with_start: bool = False) -> MapperAnswer:
         proxy = self.proxy
         b = proxy.blender
         (codes, feature), conditions = self.embedded(z), self.conditions(z)
         lo, hi = proxy.edit_span
         with torch.no_grad():
-            edited = b.resume(codes, feature)
+            edited = b.resume(codes, feature)  # the start: the source's own rows
             edited_hair = proxy.segmenter.hair(edited)
             labs = proxy.target_labs(conditions, edited.shape[-1], edited.device)
             source_labs = proxy.avg_lab.hair_lab(edited, edited_hair)
-        answer = codes
-        if use_mapper:
-            rows = proxy.mapper_rows(conditions, labs, codes, self.latent_avg, source_labs)
-            answer = torch.cat([codes[:, :lo], rows, codes[:, hi:]], dim=1)
-        image = b.resume(answer, feature)
+        rows = proxy.mapper_rows(conditions, labs, codes, self.latent_avg, source_labs)
+        image = b.resume(torch.cat([codes[:, :lo], rows, codes[:, hi:]], dim=1), feature)
         objective = proxy.edit_objective(conditions, image, edited, edited_hair, labs)
-        return objective, offset(answer[:, lo:hi], codes[:, lo:hi])
+        out = MapperAnswer(objective, offset(rows, codes[:, lo:hi]))
+        if with_start:
+            with torch.no_grad():
+                out.start = proxy.edit_objective(conditions, edited, edited, edited_hair, labs)
+        return out
