@@ -77,6 +77,15 @@ def last_validation(run: Path) -> tuple[int, dict[str, float]]:
     return step_and_values(validations(run)[-1])
 
 
+def trained_steps(run: Path) -> int:
+    """The steps the run trained: its status.json's global step (train.py writes it when a fit ends;
+    the last validation can come before the last step), else its last validation's step."""
+    status = run / "status.json"
+    if status.is_file():
+        return int(json.loads(status.read_text())["global_step"])
+    return last_validation(run)[0]
+
+
 def best_validation(run: Path, metric: str) -> tuple[int, dict[str, float]]:
     """The step and val/* values of the validation row where `metric` was lowest (the first of equals)."""
     rows = [r for r in validations(run) if r.get(metric)]
@@ -93,7 +102,7 @@ def record(name: str, run: Path, note: str) -> dict:
     (shutil.copytree if (run / exported).is_dir() else shutil.copyfile)(run / exported, dest)
     files = weight_files(dest)
     store_half(files)
-    step, metrics = last_validation(run)
+    _, metrics = last_validation(run)
     # world_chain.py's runs read the networks from its staging copy (paths.world_dir), which these
     # files then replace: the command without it reads the same networks from weights/world
     dropped = ("hydra.", "callbacks.progress_bar", "resume_dir", "paths.world_dir")
@@ -103,7 +112,7 @@ def record(name: str, run: Path, note: str) -> dict:
         "command": "python train.py " + " ".join(kept),
         "experiment": ran[0] if ran else experiment,
         "seed": config["seed"],
-        "steps": step,
+        "steps": trained_steps(run),
         "validation": metrics,
         "files": {p.relative_to(ROOT).as_posix(): sha256(p) for p in files},
         "note": note,

@@ -89,8 +89,9 @@ def test_the_bald_mapper_trains_against_the_new_generator_and_a_rerun_trains_not
 
 def test_a_mappers_provenance_records_the_validation_its_file_was_exported_at(tmp_path):
     """The mapper runs export at their best val/objective: its step and values are recorded beside
-    the last validation (the generator's export is its last, so it has none)."""
-    from world_provenance import EXPORTED_AT_BEST, best_validation, last_validation
+    the last validation (the generator's export is its last, so it has none); the steps trained are
+    the run's, which can go past its last validation."""
+    from world_provenance import EXPORTED_AT_BEST, best_validation, last_validation, trained_steps
 
     (tmp_path / "csv").mkdir()
     (tmp_path / "csv" / "metrics.csv").write_text(
@@ -105,3 +106,6 @@ def test_a_mappers_provenance_records_the_validation_its_file_was_exported_at(tm
     assert last_validation(tmp_path) == (600, {"val/objective": 0.41, "val/delta": 0.33})
     assert set(EXPORTED_AT_BEST) == {"text_mapper", "colour_mapper"}
     assert best_validation(tmp_path, "val/delta") == (200, {"val/objective": 0.44, "val/delta": 0.1})
+    assert trained_steps(tmp_path) == 600  # no status.json: the last validation's step
+    (tmp_path / "status.json").write_text(json.dumps({"finished": True, "global_step": 700}))
+    assert trained_steps(tmp_path) == 700  # the run went on past its last validation
